@@ -1,0 +1,301 @@
+//! Primitives, each bound to the session: X25519 agreement, HKDF-SHA256 key derivation,
+//! ChaCha20-Poly1305 for shares, AES-256-CTR mask expansion, Ed25519 signatures, and the hash
+//! commitment to the self-mask seed.
+//!
+//! Every derived key takes the 32-byte session id as HKDF salt and a label naming its use and the
+//! clients it belongs to, so no key or mask stream is ever reused across sessions, directions or
+//! purposes. Mask streams are keyed with the full 256 bits (AES-256); nothing is folded to a
+//! shorter seed.
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::ChaCha20Poly1305;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use fedagg_quant::Modulus;
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::{error::Error, ClientId};
+
+/// A 32-byte secret: zeroized on drop, no `Clone`, no `Debug`.
+pub struct Secret32(Zeroizing<[u8; 32]>);
+
+impl Secret32 {
+    /// Wrap bytes (they are moved in and zeroized when this drops).
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Secret32(Zeroizing::new(bytes))
+    }
+    /// Draw a fresh secret from a CSPRNG.
+    pub fn random<R: rand_core::RngCore + rand_core::CryptoRng>(rng: &mut R) -> Self {
+        let mut b = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *b);
+        Secret32(b)
+    }
+    /// The bytes.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Ciphertext length of one encrypted share pair: two 32-byte shares and a 16-byte tag.
+pub const SHARE_CIPHERTEXT_LEN: usize = 64 + 16;
+
+const LABEL_SHARE: &[u8] = b"fedagg-secagg-v1 share-key";
+const LABEL_SHARE_AAD: &[u8] = b"fedagg-secagg-v1 share";
+const LABEL_SELF_MASK: &[u8] = b"fedagg-secagg-v1 self-mask";
+const LABEL_PAIR_MASK: &[u8] = b"fedagg-secagg-v1 pair-mask";
+const LABEL_COMMIT: &[u8] = b"fedagg-secagg-v1 self-mask-commitment";
+const LABEL_ADVERTISE: &[u8] = b"fedagg-secagg-v1 advertise";
+const LABEL_CONSISTENCY: &[u8] = b"fedagg-secagg-v1 consistency";
+
+/// X25519 agreement; refuses a peer key that yields a non-contributory (low-order) result.
+pub fn agree(secret: &StaticSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
+    let shared = secret.diffie_hellman(&PublicKey::from(*peer));
+    if !shared.was_contributory() {
+        return Err(Error::Protocol(
+            "peer public key is a low-order point".into(),
+        ));
+    }
+    Ok(Zeroizing::new(shared.to_bytes()))
+}
+
+/// The public key of an X25519 secret.
+pub fn public_of(secret: &StaticSecret) -> [u8; 32] {
+    PublicKey::from(secret).to_bytes()
+}
+
+fn hkdf(ikm: &[u8], session: &[u8; 32], info: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+    let hk = Hkdf::<Sha256>::new(Some(session), ikm);
+    let mut out = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit: expand cannot fail.
+    if hk.expand_multi_info(info, &mut *out).is_err() {
+        unreachable!("hkdf output length is fixed at 32 bytes");
+    }
+    out
+}
+
+fn share_aad(session: &[u8; 32], sender: ClientId, recipient: ClientId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(LABEL_SHARE_AAD.len() + 40);
+    aad.extend_from_slice(LABEL_SHARE_AAD);
+    aad.extend_from_slice(session);
+    aad.extend_from_slice(&sender.0.to_le_bytes());
+    aad.extend_from_slice(&recipient.0.to_le_bytes());
+    aad
+}
+
+fn share_cipher(
+    agreed: &[u8; 32],
+    session: &[u8; 32],
+    s: ClientId,
+    r: ClientId,
+) -> ChaCha20Poly1305 {
+    // Sender and recipient in order: the two directions of one agreement get different keys.
+    let key = hkdf(
+        agreed,
+        session,
+        &[LABEL_SHARE, &s.0.to_le_bytes(), &r.0.to_le_bytes()],
+    );
+    ChaCha20Poly1305::new((&*key).into())
+}
+
+/// Encrypt the 64-byte share pair for `recipient`. Each key encrypts exactly one message, so the
+/// fixed nonce is safe.
+pub fn seal_shares(
+    agreed: &[u8; 32],
+    session: &[u8; 32],
+    sender: ClientId,
+    recipient: ClientId,
+    plaintext: &[u8; 64],
+) -> Vec<u8> {
+    let aad = share_aad(session, sender, recipient);
+    let cipher = share_cipher(agreed, session, sender, recipient);
+    match cipher.encrypt(
+        &[0u8; 12].into(),
+        Payload {
+            msg: plaintext,
+            aad: &aad,
+        },
+    ) {
+        Ok(ct) => ct,
+        // Encryption only fails for messages longer than 2^38 bytes.
+        Err(_) => unreachable!("64-byte plaintext always encrypts"),
+    }
+}
+
+/// Decrypt and authenticate a share pair sent by `sender` to `recipient` in this session.
+pub fn open_shares(
+    agreed: &[u8; 32],
+    session: &[u8; 32],
+    sender: ClientId,
+    recipient: ClientId,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<[u8; 64]>, Error> {
+    let aad = share_aad(session, sender, recipient);
+    let cipher = share_cipher(agreed, session, sender, recipient);
+    let mut pt = cipher
+        .decrypt(
+            &[0u8; 12].into(),
+            Payload {
+                msg: ciphertext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| Error::Decryption)?;
+    if pt.len() != 64 {
+        pt.zeroize();
+        return Err(Error::Decryption);
+    }
+    let mut out = Zeroizing::new([0u8; 64]);
+    out.copy_from_slice(&pt);
+    pt.zeroize();
+    Ok(out)
+}
+
+/// Commitment to a client's self-mask seed, checked after reconstruction.
+pub fn commit_self_seed(session: &[u8; 32], client: ClientId, seed: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(LABEL_COMMIT);
+    h.update(session);
+    h.update(client.0.to_le_bytes());
+    h.update(seed);
+    h.finalize().into()
+}
+
+type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+
+/// One mask stream: AES-256-CTR under a derived key, zero IV (each key is used for one stream).
+pub struct MaskStream {
+    cipher: Aes256Ctr,
+    subtract: bool,
+}
+
+impl MaskStream {
+    /// The self-mask stream of `client` from its seed `b`.
+    pub fn self_mask(
+        seed: &[u8; 32],
+        session: &[u8; 32],
+        client: ClientId,
+        subtract: bool,
+    ) -> Self {
+        let key = hkdf(seed, session, &[LABEL_SELF_MASK, &client.0.to_le_bytes()]);
+        Self::from_key(&key, subtract)
+    }
+
+    /// The pairwise stream shared by `a` and `b` (order-free) from their agreed secret.
+    pub fn pair_mask(
+        agreed: &[u8; 32],
+        session: &[u8; 32],
+        a: ClientId,
+        b: ClientId,
+        subtract: bool,
+    ) -> Self {
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        let key = hkdf(
+            agreed,
+            session,
+            &[LABEL_PAIR_MASK, &lo.0.to_le_bytes(), &hi.0.to_le_bytes()],
+        );
+        Self::from_key(&key, subtract)
+    }
+
+    /// A stream under a raw 256-bit key (benchmarks and the two constructors above).
+    pub fn from_key(key: &[u8; 32], subtract: bool) -> Self {
+        MaskStream {
+            cipher: Aes256Ctr::new(key.into(), &[0u8; 16].into()),
+            subtract,
+        }
+    }
+}
+
+/// Elements per chunk: the accumulator chunk (8 KiB) and one keystream buffer stay in L1 while
+/// every stream is applied to it.
+const CHUNK: usize = 1024;
+
+/// Add (or subtract) every stream's mask to `acc` in `Z_2^k`. Streams are advanced in place, so
+/// applying a set twice gives fresh (different) masks: build a new set per vector.
+///
+/// Each element takes `ceil(k/8)` little-endian keystream bytes truncated to `k` bits, which is
+/// uniform over `Z_2^k` because `2^k` divides `2^(8 ceil(k/8))`.
+pub fn apply_masks(acc: &mut [u64], streams: &mut [MaskStream], modulus: Modulus) {
+    match modulus.bytes_per_element() {
+        1 => apply_width::<1>(acc, streams, modulus),
+        2 => apply_width::<2>(acc, streams, modulus),
+        3 => apply_width::<3>(acc, streams, modulus),
+        4 => apply_width::<4>(acc, streams, modulus),
+        5 => apply_width::<5>(acc, streams, modulus),
+        6 => apply_width::<6>(acc, streams, modulus),
+        7 => apply_width::<7>(acc, streams, modulus),
+        _ => apply_width::<8>(acc, streams, modulus),
+    }
+}
+
+fn apply_width<const B: usize>(acc: &mut [u64], streams: &mut [MaskStream], modulus: Modulus) {
+    let mask = modulus.mask();
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK * B]);
+    for chunk in acc.chunks_mut(CHUNK) {
+        let bytes = &mut buf[..chunk.len() * B];
+        for s in streams.iter_mut() {
+            bytes.fill(0);
+            s.cipher.apply_keystream(bytes);
+            let words = bytes.chunks_exact(B).map(|w| {
+                let mut le = [0u8; 8];
+                le[..B].copy_from_slice(w);
+                u64::from_le_bytes(le)
+            });
+            if s.subtract {
+                for (a, m) in chunk.iter_mut().zip(words) {
+                    *a = a.wrapping_sub(m);
+                }
+            } else {
+                for (a, m) in chunk.iter_mut().zip(words) {
+                    *a = a.wrapping_add(m);
+                }
+            }
+        }
+        for a in chunk.iter_mut() {
+            *a &= mask;
+        }
+    }
+}
+
+/// Raw keystream generation into `out`, for the benchmark that states masking as a ratio to it.
+pub fn keystream(key: &[u8; 32], out: &mut [u8]) {
+    let mut c = Aes256Ctr::new(key.into(), &[0u8; 16].into());
+    out.fill(0);
+    c.apply_keystream(out);
+}
+
+/// The bytes a client signs in AdvertiseKeys (malicious-server mode).
+pub fn advertise_transcript(
+    session: &[u8; 32],
+    id: ClientId,
+    c_pk: &[u8; 32],
+    s_pk: &[u8; 32],
+) -> Vec<u8> {
+    [LABEL_ADVERTISE, session, &id.0.to_le_bytes(), c_pk, s_pk].concat()
+}
+
+/// The bytes a client signs in ConsistencyCheck: the sorted survivor set U3.
+pub fn consistency_transcript(session: &[u8; 32], survivors: &[ClientId]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(LABEL_CONSISTENCY.len() + 36 + 4 * survivors.len());
+    v.extend_from_slice(LABEL_CONSISTENCY);
+    v.extend_from_slice(session);
+    v.extend_from_slice(&(survivors.len() as u32).to_le_bytes());
+    for c in survivors {
+        v.extend_from_slice(&c.0.to_le_bytes());
+    }
+    v
+}
+
+/// Sign with an identity key.
+pub fn sign(key: &SigningKey, msg: &[u8]) -> [u8; 64] {
+    key.sign(msg).to_bytes()
+}
+
+/// Verify an identity signature (strict: no malleable encodings).
+pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64], who: ClientId) -> Result<(), Error> {
+    key.verify_strict(msg, &Signature::from_bytes(sig))
+        .map_err(|_| Error::BadSignature(who))
+}
