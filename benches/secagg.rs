@@ -1,1 +1,187 @@
-fn main() {}
+//! Criterion benchmarks of the SecAgg core: the raw PRG, client key generation, share generation
+//! and masking, and server unmasking. Ids name their parameters, e.g. `secagg/mask/k=32/m=1e6`.
+//!
+//! Run with `cargo bench --bench secagg`; `FEDAGG_BENCH_QUICK=1` limits the sizes (used by CI to
+//! check that the benches still run).
+
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use fedagg_quant::Modulus;
+use fedagg_secagg::client;
+use fedagg_secagg::crypto::{apply_masks, keystream, MaskStream};
+use fedagg_secagg::server::{AfterMasking, CollectingKeys, Unmasking};
+use fedagg_secagg::{ClientId, Graph, SessionConfig};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+fn quick() -> bool {
+    std::env::var_os("FEDAGG_BENCH_QUICK").is_some()
+}
+
+fn label(m: usize) -> String {
+    let e = (m as f64).log10().round() as i32;
+    if 10usize.pow(e as u32) == m {
+        format!("1e{e}")
+    } else {
+        m.to_string()
+    }
+}
+
+fn session(n: u32, t: usize, m: usize, rng: &mut ChaCha20Rng) -> Arc<SessionConfig> {
+    let mut id = [0u8; 32];
+    rng.fill_bytes(&mut id);
+    let graph = Graph::complete(n).expect("valid graph");
+    let modulus = Modulus::new(32).expect("valid modulus");
+    Arc::new(SessionConfig::new(id, graph, t, modulus, m, None).expect("valid session"))
+}
+
+fn sizes() -> Vec<usize> {
+    if quick() {
+        vec![1_000, 100_000]
+    } else {
+        vec![1_000, 10_000, 100_000, 1_000_000, 10_000_000]
+    }
+}
+
+/// Raw AES-256-CTR keystream for m 32-bit values: the yardstick masking is measured against.
+fn prg(c: &mut Criterion) {
+    let mut g = c.benchmark_group("secagg/prg");
+    for m in sizes() {
+        let mut buf = vec![0u8; 4 * m];
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("aes256ctr/m={}", label(m))),
+            |b| b.iter(|| keystream(&[7u8; 32], &mut buf)),
+        );
+    }
+    g.finish();
+}
+
+/// Masking m values in Z_2^32 with k pairwise masks plus the self mask.
+fn mask(c: &mut Criterion) {
+    let modulus = Modulus::new(32).expect("valid modulus");
+    let mut g = c.benchmark_group("secagg/mask");
+    g.sample_size(10);
+    let ks: &[u32] = if quick() { &[16] } else { &[16, 64] };
+    for &k in ks {
+        for m in sizes() {
+            let mut acc = vec![0u64; m];
+            g.throughput(Throughput::Bytes(4 * m as u64 * (u64::from(k) + 1)));
+            g.bench_function(format!("k={k}/m={}", label(m)), |b| {
+                b.iter(|| {
+                    let mut streams: Vec<MaskStream> = (0..=k)
+                        .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
+                        .collect();
+                    apply_masks(&mut acc, &mut streams, modulus)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Client key generation, and share generation (Shamir + encryption) for k neighbours.
+fn client_setup(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut g = c.benchmark_group("secagg/client");
+    let cfg = session(2, 2, 1, &mut rng);
+    g.bench_function("keygen", |b| {
+        b.iter(|| client::start(Arc::clone(&cfg), ClientId(0), None, &mut rng))
+    });
+    for k in [16u32, 64, 254] {
+        let cfg = session(k + 1, k as usize / 2 + 1, 1, &mut rng);
+        g.bench_function(format!("share_keys/k={k}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut server = CollectingKeys::new(Arc::clone(&cfg));
+                    let mut mine = None;
+                    for i in 0..=k {
+                        let (s, m) = client::start(Arc::clone(&cfg), ClientId(i), None, &mut rng)
+                            .expect("start");
+                        server.receive(ClientId(i), &m).expect("keys accepted");
+                        if i == 0 {
+                            mine = Some(s);
+                        }
+                    }
+                    let (_, out) = server.finish().expect("enough clients");
+                    (
+                        mine.expect("client 0 started"),
+                        out.into_iter().next().expect("message").1,
+                    )
+                },
+                |(state, msg)| state.share_keys(&msg, &mut ChaCha20Rng::seed_from_u64(2)),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// Drive n clients of a complete graph up to Unmasking, with `dropped` of them vanishing after
+/// sharing keys, and return the server state with every unmask response received.
+fn unmasking_state(n: u32, m: usize, dropped: u32, rng: &mut ChaCha20Rng) -> Unmasking {
+    let cfg = session(n, (n as usize) / 2 + 1, m, rng);
+    let mut server = CollectingKeys::new(Arc::clone(&cfg));
+    let mut states = BTreeMap::new();
+    for i in 0..n {
+        let (s, msg) = client::start(Arc::clone(&cfg), ClientId(i), None, rng).expect("start");
+        server.receive(ClientId(i), &msg).expect("keys");
+        states.insert(ClientId(i), s);
+    }
+    let (mut server, out) = server.finish().expect("round 0");
+    let mut next = BTreeMap::new();
+    for (c, msg) in out {
+        let s = states.remove(&c).expect("state");
+        let (s, reply) = s.share_keys(&msg, rng).expect("shares");
+        server.receive(c, &reply).expect("shares accepted");
+        next.insert(c, s);
+    }
+    let (mut server, out) = server.finish().expect("round 1");
+    let input = vec![1u64; m];
+    let mut waiting = BTreeMap::new();
+    for (c, msg) in out {
+        let s = next.remove(&c).expect("state");
+        if c.0 < dropped {
+            continue;
+        }
+        let (s, reply) = s.mask(&msg, &input).expect("mask");
+        server.receive(c, &reply).expect("masked input accepted");
+        waiting.insert(c, s);
+    }
+    let AfterMasking::Unmasking(mut server, out) = server.finish().expect("round 2") else {
+        unreachable!("no consistency check without identities")
+    };
+    for (c, msg) in out {
+        let s = waiting.remove(&c).expect("state");
+        server
+            .receive(c, &s.unmask(&msg).expect("unmask"))
+            .expect("shares accepted");
+    }
+    server
+}
+
+/// Server unmasking for n = 100, m = 10^6 (10^5 when quick) with 0, 10 and 30 % dropouts.
+fn unmask(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let n = 100u32;
+    let m = if quick() { 100_000 } else { 1_000_000 };
+    let mut g = c.benchmark_group("secagg/unmask");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    for pct in [0u32, 10, 30] {
+        let state = unmasking_state(n, m, n * pct / 100, &mut rng);
+        g.bench_function(format!("n={n}/m={}/dropout={pct}%", label(m)), |b| {
+            b.iter(|| state.aggregate().expect("aggregate"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, prg, mask, client_setup, unmask);
+criterion_main!(benches);

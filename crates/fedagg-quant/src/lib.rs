@@ -18,6 +18,25 @@
 //! offsets and returns the weighted mean, with per-coordinate error at most one quantization step
 //! `2c/T` against the weighted mean of the clipped inputs. Only `W` is revealed besides the mean.
 //!
+//! ```
+//! use fedagg_quant::QuantParams;
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::{OsRng, SeedableRng};
+//!
+//! // clip to [-1, 1], 2^16 levels, weights up to 100, up to 1000 clients, in Z_2^40
+//! let p = QuantParams::new(1.0, 1 << 16, 100, 1000, 40)?;
+//! let mut rng = ChaCha20Rng::from_rng(OsRng).unwrap();
+//! let a = p.encode_weighted(&[0.5, -0.25], 30, &mut rng)?;
+//! let b = p.encode_weighted(&[-0.5, 0.75], 10, &mut rng)?;
+//! let mut sum = a.clone();
+//! p.modulus().add_assign(&mut sum, &b);
+//! let (mean, total_weight) = p.decode_weighted_mean(&sum)?;
+//! assert_eq!(total_weight, 40);
+//! assert!((mean[0] - 0.25).abs() <= p.step());   // (30 * 0.5 + 10 * -0.5) / 40
+//! assert!((mean[1] - 0.0).abs() <= p.step());    // (30 * -0.25 + 10 * 0.75) / 40
+//! # Ok::<(), fedagg_quant::Error>(())
+//! ```
+//!
 //! The crate does no IO and draws no ambient randomness: the stochastic rounding takes a caller's
 //! cryptographically secure RNG.
 #![forbid(unsafe_code)]
@@ -253,6 +272,21 @@ impl QuantParams {
             max_clients,
             modulus,
         })
+    }
+
+    /// Like [`QuantParams::new`] with the smallest modulus `2^k` that holds the largest
+    /// aggregate, so masked vectors and ciphertext slots are no wider than they must be.
+    pub fn with_minimal_modulus(
+        clip: f64,
+        levels: u64,
+        max_weight: u64,
+        max_clients: u64,
+    ) -> Result<Self, Error> {
+        let product = (max_clients as u128)
+            .saturating_mul(levels as u128)
+            .saturating_mul(max_weight as u128);
+        let bits = (128 - product.leading_zeros()).max(1);
+        Self::new(clip, levels, max_weight, max_clients, bits.min(64))
     }
 
     /// The clipping bound `c`.

@@ -63,6 +63,22 @@ fn overflow_is_refused_with_the_numbers() {
 }
 
 #[test]
+fn minimal_modulus_is_the_smallest_that_fits() {
+    // 1000 x 2^16 x 256 = 16_777_216_000 < 2^34
+    let p = QuantParams::with_minimal_modulus(1.0, 1 << 16, 256, 1000).unwrap();
+    assert_eq!(p.modulus().bits(), 34);
+    assert!(QuantParams::new(1.0, 1 << 16, 256, 1000, 33).is_err());
+    assert_eq!(
+        QuantParams::with_minimal_modulus(1.0, 1, 1, 1)
+            .unwrap()
+            .modulus()
+            .bits(),
+        1
+    );
+    assert!(QuantParams::with_minimal_modulus(1.0, u64::MAX, 2, 1).is_err());
+}
+
+#[test]
 fn invalid_parameters_are_refused() {
     for clip in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(

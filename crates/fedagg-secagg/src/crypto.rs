@@ -239,11 +239,7 @@ fn apply_width<const B: usize>(acc: &mut [u64], streams: &mut [MaskStream], modu
         for s in streams.iter_mut() {
             bytes.fill(0);
             s.cipher.apply_keystream(bytes);
-            let words = bytes.chunks_exact(B).map(|w| {
-                let mut le = [0u8; 8];
-                le[..B].copy_from_slice(w);
-                u64::from_le_bytes(le)
-            });
+            let words = bytes.chunks_exact(B).map(load::<B>);
             if s.subtract {
                 for (a, m) in chunk.iter_mut().zip(words) {
                     *a = a.wrapping_sub(m);
@@ -256,6 +252,22 @@ fn apply_width<const B: usize>(acc: &mut [u64], streams: &mut [MaskStream], modu
         }
         for a in chunk.iter_mut() {
             *a &= mask;
+        }
+    }
+}
+
+/// Little-endian load of a `B`-byte word; the common widths get a single load the compiler can
+/// vectorise.
+#[inline(always)]
+fn load<const B: usize>(w: &[u8]) -> u64 {
+    match B {
+        8 => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
+        4 => u64::from(u32::from_le_bytes(w.try_into().unwrap_or([0; 4]))),
+        2 => u64::from(u16::from_le_bytes(w.try_into().unwrap_or([0; 2]))),
+        _ => {
+            let mut le = [0u8; 8];
+            le[..B].copy_from_slice(w);
+            u64::from_le_bytes(le)
         }
     }
 }

@@ -20,6 +20,28 @@
 //! (kept by the caller) passed; `finish` checks the thresholds and produces the messages of the next
 //! phase, addressed per client.
 //!
+//! A whole round in memory, five clients, one dropping out after sharing its keys:
+//!
+//! ```
+//! use std::{collections::BTreeMap, sync::Arc, time::Instant};
+//! use fedagg_secagg::{sim::{run_round, DropPoint}, ClientId, Graph, Modulus, SessionConfig};
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::{OsRng, SeedableRng};
+//!
+//! let mut rng = ChaCha20Rng::from_rng(OsRng).unwrap();
+//! let mut session_id = [0u8; 32];
+//! rand_core::RngCore::fill_bytes(&mut rng, &mut session_id);
+//! let cfg = SessionConfig::new(
+//!     session_id, Graph::complete(5)?, 3, Modulus::new(32)?, 2, None)?;
+//! let inputs: Vec<Vec<u64>> = (0..5).map(|i| vec![i, 10 * i]).collect();
+//! let drops = BTreeMap::from([(ClientId(2), DropPoint::AfterShareKeys)]);
+//! let outcome = run_round(Arc::new(cfg), &inputs, &drops, None, None, &Instant::now, &mut rng);
+//! let aggregate = outcome.result?;
+//! assert_eq!(aggregate.sum, vec![0 + 1 + 3 + 4, 0 + 10 + 30 + 40]);
+//! assert_eq!(aggregate.dropped_after_sharing, vec![ClientId(2)]);
+//! # Ok::<(), fedagg_secagg::Error>(())
+//! ```
+//!
 //! Arithmetic is in `Z_2^k` ([`fedagg_quant::Modulus`]); inputs come from
 //! [`fedagg_quant::QuantParams`], which already refused any configuration that could overflow.
 //!

@@ -594,7 +594,13 @@ impl Unmasking {
 
     /// Close round 4: reconstruct every needed secret, verify it, and remove the masks.
     pub fn finish(self) -> Result<Aggregate, Error> {
-        let mut core = self.core;
+        self.aggregate()
+    }
+
+    /// What [`Unmasking::finish`] returns, without consuming the state (so a server can retry
+    /// after more responses arrive, or measure the computation).
+    pub fn aggregate(&self) -> Result<Aggregate, Error> {
+        let core = &self.core;
         let cfg = Arc::clone(&core.cfg);
         let t = cfg.threshold();
         let session = cfg.session_id();
@@ -641,10 +647,11 @@ impl Unmasking {
                 streams.push(MaskStream::pair_mask(&agreed, session, w, v, w < v));
             }
         }
-        crypto::apply_masks(&mut core.sum, &mut streams, cfg.modulus());
+        let mut sum = core.sum.clone();
+        crypto::apply_masks(&mut sum, &mut streams, cfg.modulus());
         Ok(Aggregate {
-            sum: core.sum,
-            included: core.u3.into_iter().collect(),
+            sum,
+            included: core.u3.iter().copied().collect(),
             dropped_after_sharing: dropped,
         })
     }

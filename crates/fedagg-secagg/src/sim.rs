@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A monotonic clock, injected: the crate itself never reads time.
+pub type Clock<'a> = &'a dyn Fn() -> Instant;
+
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 
@@ -66,14 +69,16 @@ pub struct Outcome {
 
 /// Run one round. `inputs[i]` is client `i`'s input; `drops` says who vanishes when;
 /// `identities` are the clients' signing keys in malicious-server mode; `hook`, if given, sees
-/// every message in flight. Server errors on receipt are returned in `client_errors` too (with
-/// the sender's id), because that is what the sender would get back.
+/// every message in flight; `clock` returns the current monotonic time and times the phases. Server errors on
+/// receipt are returned in `client_errors` too (with the sender's id), because that is what the
+/// sender would get back.
 pub fn run_round<R: RngCore + CryptoRng>(
     cfg: Arc<SessionConfig>,
     inputs: &[Vec<u64>],
     drops: &BTreeMap<ClientId, DropPoint>,
     identities: Option<Vec<SigningKey>>,
     mut hook: Option<&mut Hook<'_>>,
+    clock: Clock<'_>,
     rng: &mut R,
 ) -> Outcome {
     let mut timings = Timings::default();
@@ -115,19 +120,19 @@ pub fn run_round<R: RngCore + CryptoRng>(
         if gone(c, DropPoint::BeforeAdvertise) {
             continue;
         }
-        let t0 = Instant::now();
+        let t0 = clock();
         let identity = ids.get_mut(i as usize).and_then(Option::take);
         let Some(rng_c) = rngs.get_mut(i as usize) else {
             continue;
         };
         let started = client::start(Arc::clone(&cfg), c, identity, rng_c);
-        add(&mut timings.clients, "0-advertise", t0.elapsed());
+        add(&mut timings.clients, "0-advertise", clock() - t0);
         match started {
             Ok((state, msg)) => {
                 let msg = pass(Phase::AdvertiseKeys, c, Direction::ToServer, msg);
-                let t0 = Instant::now();
+                let t0 = clock();
                 let r = server.receive(c, &msg);
-                add(&mut timings.server, "0-advertise", t0.elapsed());
+                add(&mut timings.server, "0-advertise", clock() - t0);
                 match r {
                     Ok(()) => {
                         waiting.insert(c, state);
@@ -138,9 +143,9 @@ pub fn run_round<R: RngCore + CryptoRng>(
             Err(e) => errors.push((c, Phase::AdvertiseKeys, e)),
         }
     }
-    let t0 = Instant::now();
+    let t0 = clock();
     let finished = server.finish();
-    add(&mut timings.server, "0-advertise", t0.elapsed());
+    add(&mut timings.server, "0-advertise", clock() - t0);
     let (mut server, out) = match finished {
         Ok(x) => x,
         Err(e) => bail!(e),
@@ -156,18 +161,18 @@ pub fn run_round<R: RngCore + CryptoRng>(
             continue;
         }
         let msg = pass(Phase::ShareKeys, c, Direction::ToClient, msg);
-        let t0 = Instant::now();
+        let t0 = clock();
         let Some(rng_c) = rngs.get_mut(c.0 as usize) else {
             continue;
         };
         let r = state.share_keys(&msg, rng_c);
-        add(&mut timings.clients, "1-share-keys", t0.elapsed());
+        add(&mut timings.clients, "1-share-keys", clock() - t0);
         match r {
             Ok((state, reply)) => {
                 let reply = pass(Phase::ShareKeys, c, Direction::ToServer, reply);
-                let t0 = Instant::now();
+                let t0 = clock();
                 let r = server.receive(c, &reply);
-                add(&mut timings.server, "1-share-keys", t0.elapsed());
+                add(&mut timings.server, "1-share-keys", clock() - t0);
                 match r {
                     Ok(()) => {
                         sharing.insert(c, state);
@@ -178,9 +183,9 @@ pub fn run_round<R: RngCore + CryptoRng>(
             Err(e) => errors.push((c, Phase::ShareKeys, e)),
         }
     }
-    let t0 = Instant::now();
+    let t0 = clock();
     let finished = server.finish();
-    add(&mut timings.server, "1-share-keys", t0.elapsed());
+    add(&mut timings.server, "1-share-keys", clock() - t0);
     let (mut server, out) = match finished {
         Ok(x) => x,
         Err(e) => bail!(e),
@@ -197,15 +202,15 @@ pub fn run_round<R: RngCore + CryptoRng>(
         }
         let msg = pass(Phase::MaskedInputCollection, c, Direction::ToClient, msg);
         let input = inputs.get(c.0 as usize).map(Vec::as_slice).unwrap_or(&[]);
-        let t0 = Instant::now();
+        let t0 = clock();
         let r = state.mask(&msg, input);
-        add(&mut timings.clients, "2-masked-input", t0.elapsed());
+        add(&mut timings.clients, "2-masked-input", clock() - t0);
         match r {
             Ok((state, reply)) => {
                 let reply = pass(Phase::MaskedInputCollection, c, Direction::ToServer, reply);
-                let t0 = Instant::now();
+                let t0 = clock();
                 let r = server.receive(c, &reply);
-                add(&mut timings.server, "2-masked-input", t0.elapsed());
+                add(&mut timings.server, "2-masked-input", clock() - t0);
                 match r {
                     Ok(()) => {
                         unmasking.insert(c, state);
@@ -216,9 +221,9 @@ pub fn run_round<R: RngCore + CryptoRng>(
             Err(e) => errors.push((c, Phase::MaskedInputCollection, e)),
         }
     }
-    let t0 = Instant::now();
+    let t0 = clock();
     let finished = server.finish();
-    add(&mut timings.server, "2-masked-input", t0.elapsed());
+    add(&mut timings.server, "2-masked-input", clock() - t0);
     let after = match finished {
         Ok(x) => x,
         Err(e) => bail!(e),
@@ -236,15 +241,15 @@ pub fn run_round<R: RngCore + CryptoRng>(
                     continue;
                 }
                 let msg = pass(Phase::ConsistencyCheck, c, Direction::ToClient, msg);
-                let t0 = Instant::now();
+                let t0 = clock();
                 let r = state.sign_consistency(&msg);
-                add(&mut timings.clients, "3-consistency", t0.elapsed());
+                add(&mut timings.clients, "3-consistency", clock() - t0);
                 match r {
                     Ok(reply) => {
                         let reply = pass(Phase::ConsistencyCheck, c, Direction::ToServer, reply);
-                        let t0 = Instant::now();
+                        let t0 = clock();
                         let r = s.receive(c, &reply);
-                        add(&mut timings.server, "3-consistency", t0.elapsed());
+                        add(&mut timings.server, "3-consistency", clock() - t0);
                         if let Err(e) = r {
                             errors.push((c, Phase::ConsistencyCheck, e));
                         }
@@ -252,9 +257,9 @@ pub fn run_round<R: RngCore + CryptoRng>(
                     Err(e) => errors.push((c, Phase::ConsistencyCheck, e)),
                 }
             }
-            let t0 = Instant::now();
+            let t0 = clock();
             let finished = s.finish();
-            add(&mut timings.server, "3-consistency", t0.elapsed());
+            add(&mut timings.server, "3-consistency", clock() - t0);
             match finished {
                 Ok(x) => x,
                 Err(e) => bail!(e),
@@ -271,15 +276,15 @@ pub fn run_round<R: RngCore + CryptoRng>(
             continue;
         }
         let msg = pass(Phase::Unmasking, c, Direction::ToClient, msg);
-        let t0 = Instant::now();
+        let t0 = clock();
         let r = state.unmask(&msg);
-        add(&mut timings.clients, "4-unmask", t0.elapsed());
+        add(&mut timings.clients, "4-unmask", clock() - t0);
         match r {
             Ok(reply) => {
                 let reply = pass(Phase::Unmasking, c, Direction::ToServer, reply);
-                let t0 = Instant::now();
+                let t0 = clock();
                 let r = server.receive(c, &reply);
-                add(&mut timings.server, "4-unmask", t0.elapsed());
+                add(&mut timings.server, "4-unmask", clock() - t0);
                 if let Err(e) = r {
                     errors.push((c, Phase::Unmasking, e));
                 }
@@ -287,9 +292,9 @@ pub fn run_round<R: RngCore + CryptoRng>(
             Err(e) => errors.push((c, Phase::Unmasking, e)),
         }
     }
-    let t0 = Instant::now();
+    let t0 = clock();
     let result = server.finish();
-    add(&mut timings.server, "4-unmask", t0.elapsed());
+    add(&mut timings.server, "4-unmask", clock() - t0);
     Outcome {
         result,
         client_errors: errors,

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use fedagg_quant::{Modulus, QuantParams};
 use fedagg_secagg::client;
@@ -72,7 +73,15 @@ fn plain_sum(cfg: &SessionConfig, inputs: &[Vec<u64>], included: &[ClientId]) ->
 fn check(cfg: Arc<SessionConfig>, drops: &BTreeMap<ClientId, DropPoint>, seed: u64) -> Outcome {
     let mut r = rng(seed);
     let inputs = random_inputs(&cfg, &mut r);
-    let out = run_round(Arc::clone(&cfg), &inputs, drops, None, None, &mut r);
+    let out = run_round(
+        Arc::clone(&cfg),
+        &inputs,
+        drops,
+        None,
+        None,
+        &Instant::now,
+        &mut r,
+    );
     if let Ok(agg) = &out.result {
         assert_eq!(agg.sum, plain_sum(&cfg, &inputs, &agg.included));
         let want: Vec<ClientId> = (0..cfg.graph().n())
@@ -301,7 +310,15 @@ fn client_refuses_bad_unmask_requests() {
                 *m = forged.clone();
             }
         };
-        let out = run_round(Arc::clone(&cfg), &inputs, &d, None, Some(&mut hook), &mut r);
+        let out = run_round(
+            Arc::clone(&cfg),
+            &inputs,
+            &d,
+            None,
+            Some(&mut hook),
+            &Instant::now,
+            &mut r,
+        );
         let (who, phase, err) = &out.client_errors[0];
         assert_eq!((*who, *phase), (ClientId(0), Phase::Unmasking));
         assert!(matches!(err, Error::Protocol(_)), "{err}");
@@ -375,6 +392,7 @@ fn capture_forwarded(seed: u64) -> (Arc<SessionConfig>, Vec<u8>) {
         &BTreeMap::new(),
         None,
         Some(&mut hook),
+        &Instant::now,
         &mut r,
     );
     assert!(out.result.is_ok());
@@ -396,6 +414,7 @@ fn run_with_forwarded_hook(seed: u64, edit: impl Fn(&mut Vec<u8>)) -> Outcome {
         &BTreeMap::new(),
         None,
         Some(&mut hook),
+        &Instant::now,
         &mut r,
     );
     if let Ok(agg) = &out.result {
@@ -465,6 +484,7 @@ fn server_refuses_shares_not_addressed_to_the_live_neighbours() {
         &BTreeMap::new(),
         None,
         Some(&mut hook),
+        &Instant::now,
         &mut r,
     );
     assert_eq!(out.client_errors[0].0, ClientId(2));
@@ -493,6 +513,7 @@ fn low_order_public_key_is_refused() {
         &BTreeMap::new(),
         None,
         Some(&mut hook),
+        &Instant::now,
         &mut r,
     );
     assert!(out
@@ -528,7 +549,15 @@ fn secagg_plus_thousand_clients_with_dropouts() {
             max_keys = max_keys.max(count);
         }
     };
-    let out = run_round(Arc::clone(&cfg), &inputs, &d, None, Some(&mut hook), &mut r);
+    let out = run_round(
+        Arc::clone(&cfg),
+        &inputs,
+        &d,
+        None,
+        Some(&mut hook),
+        &Instant::now,
+        &mut r,
+    );
     let agg = out.result.unwrap();
     assert!(out.client_errors.is_empty());
     assert_eq!(agg.sum, plain_sum(&cfg, &inputs, &agg.included));
@@ -562,7 +591,15 @@ fn weighted_mean_through_secagg_within_quantization_bound() {
         (2, DropPoint::AfterShareKeys),
         (5, DropPoint::AfterMaskedInput),
     ]);
-    let out = run_round(Arc::clone(&cfg), &inputs, &d, None, None, &mut r);
+    let out = run_round(
+        Arc::clone(&cfg),
+        &inputs,
+        &d,
+        None,
+        None,
+        &Instant::now,
+        &mut r,
+    );
     let agg = out.result.unwrap();
     let (mean, total) = quant.decode_weighted_mean(&agg.sum).unwrap();
     let included: BTreeSet<u32> = agg.included.iter().map(|c| c.0).collect();
@@ -620,7 +657,15 @@ fn consistency_check_round_with_dropouts() {
         (1, DropPoint::AfterShareKeys),
         (4, DropPoint::AfterMaskedInput),
     ]);
-    let out = run_round(Arc::clone(&cfg), &inputs, &d, Some(keys), None, &mut r);
+    let out = run_round(
+        Arc::clone(&cfg),
+        &inputs,
+        &d,
+        Some(keys),
+        None,
+        &Instant::now,
+        &mut r,
+    );
     let agg = out.result.unwrap();
     assert!(out.client_errors.is_empty(), "{:?}", out.client_errors);
     assert_eq!(agg.included.len(), 8);
@@ -646,6 +691,7 @@ fn a_server_showing_different_survivor_sets_is_caught() {
         &BTreeMap::new(),
         Some(keys),
         Some(&mut hook),
+        &Instant::now,
         &mut r,
     );
     assert!(out
@@ -672,6 +718,7 @@ fn forged_advertised_keys_are_refused_in_malicious_mode() {
         &BTreeMap::new(),
         Some(keys),
         Some(&mut hook),
+        &Instant::now,
         &mut r,
     );
     assert_eq!(out.client_errors[0].2, Error::BadSignature(ClientId(1)));

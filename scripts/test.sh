@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: the doc tests, then every crate's unit, property and integration tests.
+# The test runner's summary is the last thing printed. Works on a fresh clone with nothing
+# exported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --workspace --doc --quiet
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    echo "cargo-nextest not found; running cargo test instead" >&2
+    cargo test --workspace --no-fail-fast
+fi
