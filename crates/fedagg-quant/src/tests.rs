@@ -1,3 +1,5 @@
+//! Unit and property tests of the encoding: bounds, overflow refusal, unbiased rounding,
+//! and the weighted-mean error bound.
 #![allow(clippy::unwrap_used)]
 
 use super::*;

@@ -67,6 +67,70 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
+/// The plumbing every phase shares: the hook, the clock, and the bookkeeping of times and errors.
+struct Driver<'r, 'h> {
+    hook: Option<&'r mut Hook<'h>>,
+    clock: Clock<'r>,
+    timings: Timings,
+    errors: ClientErrors,
+}
+
+impl Driver<'_, '_> {
+    fn pass(&mut self, phase: Phase, c: ClientId, dir: Direction, mut m: Vec<u8>) -> Vec<u8> {
+        if let Some(h) = self.hook.as_mut() {
+            h(phase, c, dir, &mut m);
+        }
+        m
+    }
+
+    /// One client's turn: it handles the server's message (if any) and its reply goes to the
+    /// server. Returns the client's next state if both sides accepted.
+    fn turn<N>(
+        &mut self,
+        phase: Phase,
+        label: &'static str,
+        c: ClientId,
+        incoming: Option<Vec<u8>>,
+        client: impl FnOnce(&[u8]) -> Result<(N, Vec<u8>), Error>,
+        server: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Option<N> {
+        let msg = incoming.map(|m| self.pass(phase, c, Direction::ToClient, m));
+        let t0 = (self.clock)();
+        let r = client(msg.as_deref().unwrap_or(&[]));
+        add(&mut self.timings.clients, label, (self.clock)() - t0);
+        let (next, reply) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                self.errors.push((c, phase, e));
+                return None;
+            }
+        };
+        let reply = self.pass(phase, c, Direction::ToServer, reply);
+        let t0 = (self.clock)();
+        let r = server(&reply);
+        add(&mut self.timings.server, label, (self.clock)() - t0);
+        match r {
+            Ok(()) => Some(next),
+            Err(e) => {
+                self.errors.push((c, phase, e));
+                None
+            }
+        }
+    }
+
+    /// The server closes a phase.
+    fn close<S>(
+        &mut self,
+        label: &'static str,
+        f: impl FnOnce() -> Result<S, Error>,
+    ) -> Result<S, Error> {
+        let t0 = (self.clock)();
+        let r = f();
+        add(&mut self.timings.server, label, (self.clock)() - t0);
+        r
+    }
+}
+
 /// Run one round. `inputs[i]` is client `i`'s input; `drops` says who vanishes when;
 /// `identities` are the clients' signing keys in malicious-server mode; `hook`, if given, sees
 /// every message in flight; `clock` returns the current monotonic time and times the phases. Server errors on
@@ -77,119 +141,87 @@ pub fn run_round<R: RngCore + CryptoRng>(
     inputs: &[Vec<u64>],
     drops: &BTreeMap<ClientId, DropPoint>,
     identities: Option<Vec<SigningKey>>,
-    mut hook: Option<&mut Hook<'_>>,
+    hook: Option<&mut Hook<'_>>,
     clock: Clock<'_>,
     rng: &mut R,
 ) -> Outcome {
-    let mut timings = Timings::default();
-    let mut errors: ClientErrors = Vec::new();
+    let mut d = Driver {
+        hook,
+        clock,
+        timings: Timings::default(),
+        errors: Vec::new(),
+    };
+    let result = drive(&cfg, inputs, drops, identities, &mut d, rng);
+    Outcome {
+        result,
+        client_errors: d.errors,
+        timings: d.timings,
+    }
+}
+
+fn drive<R: RngCore + CryptoRng>(
+    cfg: &Arc<SessionConfig>,
+    inputs: &[Vec<u64>],
+    drops: &BTreeMap<ClientId, DropPoint>,
+    identities: Option<Vec<SigningKey>>,
+    d: &mut Driver<'_, '_>,
+    rng: &mut R,
+) -> Result<Aggregate, Error> {
     let n = cfg.graph().n();
     let mut ids: Vec<Option<SigningKey>> = match identities {
         Some(keys) => keys.into_iter().map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     };
-    let mut rngs: Vec<ChaCha20Rng> = (0..n)
-        .map(|_| {
+    let mut rngs: BTreeMap<ClientId, ChaCha20Rng> = (0..n)
+        .map(|i| {
             let mut seed = [0u8; 32];
             rng.fill_bytes(&mut seed);
-            ChaCha20Rng::from_seed(seed)
+            (ClientId(i), ChaCha20Rng::from_seed(seed))
         })
         .collect();
-    let gone = |c: ClientId, p: DropPoint| drops.get(&c).is_some_and(|d| *d <= p);
-    let mut pass = |phase: Phase, c: ClientId, dir: Direction, mut m: Vec<u8>| {
-        if let Some(h) = hook.as_mut() {
-            h(phase, c, dir, &mut m);
-        }
-        m
-    };
-    macro_rules! bail {
-        ($e:expr) => {
-            return Outcome {
-                result: Err($e),
-                client_errors: errors,
-                timings,
-            }
-        };
-    }
+    let gone = |c: ClientId, p: DropPoint| drops.get(&c).is_some_and(|x| *x <= p);
 
     // Round 0
-    let mut server = CollectingKeys::new(Arc::clone(&cfg));
+    let mut server = CollectingKeys::new(Arc::clone(cfg));
     let mut waiting: BTreeMap<ClientId, ExpectKeyList> = BTreeMap::new();
-    for i in 0..n {
-        let c = ClientId(i);
+    for (&c, rng_c) in rngs.iter_mut() {
         if gone(c, DropPoint::BeforeAdvertise) {
             continue;
         }
-        let t0 = clock();
-        let identity = ids.get_mut(i as usize).and_then(Option::take);
-        let Some(rng_c) = rngs.get_mut(i as usize) else {
-            continue;
-        };
-        let started = client::start(Arc::clone(&cfg), c, identity, rng_c);
-        add(&mut timings.clients, "0-advertise", clock() - t0);
-        match started {
-            Ok((state, msg)) => {
-                let msg = pass(Phase::AdvertiseKeys, c, Direction::ToServer, msg);
-                let t0 = clock();
-                let r = server.receive(c, &msg);
-                add(&mut timings.server, "0-advertise", clock() - t0);
-                match r {
-                    Ok(()) => {
-                        waiting.insert(c, state);
-                    }
-                    Err(e) => errors.push((c, Phase::AdvertiseKeys, e)),
-                }
-            }
-            Err(e) => errors.push((c, Phase::AdvertiseKeys, e)),
-        }
+        let identity = ids.get_mut(c.0 as usize).and_then(Option::take);
+        let label = "0-advertise";
+        let next = d.turn(
+            Phase::AdvertiseKeys,
+            label,
+            c,
+            None,
+            |_| client::start(Arc::clone(cfg), c, identity, rng_c),
+            |m| server.receive(c, m),
+        );
+        waiting.extend(next.map(|s| (c, s)));
     }
-    let t0 = clock();
-    let finished = server.finish();
-    add(&mut timings.server, "0-advertise", clock() - t0);
-    let (mut server, out) = match finished {
-        Ok(x) => x,
-        Err(e) => bail!(e),
-    };
+    let (mut server, out) = d.close("0-advertise", || server.finish())?;
 
     // Round 1
     let mut sharing: BTreeMap<ClientId, ExpectShares> = BTreeMap::new();
     for (c, msg) in out {
-        let Some(state) = waiting.remove(&c) else {
+        let (Some(state), Some(rng_c)) = (waiting.remove(&c), rngs.get_mut(&c)) else {
             continue;
         };
         if gone(c, DropPoint::AfterAdvertise) {
             continue;
         }
-        let msg = pass(Phase::ShareKeys, c, Direction::ToClient, msg);
-        let t0 = clock();
-        let Some(rng_c) = rngs.get_mut(c.0 as usize) else {
-            continue;
-        };
-        let r = state.share_keys(&msg, rng_c);
-        add(&mut timings.clients, "1-share-keys", clock() - t0);
-        match r {
-            Ok((state, reply)) => {
-                let reply = pass(Phase::ShareKeys, c, Direction::ToServer, reply);
-                let t0 = clock();
-                let r = server.receive(c, &reply);
-                add(&mut timings.server, "1-share-keys", clock() - t0);
-                match r {
-                    Ok(()) => {
-                        sharing.insert(c, state);
-                    }
-                    Err(e) => errors.push((c, Phase::ShareKeys, e)),
-                }
-            }
-            Err(e) => errors.push((c, Phase::ShareKeys, e)),
-        }
+        let next = d.turn(
+            Phase::ShareKeys,
+            "1-share-keys",
+            c,
+            Some(msg),
+            |m| state.share_keys(m, rng_c),
+            |m| server.receive(c, m),
+        );
+        sharing.extend(next.map(|s| (c, s)));
     }
-    let t0 = clock();
-    let finished = server.finish();
-    add(&mut timings.server, "1-share-keys", clock() - t0);
-    let (mut server, out) = match finished {
-        Ok(x) => x,
-        Err(e) => bail!(e),
-    };
+    let (mut server, out) = d.close("1-share-keys", || server.finish())?;
 
     // Round 2
     let mut unmasking: BTreeMap<ClientId, ExpectUnmask> = BTreeMap::new();
@@ -200,36 +232,20 @@ pub fn run_round<R: RngCore + CryptoRng>(
         if gone(c, DropPoint::AfterShareKeys) {
             continue;
         }
-        let msg = pass(Phase::MaskedInputCollection, c, Direction::ToClient, msg);
         let input = inputs.get(c.0 as usize).map(Vec::as_slice).unwrap_or(&[]);
-        let t0 = clock();
-        let r = state.mask(&msg, input);
-        add(&mut timings.clients, "2-masked-input", clock() - t0);
-        match r {
-            Ok((state, reply)) => {
-                let reply = pass(Phase::MaskedInputCollection, c, Direction::ToServer, reply);
-                let t0 = clock();
-                let r = server.receive(c, &reply);
-                add(&mut timings.server, "2-masked-input", clock() - t0);
-                match r {
-                    Ok(()) => {
-                        unmasking.insert(c, state);
-                    }
-                    Err(e) => errors.push((c, Phase::MaskedInputCollection, e)),
-                }
-            }
-            Err(e) => errors.push((c, Phase::MaskedInputCollection, e)),
-        }
+        let next = d.turn(
+            Phase::MaskedInputCollection,
+            "2-masked-input",
+            c,
+            Some(msg),
+            |m| state.mask(m, input),
+            |m| server.receive(c, m),
+        );
+        unmasking.extend(next.map(|s| (c, s)));
     }
-    let t0 = clock();
-    let finished = server.finish();
-    add(&mut timings.server, "2-masked-input", clock() - t0);
-    let after = match finished {
-        Ok(x) => x,
-        Err(e) => bail!(e),
-    };
+    let after = d.close("2-masked-input", || server.finish())?;
 
-    // Round 3 (optional)
+    // Round 3 (malicious-server mode only)
     let (mut server, out) = match after {
         AfterMasking::Unmasking(s, out) => (s, out),
         AfterMasking::ConsistencyCheck(mut s, out) => {
@@ -240,30 +256,16 @@ pub fn run_round<R: RngCore + CryptoRng>(
                 if gone(c, DropPoint::AfterMaskedInput) {
                     continue;
                 }
-                let msg = pass(Phase::ConsistencyCheck, c, Direction::ToClient, msg);
-                let t0 = clock();
-                let r = state.sign_consistency(&msg);
-                add(&mut timings.clients, "3-consistency", clock() - t0);
-                match r {
-                    Ok(reply) => {
-                        let reply = pass(Phase::ConsistencyCheck, c, Direction::ToServer, reply);
-                        let t0 = clock();
-                        let r = s.receive(c, &reply);
-                        add(&mut timings.server, "3-consistency", clock() - t0);
-                        if let Err(e) = r {
-                            errors.push((c, Phase::ConsistencyCheck, e));
-                        }
-                    }
-                    Err(e) => errors.push((c, Phase::ConsistencyCheck, e)),
-                }
+                d.turn(
+                    Phase::ConsistencyCheck,
+                    "3-consistency",
+                    c,
+                    Some(msg),
+                    |m| state.sign_consistency(m).map(|r| ((), r)),
+                    |m| s.receive(c, m),
+                );
             }
-            let t0 = clock();
-            let finished = s.finish();
-            add(&mut timings.server, "3-consistency", clock() - t0);
-            match finished {
-                Ok(x) => x,
-                Err(e) => bail!(e),
-            }
+            d.close("3-consistency", || s.finish())?
         }
     };
 
@@ -275,29 +277,14 @@ pub fn run_round<R: RngCore + CryptoRng>(
         if gone(c, DropPoint::AfterMaskedInput) {
             continue;
         }
-        let msg = pass(Phase::Unmasking, c, Direction::ToClient, msg);
-        let t0 = clock();
-        let r = state.unmask(&msg);
-        add(&mut timings.clients, "4-unmask", clock() - t0);
-        match r {
-            Ok(reply) => {
-                let reply = pass(Phase::Unmasking, c, Direction::ToServer, reply);
-                let t0 = clock();
-                let r = server.receive(c, &reply);
-                add(&mut timings.server, "4-unmask", clock() - t0);
-                if let Err(e) = r {
-                    errors.push((c, Phase::Unmasking, e));
-                }
-            }
-            Err(e) => errors.push((c, Phase::Unmasking, e)),
-        }
+        d.turn(
+            Phase::Unmasking,
+            "4-unmask",
+            c,
+            Some(msg),
+            |m| state.unmask(m).map(|r| ((), r)),
+            |m| server.receive(c, m),
+        );
     }
-    let t0 = clock();
-    let result = server.finish();
-    add(&mut timings.server, "4-unmask", clock() - t0);
-    Outcome {
-        result,
-        client_errors: errors,
-        timings,
-    }
+    d.close("4-unmask", || server.finish())
 }
