@@ -9,7 +9,7 @@ use std::time::Instant;
 use fedagg_quant::{Modulus, QuantParams};
 use fedagg_secagg::client;
 use fedagg_secagg::server::{AfterMasking, CollectingKeys};
-use fedagg_secagg::sim::{run_round, Direction, DropPoint, Outcome};
+use fedagg_secagg::sim::{run_round, Direction, DropPoint, Hook, Outcome};
 use fedagg_secagg::{
     ClientId, Error, Graph, GraphParams, Phase, SessionConfig, SigningKey, ThreatModel,
 };
@@ -69,19 +69,38 @@ fn plain_sum(cfg: &SessionConfig, inputs: &[Vec<u64>], included: &[ClientId]) ->
     acc
 }
 
+/// One in-memory round with the real clock.
+fn round(
+    cfg: &Arc<SessionConfig>,
+    inputs: &[Vec<u64>],
+    drops: &BTreeMap<ClientId, DropPoint>,
+    keys: Option<Vec<SigningKey>>,
+    hook: Option<&mut Hook<'_>>,
+    r: &mut ChaCha20Rng,
+) -> Outcome {
+    run_round(Arc::clone(cfg), inputs, drops, keys, hook, &Instant::now, r)
+}
+
+/// A hook that applies `edit` to the one message of `phase` between `client` and the server
+/// going in direction `dir`.
+fn at(
+    phase: Phase,
+    client: u32,
+    dir: Direction,
+    mut edit: impl FnMut(&mut Vec<u8>),
+) -> impl FnMut(Phase, ClientId, Direction, &mut Vec<u8>) {
+    move |p, c, d, m| {
+        if p == phase && c == ClientId(client) && d == dir {
+            edit(m)
+        }
+    }
+}
+
 /// Run a round and check the exact sum of the counted inputs.
 fn check(cfg: Arc<SessionConfig>, drops: &BTreeMap<ClientId, DropPoint>, seed: u64) -> Outcome {
     let mut r = rng(seed);
     let inputs = random_inputs(&cfg, &mut r);
-    let out = run_round(
-        Arc::clone(&cfg),
-        &inputs,
-        drops,
-        None,
-        None,
-        &Instant::now,
-        &mut r,
-    );
+    let out = round(&cfg, &inputs, drops, None, None, &mut r);
     if let Ok(agg) = &out.result {
         assert_eq!(agg.sum, plain_sum(&cfg, &inputs, &agg.included));
         let want: Vec<ClientId> = (0..cfg.graph().n())
@@ -305,20 +324,15 @@ fn client_refuses_bad_unmask_requests() {
             (1, DropPoint::AfterShareKeys),
             (2, DropPoint::AfterAdvertise),
         ]);
-        let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-            if phase == Phase::Unmasking && c == ClientId(0) && dir == Direction::ToClient {
+        let mut hook = at(
+            Phase::Unmasking,
+            0,
+            Direction::ToClient,
+            |m: &mut Vec<u8>| {
                 *m = forged.clone();
-            }
-        };
-        let out = run_round(
-            Arc::clone(&cfg),
-            &inputs,
-            &d,
-            None,
-            Some(&mut hook),
-            &Instant::now,
-            &mut r,
+            },
         );
+        let out = round(&cfg, &inputs, &d, None, Some(&mut hook), &mut r);
         let (who, phase, err) = &out.client_errors[0];
         assert_eq!((*who, *phase), (ClientId(0), Phase::Unmasking));
         assert!(matches!(err, Error::Protocol(_)), "{err}");
@@ -381,20 +395,23 @@ fn capture_forwarded(seed: u64) -> (Arc<SessionConfig>, Vec<u8>) {
     let cfg = complete(6, 3, 4, 32, &mut r);
     let inputs = random_inputs(&cfg, &mut r);
     let mut captured = Vec::new();
-    let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-        if phase == Phase::MaskedInputCollection && c == ClientId(0) && dir == Direction::ToClient {
+    let mut hook = at(
+        Phase::MaskedInputCollection,
+        0,
+        Direction::ToClient,
+        |m: &mut Vec<u8>| {
             captured = m.clone();
-        }
-    };
-    let out = run_round(
-        Arc::clone(&cfg),
+        },
+    );
+    let out = round(
+        &cfg,
         &inputs,
         &BTreeMap::new(),
         None,
         Some(&mut hook),
-        &Instant::now,
         &mut r,
     );
+    drop(hook);
     assert!(out.result.is_ok());
     (cfg, captured)
 }
@@ -403,18 +420,20 @@ fn run_with_forwarded_hook(seed: u64, edit: impl Fn(&mut Vec<u8>)) -> Outcome {
     let mut r = rng(seed);
     let cfg = complete(6, 3, 4, 32, &mut r);
     let inputs = random_inputs(&cfg, &mut r);
-    let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-        if phase == Phase::MaskedInputCollection && c == ClientId(0) && dir == Direction::ToClient {
+    let mut hook = at(
+        Phase::MaskedInputCollection,
+        0,
+        Direction::ToClient,
+        |m: &mut Vec<u8>| {
             edit(m);
-        }
-    };
-    let out = run_round(
-        Arc::clone(&cfg),
+        },
+    );
+    let out = round(
+        &cfg,
         &inputs,
         &BTreeMap::new(),
         None,
         Some(&mut hook),
-        &Instant::now,
         &mut r,
     );
     if let Ok(agg) = &out.result {
@@ -470,21 +489,23 @@ fn server_refuses_shares_not_addressed_to_the_live_neighbours() {
     let mut r = rng(55);
     let cfg = complete(5, 3, 4, 32, &mut r);
     let inputs = random_inputs(&cfg, &mut r);
-    let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-        if phase == Phase::ShareKeys && c == ClientId(2) && dir == Direction::ToServer {
+    let mut hook = at(
+        Phase::ShareKeys,
+        2,
+        Direction::ToServer,
+        |m: &mut Vec<u8>| {
             // Drop the last ciphertext and fix the count: one neighbour is left out.
             m.truncate(m.len() - 84);
             let count = u32::from_le_bytes(m[36..40].try_into().unwrap()) - 1;
             m[36..40].copy_from_slice(&count.to_le_bytes());
-        }
-    };
-    let out = run_round(
-        Arc::clone(&cfg),
+        },
+    );
+    let out = round(
+        &cfg,
         &inputs,
         &BTreeMap::new(),
         None,
         Some(&mut hook),
-        &Instant::now,
         &mut r,
     );
     assert_eq!(out.client_errors[0].0, ClientId(2));
@@ -502,18 +523,20 @@ fn low_order_public_key_is_refused() {
     let mut r = rng(56);
     let cfg = complete(4, 3, 4, 32, &mut r);
     let inputs = random_inputs(&cfg, &mut r);
-    let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-        if phase == Phase::AdvertiseKeys && c == ClientId(3) && dir == Direction::ToServer {
+    let mut hook = at(
+        Phase::AdvertiseKeys,
+        3,
+        Direction::ToServer,
+        |m: &mut Vec<u8>| {
             m[4..36].copy_from_slice(&[0u8; 32]); // the identity point: all-zero agreement
-        }
-    };
-    let out = run_round(
-        Arc::clone(&cfg),
+        },
+    );
+    let out = round(
+        &cfg,
         &inputs,
         &BTreeMap::new(),
         None,
         Some(&mut hook),
-        &Instant::now,
         &mut r,
     );
     assert!(out
@@ -549,15 +572,7 @@ fn secagg_plus_thousand_clients_with_dropouts() {
             max_keys = max_keys.max(count);
         }
     };
-    let out = run_round(
-        Arc::clone(&cfg),
-        &inputs,
-        &d,
-        None,
-        Some(&mut hook),
-        &Instant::now,
-        &mut r,
-    );
+    let out = round(&cfg, &inputs, &d, None, Some(&mut hook), &mut r);
     let agg = out.result.unwrap();
     assert!(out.client_errors.is_empty());
     assert_eq!(agg.sum, plain_sum(&cfg, &inputs, &agg.included));
@@ -591,15 +606,7 @@ fn weighted_mean_through_secagg_within_quantization_bound() {
         (2, DropPoint::AfterShareKeys),
         (5, DropPoint::AfterMaskedInput),
     ]);
-    let out = run_round(
-        Arc::clone(&cfg),
-        &inputs,
-        &d,
-        None,
-        None,
-        &Instant::now,
-        &mut r,
-    );
+    let out = round(&cfg, &inputs, &d, None, None, &mut r);
     let agg = out.result.unwrap();
     let (mean, total) = quant.decode_weighted_mean(&agg.sum).unwrap();
     let included: BTreeSet<u32> = agg.included.iter().map(|c| c.0).collect();
@@ -657,15 +664,7 @@ fn consistency_check_round_with_dropouts() {
         (1, DropPoint::AfterShareKeys),
         (4, DropPoint::AfterMaskedInput),
     ]);
-    let out = run_round(
-        Arc::clone(&cfg),
-        &inputs,
-        &d,
-        Some(keys),
-        None,
-        &Instant::now,
-        &mut r,
-    );
+    let out = round(&cfg, &inputs, &d, Some(keys), None, &mut r);
     let agg = out.result.unwrap();
     assert!(out.client_errors.is_empty(), "{:?}", out.client_errors);
     assert_eq!(agg.included.len(), 8);
@@ -679,19 +678,21 @@ fn a_server_showing_different_survivor_sets_is_caught() {
     let cfg = signed_session(6, 4, &keys, &mut r);
     let inputs = random_inputs(&cfg, &mut r);
     // Tell client 3 that client 5 did not survive: its signature is then on another set.
-    let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-        if phase == Phase::ConsistencyCheck && c == ClientId(3) && dir == Direction::ToClient {
+    let mut hook = at(
+        Phase::ConsistencyCheck,
+        3,
+        Direction::ToClient,
+        |m: &mut Vec<u8>| {
             m.truncate(m.len() - 4);
             m[4..8].copy_from_slice(&5u32.to_le_bytes());
-        }
-    };
-    let out = run_round(
-        Arc::clone(&cfg),
+        },
+    );
+    let out = round(
+        &cfg,
         &inputs,
         &BTreeMap::new(),
         Some(keys),
         Some(&mut hook),
-        &Instant::now,
         &mut r,
     );
     assert!(out
@@ -707,18 +708,20 @@ fn forged_advertised_keys_are_refused_in_malicious_mode() {
     let keys = identities(5, &mut r);
     let cfg = signed_session(5, 3, &keys, &mut r);
     let inputs = random_inputs(&cfg, &mut r);
-    let mut hook = |phase: Phase, c: ClientId, dir: Direction, m: &mut Vec<u8>| {
-        if phase == Phase::AdvertiseKeys && c == ClientId(1) && dir == Direction::ToServer {
+    let mut hook = at(
+        Phase::AdvertiseKeys,
+        1,
+        Direction::ToServer,
+        |m: &mut Vec<u8>| {
             m[10] ^= 1;
-        }
-    };
-    let out = run_round(
-        Arc::clone(&cfg),
+        },
+    );
+    let out = round(
+        &cfg,
         &inputs,
         &BTreeMap::new(),
         Some(keys),
         Some(&mut hook),
-        &Instant::now,
         &mut r,
     );
     assert_eq!(out.client_errors[0].2, Error::BadSignature(ClientId(1)));
