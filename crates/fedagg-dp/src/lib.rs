@@ -17,6 +17,29 @@
 //! Amplification by sampling assumes Poisson sampling of clients at rate `q`. A server that picks
 //! exactly `m` clients should account with `q = 1` (no amplification).
 //!
+//! ```
+//! use fedagg_dp::{calibrate_sigma, clip::clip_l2, noise::add_gaussian, Ledger};
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::{OsRng, SeedableRng};
+//!
+//! // Noise for (2, 1e-5)-DP over 100 rounds sampling 5 % of clients, within 0.01 in epsilon.
+//! let sigma = calibrate_sigma(2.0, 1e-5, 0.05, 100, 0.01)?;
+//! let mut ledger = Ledger::new(2.0, 1e-5)?;
+//!
+//! // One round: clip two updates to C = 1, sum, noise, charge.
+//! let clip = 1.0;
+//! let mut a = vec![3.0f32, 4.0];
+//! let mut b = vec![0.1f32, -0.2];
+//! assert_eq!(clip_l2(&mut a, clip)?, 5.0);
+//! clip_l2(&mut b, clip)?;
+//! let mut sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| f64::from(x + y)).collect();
+//! let mut rng = ChaCha20Rng::from_rng(OsRng).unwrap();
+//! add_gaussian(&mut sum, sigma * clip, &mut rng)?;
+//! let spent = ledger.charge(0.05, sigma)?;
+//! assert!(spent.epsilon < 2.0);
+//! # Ok::<(), fedagg_dp::Error>(())
+//! ```
+//!
 //! The crate does no IO, reads no clock and draws no ambient randomness.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
