@@ -73,7 +73,8 @@ fn full_batch_is_the_plain_gaussian() {
 fn small_epsilon_needs_large_orders() {
     // epsilon near 0.1 at delta 1e-5: certified only thanks to orders above 63.
     let s = epsilon_for(0.01, 4.0, 100, 1e-5).unwrap();
-    assert!(s.epsilon < 0.2, "{}", s.epsilon);
+    eprintln!("epsilon {} at order {}", s.epsilon, s.order);
+    assert!(s.epsilon < 0.12, "{}", s.epsilon);
     assert!(s.order >= 128.0, "optimal order {}", s.order);
     let truncated: Vec<f64> = default_orders().into_iter().filter(|&a| a < 64.0).collect();
     let rdp = compute_rdp(0.01, 4.0, 100, &truncated).unwrap();
