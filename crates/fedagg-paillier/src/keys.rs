@@ -1,0 +1,367 @@
+//! Keys, encryption, CRT decryption and the homomorphic operations.
+
+use core::fmt;
+
+use num_bigint::BigUint;
+use num_integer::Integer;
+use num_traits::{One, Zero};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::prime::{coprime, random_below, random_bits, random_blum_prime};
+use crate::Error;
+
+/// Smallest key accepted (tests use it; production keys are 2048 or 3072 bits).
+pub const MIN_KEY_BITS: u32 = 512;
+
+/// Statistical distance parameter for the DJN exponent: `r` has `ceil(|n|/2) + 128` bits.
+const DJN_EXTRA_BITS: u64 = 128;
+
+/// A Paillier ciphertext, an element of `Z_{n^2}^*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ciphertext(pub(crate) BigUint);
+
+impl Ciphertext {
+    /// The ciphertext as an integer.
+    pub fn as_biguint(&self) -> &BigUint {
+        &self.0
+    }
+}
+
+/// The public key: `n`, and `hs = (-x^2)^n mod n^2` for DJN encryption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    n: BigUint,
+    n_sq: BigUint,
+    hs: BigUint,
+}
+
+/// The private key. No `Clone`; `Debug` prints only the public part; zeroized on drop.
+pub struct PrivateKey {
+    public: PublicKey,
+    p: BigUint,
+    q: BigUint,
+    p_sq: BigUint,
+    q_sq: BigUint,
+    /// `(-q)^{-1} mod p` and `(-p)^{-1} mod q`: `L_p(g^{p-1} mod p^2)^{-1}` for `g = n + 1`.
+    hp: BigUint,
+    hq: BigUint,
+    /// `q^{-1} mod p` for recombination.
+    q_inv_p: BigUint,
+}
+
+fn wipe(x: &mut BigUint) {
+    // Overwrite the limbs in place (assign_from_slice clears and refills the same buffer).
+    let zeros = vec![0u32; (x.bits() as usize).div_ceil(32)];
+    x.assign_from_slice(&zeros);
+}
+
+impl Drop for PrivateKey {
+    fn drop(&mut self) {
+        for x in [
+            &mut self.p,
+            &mut self.q,
+            &mut self.p_sq,
+            &mut self.q_sq,
+            &mut self.hp,
+            &mut self.hq,
+            &mut self.q_inv_p,
+        ] {
+            wipe(x);
+        }
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("n_bits", &self.public.n.bits())
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_bits(bits: u32) -> Result<(), Error> {
+    if !(MIN_KEY_BITS..=8192).contains(&bits) || bits % 256 != 0 {
+        return Err(Error::KeySize(bits));
+    }
+    Ok(())
+}
+
+/// Generate a key pair with an `bits`-bit modulus `n = p q` (2048 is the default size, 3072
+/// for 128-bit security), `p = q = 3 (mod 4)`, `gcd(p - 1, q - 1) = 2`.
+pub fn keygen<R: RngCore + CryptoRng>(bits: u32, rng: &mut R) -> Result<PrivateKey, Error> {
+    check_bits(bits)?;
+    let half = u64::from(bits / 2);
+    loop {
+        let p = random_blum_prime(half, rng);
+        let q = random_blum_prime(half, rng);
+        if p == q {
+            continue;
+        }
+        let g = (&p - 1u32).gcd(&(&q - 1u32));
+        if g != BigUint::from(2u32) {
+            continue;
+        }
+        let n = &p * &q;
+        if n.bits() != u64::from(bits) {
+            continue;
+        }
+        // hs = (-x^2)^n mod n^2 for a random unit x
+        let n_sq = &n * &n;
+        let x = loop {
+            let x = random_below(&n, rng);
+            if coprime(&x, &n) {
+                break x;
+            }
+        };
+        let minus_x2 = &n - (&x * &x) % &n;
+        let hs = minus_x2.modpow(&n, &n_sq);
+        let public = PublicKey { n, n_sq, hs };
+        return PrivateKey::from_primes(public, p, q);
+    }
+}
+
+impl PublicKey {
+    /// A public key from `n` and `hs`, checked for shape: `n` odd of a supported size, `hs` a unit
+    /// below `n^2`.
+    pub fn from_parts(n: BigUint, hs: BigUint) -> Result<Self, Error> {
+        check_bits(n.bits() as u32)?;
+        if n.is_even() {
+            return Err(Error::Malformed("modulus n is even".into()));
+        }
+        let n_sq = &n * &n;
+        if hs >= n_sq || !coprime(&hs, &n) {
+            return Err(Error::Malformed("hs is not a unit modulo n^2".into()));
+        }
+        Ok(PublicKey { n, n_sq, hs })
+    }
+
+    /// The modulus `n`.
+    pub fn n(&self) -> &BigUint {
+        &self.n
+    }
+    /// `n^2`.
+    pub fn n_squared(&self) -> &BigUint {
+        &self.n_sq
+    }
+    /// The DJN base `hs`.
+    pub fn hs(&self) -> &BigUint {
+        &self.hs
+    }
+    /// Bits of `n`.
+    pub fn bits(&self) -> u32 {
+        self.n.bits() as u32
+    }
+    /// Bytes of one serialized ciphertext: `2 ceil(|n| / 8)`.
+    pub fn ciphertext_bytes(&self) -> usize {
+        2 * (self.n.bits() as usize).div_ceil(8)
+    }
+
+    fn check_plaintext(&self, m: &BigUint) -> Result<(), Error> {
+        if m >= &self.n {
+            Err(Error::PlaintextTooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `(1 + m n) mod n^2`, which is `g^m` for `g = n + 1`.
+    fn g_pow(&self, m: &BigUint) -> BigUint {
+        (m * &self.n + 1u32) % &self.n_sq
+    }
+
+    /// A fresh DJN mask `hs^r`, `r` of `ceil(|n|/2) + 128` bits. Callers may precompute these
+    /// offline and use [`PublicKey::encrypt_with_mask`].
+    pub fn random_mask<R: RngCore + CryptoRng>(&self, rng: &mut R) -> BigUint {
+        let r = random_bits(self.n.bits().div_ceil(2) + DJN_EXTRA_BITS, rng);
+        self.hs.modpow(&r, &self.n_sq)
+    }
+
+    /// Encrypt with a precomputed mask from [`PublicKey::random_mask`] (one multiplication).
+    /// Each mask must be used once.
+    pub fn encrypt_with_mask(&self, m: &BigUint, mask: &BigUint) -> Result<Ciphertext, Error> {
+        self.check_plaintext(m)?;
+        Ok(Ciphertext((self.g_pow(m) * mask) % &self.n_sq))
+    }
+
+    /// DJN encryption (the default; see the crate docs for its extra assumption).
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        m: &BigUint,
+        rng: &mut R,
+    ) -> Result<Ciphertext, Error> {
+        self.check_plaintext(m)?;
+        let mask = self.random_mask(rng);
+        self.encrypt_with_mask(m, &mask)
+    }
+
+    /// Textbook Paillier encryption, `(1 + m n) r^n mod n^2` with `r` uniform in `Z_n^*`.
+    pub fn encrypt_textbook<R: RngCore + CryptoRng>(
+        &self,
+        m: &BigUint,
+        rng: &mut R,
+    ) -> Result<Ciphertext, Error> {
+        self.check_plaintext(m)?;
+        let r = loop {
+            let r = random_below(&self.n, rng);
+            if coprime(&r, &self.n) {
+                break r;
+            }
+        };
+        Ok(Ciphertext(
+            (self.g_pow(m) * r.modpow(&self.n, &self.n_sq)) % &self.n_sq,
+        ))
+    }
+
+    /// Check that `c` is a unit below `n^2` (what decoders call on untrusted input).
+    pub fn ciphertext(&self, c: BigUint) -> Result<Ciphertext, Error> {
+        if c.is_zero() || c >= self.n_sq || !coprime(&c, &self.n) {
+            return Err(Error::InvalidCiphertext);
+        }
+        Ok(Ciphertext(c))
+    }
+
+    /// Homomorphic addition: decrypts to `m_a + m_b mod n`.
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
+        Ciphertext((&a.0 * &b.0) % &self.n_sq)
+    }
+
+    /// `acc += c` in place.
+    pub fn add_assign(&self, acc: &mut Ciphertext, c: &Ciphertext) {
+        acc.0 = (&acc.0 * &c.0) % &self.n_sq;
+    }
+
+    /// Scalar multiplication: decrypts to `k m mod n`.
+    pub fn mul_scalar(&self, c: &Ciphertext, k: &BigUint) -> Ciphertext {
+        Ciphertext(c.0.modpow(k, &self.n_sq))
+    }
+
+    /// Re-randomisation: the same plaintext under fresh randomness.
+    pub fn rerandomize<R: RngCore + CryptoRng>(&self, c: &Ciphertext, rng: &mut R) -> Ciphertext {
+        Ciphertext((&c.0 * self.random_mask(rng)) % &self.n_sq)
+    }
+
+    /// An encryption of zero with no randomness: the identity for sums.
+    pub fn zero(&self) -> Ciphertext {
+        Ciphertext(BigUint::one())
+    }
+}
+
+impl PrivateKey {
+    /// Rebuild a private key from its primes (checked against `public`).
+    pub fn from_primes(public: PublicKey, p: BigUint, q: BigUint) -> Result<Self, Error> {
+        if &p * &q != public.n || p == q || p < BigUint::from(3u32) || q < BigUint::from(3u32) {
+            return Err(Error::Malformed("primes do not factor n".into()));
+        }
+        let inv = |a: &BigUint, m: &BigUint| -> Result<BigUint, Error> {
+            a.modinv(m)
+                .ok_or_else(|| Error::Malformed("key values are not invertible".into()))
+        };
+        let hp = inv(&(&p - (&q % &p)), &p)?;
+        let hq = inv(&(&q - (&p % &q)), &q)?;
+        let q_inv_p = inv(&(&q % &p), &p)?;
+        Ok(PrivateKey {
+            p_sq: &p * &p,
+            q_sq: &q * &q,
+            public,
+            p,
+            q,
+            hp,
+            hq,
+            q_inv_p,
+        })
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The prime factors `(p, q)` (for serialization by the key file writer).
+    pub fn primes(&self) -> (&BigUint, &BigUint) {
+        (&self.p, &self.q)
+    }
+
+    /// CRT decryption: `m_p = L_p(c^{p-1} mod p^2) hp mod p`, likewise mod `q`, recombined.
+    pub fn decrypt(&self, c: &Ciphertext) -> BigUint {
+        let mp = Self::half(&c.0, &self.p, &self.p_sq, &self.hp);
+        let mq = Self::half(&c.0, &self.q, &self.q_sq, &self.hq);
+        // m = mq + q ((mp - mq) q^{-1} mod p)
+        let diff = (&mp + &self.p - (&mq % &self.p)) % &self.p;
+        let h = (diff * &self.q_inv_p) % &self.p;
+        mq + h * &self.q
+    }
+
+    fn half(c: &BigUint, p: &BigUint, p_sq: &BigUint, hp: &BigUint) -> BigUint {
+        let x = (c % p_sq).modpow(&(p - 1u32), p_sq);
+        let l = (x - 1u32) / p;
+        (l * hp) % p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn round_trip_and_homomorphisms() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let sk = keygen(512, &mut rng).unwrap();
+        let pk = sk.public();
+        assert_eq!(pk.bits(), 512);
+        let n = pk.n().clone();
+        for m in [
+            BigUint::zero(),
+            BigUint::one(),
+            &n - 1u32,
+            BigUint::from(123_456u32),
+        ] {
+            let c = pk.encrypt(&m, &mut rng).unwrap();
+            assert_eq!(sk.decrypt(&c), m);
+            let t = pk.encrypt_textbook(&m, &mut rng).unwrap();
+            assert_eq!(sk.decrypt(&t), m);
+            assert_ne!(c, t);
+            let r = pk.rerandomize(&c, &mut rng);
+            assert_ne!(r, c);
+            assert_eq!(sk.decrypt(&r), m);
+        }
+        let a = BigUint::from(40u32);
+        let b = &n - 2u32;
+        let ca = pk.encrypt(&a, &mut rng).unwrap();
+        let cb = pk.encrypt(&b, &mut rng).unwrap();
+        assert_eq!(sk.decrypt(&pk.add(&ca, &cb)), BigUint::from(38u32)); // wraps mod n
+        assert_eq!(
+            sk.decrypt(&pk.mul_scalar(&ca, &BigUint::from(7u32))),
+            BigUint::from(280u32)
+        );
+        assert_eq!(sk.decrypt(&pk.zero()), BigUint::zero());
+        assert_eq!(pk.encrypt(&n, &mut rng), Err(Error::PlaintextTooLarge));
+        assert!(format!("{sk:?}").contains("n_bits"));
+        assert!(!format!("{sk:?}").contains(&sk.primes().0.to_string()));
+    }
+
+    #[test]
+    fn invalid_ciphertexts_and_keys_are_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let sk = keygen(512, &mut rng).unwrap();
+        let pk = sk.public();
+        assert!(pk.ciphertext(BigUint::zero()).is_err());
+        assert!(pk.ciphertext(pk.n_squared().clone()).is_err());
+        assert!(pk.ciphertext(sk.primes().0.clone()).is_err());
+        assert!(pk.ciphertext(BigUint::from(2u32)).is_ok());
+        assert_eq!(keygen(500, &mut rng).err(), Some(Error::KeySize(500)));
+        assert!(PublicKey::from_parts(pk.n() + 1u32, pk.hs().clone()).is_err());
+        let (p, q) = sk.primes();
+        assert!(PrivateKey::from_primes(pk.clone(), p.clone(), p.clone()).is_err());
+        assert!(PrivateKey::from_primes(pk.clone(), q.clone(), p.clone()).is_ok());
+    }
+
+    #[test]
+    fn wipe_zeroes_in_place() {
+        let mut x = BigUint::from(u64::MAX) << 100u32;
+        wipe(&mut x);
+        assert!(x.is_zero());
+    }
+}

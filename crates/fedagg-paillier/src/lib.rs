@@ -1,0 +1,74 @@
+//! Paillier additive homomorphic encryption (Paillier 1999) with `g = n + 1`, CRT decryption,
+//! the short-exponent encryption of Damgård, Jurik and Nielsen, and packing of many quantized
+//! values per ciphertext.
+//!
+//! **Central choice:** a ciphertext carries a whole slice of the update. Values come from
+//! [`fedagg_quant::QuantParams`], which already guarantees that the sum of `max_clients` of them
+//! fits in `k` bits; a [`Packing`] therefore gives every value a `k`-bit slot and puts
+//! `floor((|n| - 1) / k)` slots in one plaintext, so sums never carry between slots or wrap mod `n`.
+//! Negative values need no sign handling: quantization already offsets `[-c, c]` onto `[0, T]`, and
+//! decoding removes the offsets.
+//!
+//! Encryption:
+//! - [`PublicKey::encrypt`] (default) is DJN: `c = (1 + m n) hs^r mod n^2` with `hs = (-x^2)^n` fixed
+//!   in the public key and `r` a random `ceil(|n|/2) + 128`-bit exponent. Its semantic security rests
+//!   on DCR *plus* the assumption that such short exponents are indistinguishable from full ones
+//!   (DJN 2010, section 4.1); keys need `p = q = 3 (mod 4)`, which [`keygen`] ensures.
+//! - [`PublicKey::encrypt_textbook`] is `c = (1 + m n) r^n mod n^2` with `r` uniform in `Z_n*`: DCR only,
+//!   about twice as slow.
+//!
+//! Constant time: none of the big-integer arithmetic here is constant-time (`num-bigint` is not).
+//! Encryption leaks timing about the random exponent and the plaintext's size; decryption leaks
+//! timing about the ciphertext and the key. Run decryption where its timing is not observable by
+//! an attacker (the key holder's own machine), not as a network oracle.
+//!
+//! Secrets: [`PrivateKey`] has no `Clone` and prints no secret in `Debug`; its primes and CRT
+//! values are overwritten with zeros on drop. Temporaries inside `num-bigint`'s arithmetic are not.
+//!
+//! The crate does no IO, reads no clock and draws no ambient randomness.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys;
+mod packing;
+mod prime;
+mod wire;
+
+pub use keys::{keygen, Ciphertext, PrivateKey, PublicKey, MIN_KEY_BITS};
+pub use packing::Packing;
+pub use wire::{decode_ciphertexts, encode_ciphertexts};
+
+use core::fmt;
+
+/// Errors of this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Key size not supported.
+    KeySize(u32),
+    /// A plaintext is not below `n`.
+    PlaintextTooLarge,
+    /// A ciphertext is not a unit below `n^2`.
+    InvalidCiphertext,
+    /// Bytes could not be decoded (size, header, field, trailing bytes).
+    Malformed(String),
+    /// A value does not fit its slot, or a vector does not match its packing.
+    Packing(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::KeySize(b) => write!(
+                f,
+                "key size {b} is not supported: use a multiple of 256 bits from {MIN_KEY_BITS} to 8192"
+            ),
+            Error::PlaintextTooLarge => f.write_str("plaintext is not below the modulus n"),
+            Error::InvalidCiphertext => f.write_str("ciphertext is not a unit modulo n^2"),
+            Error::Malformed(why) => write!(f, "malformed paillier data: {why}"),
+            Error::Packing(why) => write!(f, "packing: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,216 @@
+//! Many quantized values per plaintext, in fixed-width slots that never carry into each other.
+
+use fedagg_quant::QuantParams;
+use num_bigint::BigUint;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::{Ciphertext, Error, PrivateKey, PublicKey};
+
+/// Slot layout for one key and one quantization: `slot_bits` per value, `slots` values per
+/// plaintext, slot `i` at bits `[i k, (i + 1) k)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packing {
+    slot_bits: u32,
+    slots: usize,
+}
+
+impl Packing {
+    /// Slots as wide as the quantization's modulus, which already holds the sum of
+    /// `max_clients` weighted values: sums of that many ciphertexts never carry between slots.
+    pub fn new(pk: &PublicKey, quant: &QuantParams) -> Result<Self, Error> {
+        Self::with_slot_bits(pk.bits(), quant.modulus().bits())
+    }
+
+    /// `floor((key_bits - 1) / slot_bits)` slots of `slot_bits` (1..=64) each, so a full
+    /// plaintext stays below `2^(key_bits - 1) < n`.
+    pub fn with_slot_bits(key_bits: u32, slot_bits: u32) -> Result<Self, Error> {
+        if !(1..=64).contains(&slot_bits) || key_bits <= slot_bits {
+            return Err(Error::Packing(format!(
+                "slot width {slot_bits} does not fit a {key_bits}-bit key"
+            )));
+        }
+        Ok(Packing {
+            slot_bits,
+            slots: ((key_bits - 1) / slot_bits) as usize,
+        })
+    }
+
+    /// Values per ciphertext.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+    /// Bits per slot.
+    pub fn slot_bits(&self) -> u32 {
+        self.slot_bits
+    }
+    /// Ciphertexts needed for `len` values.
+    pub fn ciphertexts_for(&self, len: usize) -> usize {
+        len.div_ceil(self.slots)
+    }
+
+    fn max(&self) -> u64 {
+        if self.slot_bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.slot_bits) - 1
+        }
+    }
+
+    /// Pack `values` (each below `2^slot_bits`) into plaintexts.
+    pub fn pack(&self, values: &[u64]) -> Result<Vec<BigUint>, Error> {
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| **v > self.max()) {
+            return Err(Error::Packing(format!(
+                "value {v} at index {i} does not fit a {}-bit slot",
+                self.slot_bits
+            )));
+        }
+        let k = self.slot_bits as usize;
+        Ok(values
+            .chunks(self.slots)
+            .map(|chunk| {
+                let mut digits = vec![0u32; (chunk.len() * k).div_ceil(32) + 2];
+                for (i, &v) in chunk.iter().enumerate() {
+                    let bit = i * k;
+                    let (word, shift) = (bit / 32, bit % 32);
+                    let wide = u128::from(v) << shift;
+                    for (j, d) in digits.iter_mut().skip(word).take(4).enumerate() {
+                        *d |= (wide >> (32 * j)) as u32;
+                    }
+                }
+                BigUint::new(digits)
+            })
+            .collect())
+    }
+
+    /// Read `len` values back from plaintexts (the inverse of [`Packing::pack`], also for sums).
+    pub fn unpack(&self, plaintexts: &[BigUint], len: usize) -> Result<Vec<u64>, Error> {
+        if plaintexts.len() != self.ciphertexts_for(len) {
+            return Err(Error::Packing(format!(
+                "{} plaintexts for {len} values, expected {}",
+                plaintexts.len(),
+                self.ciphertexts_for(len)
+            )));
+        }
+        let k = self.slot_bits as usize;
+        let mut out = Vec::with_capacity(len);
+        for (ci, pt) in plaintexts.iter().enumerate() {
+            if pt.bits() > (self.slots * k) as u64 {
+                return Err(Error::Packing("plaintext overflows its slots".into()));
+            }
+            let digits = pt.to_u32_digits();
+            let in_this = (len - ci * self.slots).min(self.slots);
+            for i in 0..in_this {
+                let bit = i * k;
+                let (word, shift) = (bit / 32, bit % 32);
+                let mut wide: u128 = 0;
+                for j in 0..4 {
+                    let d = digits.get(word + j).copied().unwrap_or(0);
+                    wide |= u128::from(d) << (32 * j);
+                }
+                out.push(((wide >> shift) as u64) & self.max());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pack and encrypt (DJN).
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        pk: &PublicKey,
+        values: &[u64],
+        rng: &mut R,
+    ) -> Result<Vec<Ciphertext>, Error> {
+        self.check_key(pk)?;
+        self.pack(values)?
+            .iter()
+            .map(|m| pk.encrypt(m, rng))
+            .collect()
+    }
+
+    /// Decrypt and unpack `len` values.
+    pub fn decrypt(
+        &self,
+        sk: &PrivateKey,
+        cts: &[Ciphertext],
+        len: usize,
+    ) -> Result<Vec<u64>, Error> {
+        self.check_key(sk.public())?;
+        let pts: Vec<BigUint> = cts.iter().map(|c| sk.decrypt(c)).collect();
+        self.unpack(&pts, len)
+    }
+
+    fn check_key(&self, pk: &PublicKey) -> Result<(), Error> {
+        if (self.slots as u64) * u64::from(self.slot_bits) >= u64::from(pk.bits()) {
+            return Err(Error::Packing("layout does not fit this key".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keygen;
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn capacity() {
+        assert_eq!(Packing::with_slot_bits(2048, 15).unwrap().slots(), 136);
+        assert_eq!(Packing::with_slot_bits(2048, 26).unwrap().slots(), 78);
+        assert_eq!(Packing::with_slot_bits(3072, 26).unwrap().slots(), 118);
+        assert!(Packing::with_slot_bits(64, 64).is_err());
+        assert!(Packing::with_slot_bits(2048, 0).is_err());
+        let p = Packing::with_slot_bits(2048, 8).unwrap();
+        assert!(p.pack(&[256]).is_err());
+        assert!(p.unpack(&[], 1).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn pack_unpack_round_trip(
+            bits in 1u32..=64,
+            raw in proptest::collection::vec(any::<u64>(), 0..300),
+        ) {
+            let p = Packing::with_slot_bits(1024, bits).unwrap();
+            let values: Vec<u64> = raw.iter().map(|v| if bits == 64 { *v } else { v & ((1 << bits) - 1) }).collect();
+            let pts = p.pack(&values).unwrap();
+            prop_assert_eq!(pts.len(), p.ciphertexts_for(values.len()));
+            prop_assert!(pts.iter().all(|m| m.bits() < 1024));
+            prop_assert_eq!(p.unpack(&pts, values.len()).unwrap(), values);
+        }
+    }
+
+    #[test]
+    fn sum_of_packed_encryptions_is_the_slotwise_sum_including_extremes() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let sk = keygen(512, &mut rng).unwrap();
+        let pk = sk.public();
+        // 20 clients, T = 1000 levels, weights up to 3: slot width from the quantization.
+        let quant = QuantParams::with_minimal_modulus(1.0, 1000, 3, 20).unwrap();
+        let p = Packing::new(pk, &quant).unwrap();
+        let len = 3 * p.slots() + 5;
+        let mut total = vec![0u64; len];
+        let mut acc: Vec<Ciphertext> = vec![pk.zero(); p.ciphertexts_for(len)];
+        for client in 0..20u64 {
+            // extremes: every value at the top of its range for client 0, zero for client 1
+            let values: Vec<u64> = (0..len as u64)
+                .map(|i| match client {
+                    0 => 3 * 1000,
+                    1 => 0,
+                    _ => (i * 7 + client * 13) % 3001,
+                })
+                .collect();
+            for (t, v) in total.iter_mut().zip(&values) {
+                *t += v;
+            }
+            let cts = p.encrypt(pk, &values, &mut rng).unwrap();
+            for (a, c) in acc.iter_mut().zip(&cts) {
+                pk.add_assign(a, c);
+            }
+        }
+        assert_eq!(p.decrypt(&sk, &acc, len).unwrap(), total);
+    }
+}
