@@ -29,12 +29,13 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod keyfile;
 mod keys;
 mod packing;
 mod prime;
 mod wire;
 
-pub use keys::{keygen, Ciphertext, PrivateKey, PublicKey, MIN_KEY_BITS};
+pub use keys::{keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS};
 pub use packing::Packing;
 pub use wire::{decode_ciphertexts, encode_ciphertexts};
 

@@ -113,7 +113,8 @@ impl Packing {
         Ok(out)
     }
 
-    /// Pack and encrypt (DJN).
+    /// Pack and encrypt (DJN; with the fixed-base table when there are enough ciphertexts to
+    /// pay for it).
     pub fn encrypt<R: RngCore + CryptoRng>(
         &self,
         pk: &PublicKey,
@@ -121,10 +122,13 @@ impl Packing {
         rng: &mut R,
     ) -> Result<Vec<Ciphertext>, Error> {
         self.check_key(pk)?;
-        self.pack(values)?
-            .iter()
-            .map(|m| pk.encrypt(m, rng))
-            .collect()
+        let pts = self.pack(values)?;
+        if pts.len() >= 32 {
+            let enc = pk.encryptor();
+            pts.iter().map(|m| enc.encrypt(m, rng)).collect()
+        } else {
+            pts.iter().map(|m| pk.encrypt(m, rng)).collect()
+        }
     }
 
     /// Decrypt and unpack `len` values.

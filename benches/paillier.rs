@@ -1,0 +1,121 @@
+//! Criterion benchmarks of Paillier: single operations at 2048 and 3072 bits, and packed vectors
+//! (client encryption, server addition of N vectors, key-holder decryption) against m.
+//! `FEDAGG_BENCH_QUICK=1` keeps only small sizes.
+
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use fedagg_paillier::{keygen, Ciphertext, Packing, PrivateKey};
+use fedagg_quant::QuantParams;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+fn quick() -> bool {
+    std::env::var_os("FEDAGG_BENCH_QUICK").is_some()
+}
+
+fn key(bits: u32) -> PrivateKey {
+    keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("valid key size")
+}
+
+fn single(c: &mut Criterion) {
+    let mut g = c.benchmark_group("paillier");
+    g.sample_size(10);
+    let sizes: &[u32] = if quick() { &[1024] } else { &[2048, 3072] };
+    for &bits in sizes {
+        let sk = key(bits);
+        let pk = sk.public();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let m = pk.n() - 12345u32;
+        if bits <= 2048 {
+            g.bench_function(format!("keygen/{bits}"), |b| {
+                b.iter(|| keygen(bits, &mut rng))
+            });
+        }
+        let enc = pk.encryptor();
+        g.bench_function(format!("encrypt/{bits}/djn-fixed-base"), |b| {
+            b.iter(|| enc.encrypt(&m, &mut rng))
+        });
+        g.bench_function(format!("encrypt/{bits}/djn"), |b| {
+            b.iter(|| pk.encrypt(&m, &mut rng))
+        });
+        g.bench_function(format!("encrypt/{bits}/textbook"), |b| {
+            b.iter(|| pk.encrypt_textbook(&m, &mut rng))
+        });
+        let mask = pk.random_mask(&mut rng);
+        g.bench_function(format!("encrypt/{bits}/precomputed-mask"), |b| {
+            b.iter(|| pk.encrypt_with_mask(&m, &mask))
+        });
+        let ct = pk.encrypt(&m, &mut rng).expect("plaintext below n");
+        g.bench_function(format!("decrypt/{bits}/crt"), |b| {
+            b.iter(|| sk.decrypt(&ct))
+        });
+        g.bench_function(format!("add/{bits}"), |b| b.iter(|| pk.add(&ct, &ct)));
+    }
+    g.finish();
+}
+
+fn label(m: usize) -> String {
+    format!("1e{}", (m as f64).log10().round() as u32)
+}
+
+fn packed(c: &mut Criterion) {
+    let sk = key(if quick() { 1024 } else { 2048 });
+    let pk = sk.public();
+    // BatchCrypt-like: T = 2^12, weights up to 16, up to 1000 clients: 26-bit slots, 78 per ct.
+    let quant = QuantParams::with_minimal_modulus(1.0, 1 << 12, 16, 1000).expect("fits");
+    let packing = Packing::new(pk, &quant).expect("fits the key");
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let mut g = c.benchmark_group("paillier/packed");
+    g.sample_size(10);
+    let sizes: &[usize] = if quick() {
+        &[1_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    for &m in sizes {
+        let values: Vec<u64> = (0..m as u64)
+            .map(|i| (i * 2654435761) % (1 << 16))
+            .collect();
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(format!("encrypt/{}/m={}", pk.bits(), label(m)), |b| {
+            b.iter(|| packing.encrypt(pk, &values, &mut rng))
+        });
+        let cts = packing.encrypt(pk, &values, &mut rng).expect("encrypts");
+        for n in [10usize, 100] {
+            if m > 10_000 && n == 100 {
+                continue; // 100 x 1283 additions: measured at m = 1e4 and scaled in the docs
+            }
+            g.bench_function(format!("add/{}/m={}/n={n}", pk.bits(), label(m)), |b| {
+                b.iter_batched(
+                    || vec![pk.zero(); cts.len()],
+                    |mut acc: Vec<Ciphertext>| {
+                        for _ in 0..n {
+                            for (a, c) in acc.iter_mut().zip(&cts) {
+                                pk.add_assign(a, c);
+                            }
+                        }
+                        acc
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        g.bench_function(format!("decrypt/{}/m={}", pk.bits(), label(m)), |b| {
+            b.iter(|| packing.decrypt(&sk, &cts, m))
+        });
+    }
+    g.finish();
+    let per_value = pk.ciphertext_bytes() as f64 / packing.slots() as f64;
+    eprintln!(
+        "wire: {} bytes per ciphertext, {} values per ciphertext: {per_value:.2} bytes per value \
+         (f32: 4, ratio {:.2})",
+        pk.ciphertext_bytes(),
+        packing.slots(),
+        per_value / 4.0
+    );
+}
+
+criterion_group!(benches, single, packed);
+criterion_main!(benches);
