@@ -9,6 +9,33 @@
 //! Negative values need no sign handling: quantization already offsets `[-c, c]` onto `[0, T]`, and
 //! decoding removes the offsets.
 //!
+//! ```
+//! use fedagg_paillier::{keygen, Packing};
+//! use fedagg_quant::QuantParams;
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::{OsRng, SeedableRng};
+//!
+//! let mut rng = ChaCha20Rng::from_rng(OsRng).unwrap();
+//! let sk = keygen(1024, &mut rng)?; // 2048 in production
+//! let pk = sk.public();
+//! let quant = QuantParams::with_minimal_modulus(1.0, 1 << 12, 16, 1000).unwrap();
+//! let packing = Packing::new(pk, &quant)?;
+//!
+//! // Two clients encrypt their encoded updates; the server adds ciphertexts slot-wise.
+//! let a = quant.encode_weighted(&[0.5, -0.25, 0.0], 3, &mut rng).unwrap();
+//! let b = quant.encode_weighted(&[-0.5, 0.75, 1.0], 1, &mut rng).unwrap();
+//! let mut sum = packing.encrypt(pk, &a, &mut rng)?;
+//! for (acc, c) in sum.iter_mut().zip(&packing.encrypt(pk, &b, &mut rng)?) {
+//!     pk.add_assign(acc, c);
+//! }
+//! // The key holder decrypts only the aggregate and decodes the weighted mean.
+//! let aggregate = packing.decrypt(&sk, &sum, a.len())?;
+//! let (mean, total_weight) = quant.decode_weighted_mean(&aggregate).unwrap();
+//! assert_eq!(total_weight, 4);
+//! assert!((mean[0] - 0.25).abs() <= quant.step()); // (3 x 0.5 - 0.5) / 4
+//! # Ok::<(), fedagg_paillier::Error>(())
+//! ```
+//!
 //! Encryption:
 //! - [`PublicKey::encrypt`] (default) is DJN: `c = (1 + m n) hs^r mod n^2` with `hs = (-x^2)^n` fixed
 //!   in the public key and `r` a random `ceil(|n|/2) + 128`-bit exponent. Its semantic security rests
