@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 fail=0
 
 # 1. The protocol cores depend on no async runtime, HTTP stack or database.
-for crate in fedagg-quant fedagg-secagg fedagg-dp fedagg-paillier; do
+for crate in fedagg-quant fedagg-secagg fedagg-dp fedagg-paillier fedagg-lattice; do
     deps=$(cargo tree -q -e normal -p "$crate" --prefix none | awk '{print $1}' | sort -u)
     for banned in tokio reqwest hyper axum rusqlite sqlx tch; do
         if grep -qx "$banned" <<<"$deps"; then
@@ -18,7 +18,7 @@ done
 # 2. The protocol cores do no IO, read no clock and draw no ambient randomness. Comments and doc
 #    examples (which are callers) may.
 pattern='std::(fs|net|env|process)|Instant::now|SystemTime|thread_rng|rand::random|OsRng|getrandom'
-if grep -rnE "$pattern" crates/fedagg-quant/src crates/fedagg-secagg/src crates/fedagg-dp/src crates/fedagg-paillier/src | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+if grep -rnE "$pattern" crates/fedagg-quant/src crates/fedagg-secagg/src crates/fedagg-dp/src crates/fedagg-paillier/src crates/fedagg-lattice/src | grep -vE '^[^:]+:[0-9]+:\s*//'; then
     echo "invariant broken: IO, clock or ambient randomness in a protocol core (lines above)"
     fail=1
 fi

@@ -80,7 +80,7 @@ impl fmt::Debug for PrivateKey {
 }
 
 fn check_bits(bits: u32) -> Result<(), Error> {
-    if !(MIN_KEY_BITS..=8192).contains(&bits) || bits % 256 != 0 {
+    if !(MIN_KEY_BITS..=8192).contains(&bits) || !bits.is_multiple_of(256) {
         return Err(Error::KeySize(bits));
     }
     Ok(())

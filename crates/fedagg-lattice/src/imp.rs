@@ -1,0 +1,401 @@
+use core::fmt;
+
+use fedagg_quant::QuantParams;
+use rand_core::{CryptoRng, RngCore};
+use tfhe::core_crypto::commons::math::random::{Seed, Seeder};
+use tfhe::core_crypto::prelude::*;
+
+/// LWE dimension of the compact public key (and values per public-key multiplication).
+pub const LWE_DIMENSION: usize = 2048;
+/// log2 of the TUniform noise bound.
+pub const NOISE_BOUND_LOG2: u32 = 17;
+
+/// Errors of this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The quantization's values are too wide for the noise budget of `max_clients` additions.
+    NoiseBudget(String),
+    /// A value does not fit `k` bits.
+    ValueTooLarge {
+        /// Its index.
+        index: usize,
+    },
+    /// Bytes could not be decoded, or shapes do not match.
+    Malformed(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoiseBudget(why) => write!(f, "noise budget: {why}"),
+            Error::ValueTooLarge { index } => {
+                write!(f, "value at index {index} exceeds the slot width")
+            }
+            Error::Malformed(why) => write!(f, "malformed lattice ciphertext: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The message width and addition budget, checked against the noise bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatticeParams {
+    bits: u32,
+    max_clients: u64,
+}
+
+impl LatticeParams {
+    /// Values of `quant.modulus().bits()` bits, sums of up to `quant.max_clients()`. Refused
+    /// unless `max_clients (2n + 1) 2^17 < 2^(63 - k)`.
+    pub fn new(quant: &QuantParams) -> Result<Self, Error> {
+        let bits = quant.modulus().bits();
+        let max_clients = quant.max_clients();
+        let worst =
+            u128::from(max_clients) * (2 * LWE_DIMENSION as u128 + 1) * (1u128 << NOISE_BOUND_LOG2);
+        if bits >= 63 || worst >= 1u128 << (63 - bits) {
+            return Err(Error::NoiseBudget(format!(
+                "{max_clients} additions of {bits}-bit values: worst-case noise {worst} must stay \
+                 below 2^{}",
+                63u32.saturating_sub(bits)
+            )));
+        }
+        Ok(LatticeParams { bits, max_clients })
+    }
+
+    /// Bits per value.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    fn delta_shift(&self) -> u32 {
+        64 - self.bits
+    }
+}
+
+/// Adapts the caller's CSPRNG to tfhe's seeder: 128-bit seeds.
+struct RngSeeder<'a, R>(&'a mut R);
+
+impl<R: RngCore + CryptoRng> Seeder for RngSeeder<'_, R> {
+    fn seed(&mut self) -> Seed {
+        let mut b = [0u8; 16];
+        self.0.fill_bytes(&mut b);
+        Seed(u128::from_le_bytes(b))
+    }
+    fn is_available() -> bool {
+        true
+    }
+}
+
+fn noise() -> DynamicDistribution<u64> {
+    DynamicDistribution::new_t_uniform(NOISE_BOUND_LOG2)
+}
+
+/// The key holder's secret key: a binary LWE key. No `Clone`, no `Debug`, zeroized on drop.
+pub struct SecretKey {
+    key: LweSecretKeyOwned<u64>,
+    params: LatticeParams,
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.as_mut().zeroize();
+    }
+}
+
+/// The compact public key participants encrypt with.
+#[derive(Clone)]
+pub struct PublicKey {
+    pk: LweCompactPublicKeyOwned<u64>,
+    params: LatticeParams,
+}
+
+/// Generate a key pair.
+pub fn keygen<R: RngCore + CryptoRng>(
+    params: LatticeParams,
+    rng: &mut R,
+) -> (SecretKey, PublicKey) {
+    let mut seeder = RngSeeder(rng);
+    let mut secret_gen = SecretRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed());
+    let mut enc_gen =
+        EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), &mut seeder);
+    let key = allocate_and_generate_new_binary_lwe_secret_key(
+        LweDimension(LWE_DIMENSION),
+        &mut secret_gen,
+    );
+    let pk = allocate_and_generate_new_lwe_compact_public_key(
+        &key,
+        noise(),
+        CiphertextModulus::new_native(),
+        &mut enc_gen,
+    );
+    (SecretKey { key, params }, PublicKey { pk, params })
+}
+
+/// An encrypted vector: one compact list per 2048 values.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CiphertextVector {
+    len: usize,
+    chunks: Vec<LweCompactCiphertextListOwned<u64>>,
+}
+
+fn chunk_shape(count: usize) -> usize {
+    lwe_compact_ciphertext_list_size(LweDimension(LWE_DIMENSION), LweCiphertextCount(count))
+}
+
+impl PublicKey {
+    /// Encrypt `values` (each below `2^k`).
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        values: &[u64],
+        rng: &mut R,
+    ) -> Result<CiphertextVector, Error> {
+        let bits = self.params.bits;
+        if let Some(index) = values.iter().position(|v| bits < 64 && *v >> bits != 0) {
+            return Err(Error::ValueTooLarge { index });
+        }
+        let mut seeder = RngSeeder(rng);
+        let mut enc_gen =
+            EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), &mut seeder);
+        let shift = self.params.delta_shift();
+        let chunks = values
+            .chunks(LWE_DIMENSION)
+            .map(|chunk| {
+                let encoded = PlaintextList::from_container(
+                    chunk.iter().map(|v| v << shift).collect::<Vec<u64>>(),
+                );
+                let mut out = LweCompactCiphertextList::new(
+                    0u64,
+                    LweDimension(LWE_DIMENSION).to_lwe_size(),
+                    LweCiphertextCount(chunk.len()),
+                    CiphertextModulus::new_native(),
+                );
+                encrypt_lwe_compact_ciphertext_list_with_compact_public_key(
+                    &self.pk,
+                    &mut out,
+                    &encoded,
+                    noise(),
+                    noise(),
+                    enc_gen.noise_generator_mut(),
+                );
+                out
+            })
+            .collect();
+        Ok(CiphertextVector {
+            len: values.len(),
+            chunks,
+        })
+    }
+
+    /// An encryption of zeros of length `len` with no randomness: the identity for sums.
+    pub fn zeros(&self, len: usize) -> CiphertextVector {
+        let chunks = (0..len.div_ceil(LWE_DIMENSION))
+            .map(|i| {
+                let count = (len - i * LWE_DIMENSION).min(LWE_DIMENSION);
+                LweCompactCiphertextList::new(
+                    0u64,
+                    LweDimension(LWE_DIMENSION).to_lwe_size(),
+                    LweCiphertextCount(count),
+                    CiphertextModulus::new_native(),
+                )
+            })
+            .collect();
+        CiphertextVector { len, chunks }
+    }
+}
+
+impl CiphertextVector {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Homomorphic addition in place: a wrapping add of the raw containers.
+    pub fn add_assign(&mut self, other: &CiphertextVector) -> Result<(), Error> {
+        if self.len != other.len {
+            return Err(Error::Malformed(format!(
+                "adding a vector of {} values to one of {}",
+                other.len, self.len
+            )));
+        }
+        for (a, b) in self.chunks.iter_mut().zip(&other.chunks) {
+            for (x, y) in a.as_mut().iter_mut().zip(b.as_ref()) {
+                *x = x.wrapping_add(*y);
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialize: `b"LA"`, version 1, type 1, the value count (u64 LE), then every chunk's
+    /// container as u64 LE.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let words: usize = self.chunks.iter().map(|c| c.as_ref().len()).sum();
+        let mut out = Vec::with_capacity(12 + 8 * words);
+        out.extend_from_slice(&[b'L', b'A', 1, 1]);
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        for c in &self.chunks {
+            for w in c.as_ref() {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decode a vector of exactly `expected_len` values (so the size limit follows from it).
+    pub fn from_bytes(bytes: &[u8], expected_len: usize) -> Result<Self, Error> {
+        let words: usize = (0..expected_len.div_ceil(LWE_DIMENSION))
+            .map(|i| chunk_shape((expected_len - i * LWE_DIMENSION).min(LWE_DIMENSION)))
+            .sum();
+        if bytes.len() != 12 + 8 * words {
+            return Err(Error::Malformed(format!(
+                "{} bytes, expected {} for {expected_len} values",
+                bytes.len(),
+                12 + 8 * words
+            )));
+        }
+        let (head, body) = bytes.split_at(12);
+        if head.get(..4) != Some(&[b'L', b'A', 1, 1][..]) {
+            return Err(Error::Malformed("bad header or version".into()));
+        }
+        let mut len_bytes = [0u8; 8];
+        len_bytes.copy_from_slice(head.get(4..12).unwrap_or(&[0; 8]));
+        if u64::from_le_bytes(len_bytes) != expected_len as u64 {
+            return Err(Error::Malformed("value count does not match".into()));
+        }
+        let mut words_iter = body
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        let chunks = (0..expected_len.div_ceil(LWE_DIMENSION))
+            .map(|i| {
+                let count = (expected_len - i * LWE_DIMENSION).min(LWE_DIMENSION);
+                let container: Vec<u64> = words_iter.by_ref().take(chunk_shape(count)).collect();
+                LweCompactCiphertextList::from_container(
+                    container,
+                    LweDimension(LWE_DIMENSION).to_lwe_size(),
+                    LweCiphertextCount(count),
+                    CiphertextModulus::new_native(),
+                )
+            })
+            .collect();
+        Ok(CiphertextVector {
+            len: expected_len,
+            chunks,
+        })
+    }
+}
+
+impl SecretKey {
+    /// Decrypt a (summed) vector: expand each chunk, decrypt, round to the nearest multiple of
+    /// `2^(64-k)`.
+    pub fn decrypt(&self, ct: &CiphertextVector) -> Vec<u64> {
+        let shift = self.params.delta_shift();
+        let mask = if self.params.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.params.bits) - 1
+        };
+        let mut out = Vec::with_capacity(ct.len);
+        let lwe_size = LweDimension(LWE_DIMENSION).to_lwe_size();
+        for chunk in &ct.chunks {
+            let count = chunk.lwe_ciphertext_count();
+            let mut expanded =
+                LweCiphertextList::new(0u64, lwe_size, count, CiphertextModulus::new_native());
+            expand_lwe_compact_ciphertext_list(&mut expanded, chunk);
+            let mut pts = PlaintextList::new(0u64, PlaintextCount(count.0));
+            decrypt_lwe_ciphertext_list(&self.key, &expanded, &mut pts);
+            out.extend(pts.iter().map(|p| {
+                let rounded = p.0.wrapping_add(1u64 << (shift - 1)) >> shift;
+                rounded & mask
+            }));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn params(max_clients: u64) -> LatticeParams {
+        // T = 2^10, weights up to 16: 10 + 4 + log2(max_clients) bits.
+        let q = QuantParams::with_minimal_modulus(1.0, 1 << 10, 16, max_clients).unwrap();
+        LatticeParams::new(&q).unwrap()
+    }
+
+    #[test]
+    fn sum_of_n_encrypted_vectors_decrypts_exactly() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let p = params(100);
+        let (sk, pk) = keygen(p, &mut rng);
+        let len = 2 * LWE_DIMENSION + 37;
+        let max = (1u64 << 14) - 1; // one client's largest encoded value (2^10 x 16)
+        let mut acc = pk.zeros(len);
+        let mut want = vec![0u64; len];
+        for client in 0..100u64 {
+            let values: Vec<u64> = (0..len as u64)
+                .map(|i| match client {
+                    0 => max,
+                    1 => 0,
+                    _ => (i * 31 + client * 7) % (max + 1),
+                })
+                .collect();
+            for (w, v) in want.iter_mut().zip(&values) {
+                *w += v;
+            }
+            acc.add_assign(&pk.encrypt(&values, &mut rng).unwrap())
+                .unwrap();
+        }
+        assert_eq!(sk.decrypt(&acc), want);
+        // wire round trip
+        let bytes = acc.to_bytes();
+        assert_eq!(bytes.len(), 12 + 8 * (3 * LWE_DIMENSION + len));
+        assert!(CiphertextVector::from_bytes(&bytes, len) == Ok(acc.clone()));
+        assert!(CiphertextVector::from_bytes(&bytes, len + 1).is_err());
+        assert!(CiphertextVector::from_bytes(&bytes[1..], len).is_err());
+    }
+
+    #[test]
+    fn ciphertexts_hide_the_values_from_other_keys() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let p = params(10);
+        let (sk, pk) = keygen(p, &mut rng);
+        let (other, _) = keygen(p, &mut rng);
+        let values: Vec<u64> = (0..300).map(|i| i % 97).collect();
+        let ct = pk.encrypt(&values, &mut rng).unwrap();
+        assert_eq!(sk.decrypt(&ct), values);
+        let wrong = other.decrypt(&ct);
+        let agree = wrong.iter().zip(&values).filter(|(a, b)| a == b).count();
+        assert!(
+            agree < 10,
+            "{agree} of 300 values readable under another key"
+        );
+        // Two encryptions of the same values differ.
+        assert!(pk.encrypt(&values, &mut rng).unwrap() != ct);
+    }
+
+    #[test]
+    fn budget_and_input_checks() {
+        // 2^16 levels, 256 weight, 1000 clients: 34 bits, too wide for the noise bound.
+        let q = QuantParams::with_minimal_modulus(1.0, 1 << 16, 256, 1000).unwrap();
+        assert!(matches!(LatticeParams::new(&q), Err(Error::NoiseBudget(_))));
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let p = params(10);
+        let (_, pk) = keygen(p, &mut rng);
+        assert_eq!(
+            pk.encrypt(&[0, 1 << p.bits()], &mut rng).err(),
+            Some(Error::ValueTooLarge { index: 1 })
+        );
+        let mut a = pk.zeros(3);
+        assert!(a.add_assign(&pk.zeros(4)).is_err());
+    }
+}
