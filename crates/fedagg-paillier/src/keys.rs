@@ -288,6 +288,11 @@ pub struct Encryptor<'a> {
 }
 
 impl Encryptor<'_> {
+    /// The key this encryptor encrypts under.
+    pub fn public_key(&self) -> &PublicKey {
+        self.pk
+    }
+
     /// A fresh mask `hs^r`, `r` of `ceil(|n|/2) + 128` bits.
     pub fn random_mask<R: RngCore + CryptoRng>(&self, rng: &mut R) -> BigUint {
         let r = random_bits(self.exp_bits, rng);

@@ -4,7 +4,7 @@ use fedagg_quant::QuantParams;
 use num_bigint::BigUint;
 use rand_core::{CryptoRng, RngCore};
 
-use crate::{Ciphertext, Error, PrivateKey, PublicKey};
+use crate::{Ciphertext, Encryptor, Error, PrivateKey, PublicKey};
 
 /// Slot layout for one key and one quantization: `slot_bits` per value, `slots` values per
 /// plaintext, slot `i` at bits `[i k, (i + 1) k)`.
@@ -113,22 +113,38 @@ impl Packing {
         Ok(out)
     }
 
-    /// Pack and encrypt (DJN; with the fixed-base table when there are enough ciphertexts to
-    /// pay for it).
+    /// Pack and encrypt (DJN). Builds a fixed-base table when there are enough ciphertexts to pay
+    /// for it; a client encrypting several vectors under one key should build an
+    /// [`Encryptor`](crate::Encryptor) once and call [`Packing::encrypt_with`].
     pub fn encrypt<R: RngCore + CryptoRng>(
         &self,
         pk: &PublicKey,
         values: &[u64],
         rng: &mut R,
     ) -> Result<Vec<Ciphertext>, Error> {
-        self.check_key(pk)?;
-        let pts = self.pack(values)?;
-        if pts.len() >= 32 {
-            let enc = pk.encryptor();
-            pts.iter().map(|m| enc.encrypt(m, rng)).collect()
+        if self.ciphertexts_for(values.len()) >= 32 {
+            self.encrypt_with(&pk.encryptor(), values, rng)
         } else {
-            pts.iter().map(|m| pk.encrypt(m, rng)).collect()
+            self.check_key(pk)?;
+            self.pack(values)?
+                .iter()
+                .map(|m| pk.encrypt(m, rng))
+                .collect()
         }
+    }
+
+    /// Pack and encrypt with a prebuilt fixed-base encryptor.
+    pub fn encrypt_with<R: RngCore + CryptoRng>(
+        &self,
+        enc: &Encryptor<'_>,
+        values: &[u64],
+        rng: &mut R,
+    ) -> Result<Vec<Ciphertext>, Error> {
+        self.check_key(enc.public_key())?;
+        self.pack(values)?
+            .iter()
+            .map(|m| enc.encrypt(m, rng))
+            .collect()
     }
 
     /// Decrypt and unpack `len` values.
