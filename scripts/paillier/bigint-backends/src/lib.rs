@@ -1,0 +1,1 @@
+//! Placeholder library so the benches have a package; see benches/backends.rs.
