@@ -34,6 +34,21 @@ enum Command {
     Demo(DemoArgs),
     /// Generate a Paillier key pair for a federation's key holder.
     Keygen(KeygenArgs),
+    /// Run the aggregation service (REST on 127.0.0.1:8470, SQLite in ./fedagg-data by default).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (also FEDAGG_CONFIG).
+    #[arg(long, env = "FEDAGG_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Address to listen on (overrides the file and FEDAGG_LISTEN).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory of the embedded database (overrides FEDAGG_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -88,7 +103,44 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo(&args),
         Command::Keygen(args) => keygen(&args),
+        Command::Serve(args) => serve(args),
     }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FEDAGG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = fedagg_server::Config::load(a.config.as_deref(), |k| std::env::var(k).ok())
+        .map_err(anyhow::Error::msg)?;
+    if let Some(l) = a.listen {
+        config.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        config.data_dir = d;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let server = fedagg_server::Server::start(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(t) = &server.generated_admin_token {
+            eprintln!("generated admin token (shown once, store it safely): {t}");
+        }
+        // Scripts and tests read the bound address from this line.
+        println!("listening on http://{}", server.addr());
+        server
+            .run_until(fedagg_server::shutdown_signal())
+            .await
+            .context("serving")
+    })
 }
 
 fn keygen(a: &KeygenArgs) -> Result<()> {

@@ -1,0 +1,785 @@
+//! The fedagg client SDK: what a partner app embeds to contribute model updates.
+//!
+//! Its central choice is that the SDK drives the very same sans-IO protocol machines as the
+//! server and the in-memory tests (`fedagg-secagg`'s client states, `fedagg-paillier`'s packing),
+//! and only adds HTTP, waiting and retries around them. An update never leaves the process in the
+//! clear in the SecAgg and Paillier modes; in DP mode it is sent for clipping and noising.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), fedagg_client::Error> {
+//! use fedagg_client::Client;
+//! // Enroll once with the code the operator gave you; keep the token.
+//! let (client, enrolled) = Client::enroll("http://127.0.0.1:8470", "fe_...").await?;
+//! let (version, global) = client.model().await?;
+//! let update: Vec<f32> = global.iter().map(|w| -0.01 * w).collect(); // train locally here
+//! let outcome = client.contribute(&update, 32).await?;
+//! println!("round {} ended: {:?} (model v{version} -> {:?})", outcome.round, outcome.status,
+//!          outcome.record.as_ref().and_then(|r| r.model_version));
+//! # let _ = enrolled; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fedagg_api::{
+    f32_bytes, f32_values, u64_bytes, EnrollRequest, Enrolled, EnrollmentCode,
+    EnrollmentCodeRequest, ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode,
+    PublicKeyBody, Role, RoundInfo, RoundRecord, RoundStatus, OCTET_STREAM,
+};
+use fedagg_paillier::{Packing, PrivateKey, PublicKey};
+use fedagg_quant::QuantParams;
+use fedagg_secagg::sim::DropPoint;
+use fedagg_secagg::ClientId;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, SeedableRng};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub use fedagg_api as api;
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server could not be reached (after retries).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The server refused the request.
+    #[error("server answered {status}: {error}: {detail}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Kind from the JSON body.
+        error: String,
+        /// Detail from the JSON body.
+        detail: String,
+    },
+    /// The local protocol step failed (bad server message, quantization, encryption).
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The round ended without us, or failed.
+    #[error("round {round}: {reason}")]
+    Round {
+        /// Round number.
+        round: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Waiting took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl Error {
+    fn transient(&self) -> bool {
+        match self {
+            Error::Transport(_) => true,
+            Error::Api { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where a contribution is.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Round.
+    pub round: u64,
+    /// What just happened, e.g. `joined`, `sent advertise_keys`, `round completed`.
+    pub step: String,
+}
+
+/// Progress callback.
+pub type OnProgress = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Retry policy for transient errors (transport failures, 5xx, 429).
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Attempts in all.
+    pub attempts: u32,
+    /// First backoff.
+    pub initial: Duration,
+    /// Largest backoff.
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 8,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Options of one contribution.
+#[derive(Clone, Default)]
+pub struct Contribute {
+    /// Called at every step.
+    pub progress: Option<OnProgress>,
+    /// Give up waiting after this long (default: 1 hour).
+    pub timeout: Option<Duration>,
+    /// Testing only: behave like a client that crashes at this point (SecAgg mode).
+    pub simulate_drop: Option<DropPoint>,
+}
+
+/// How a round ended for this client.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Round number.
+    pub round: u64,
+    /// Final status.
+    pub status: RoundStatus,
+    /// The round record.
+    pub record: Option<RoundRecord>,
+}
+
+/// HTTP plumbing shared by every role.
+#[derive(Clone)]
+struct Http {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    retry: Retry,
+}
+
+enum Body {
+    None,
+    Json(serde_json::Value),
+    Octets(Vec<u8>),
+}
+
+impl Http {
+    fn new(base: &str, token: Option<String>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        Ok(Http {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            retry: Retry::default(),
+        })
+    }
+
+    async fn once(&self, method: &Method, path: &str, body: &Body) -> Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path))
+            .timeout(Duration::from_secs(600));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(v),
+            Body::Octets(b) => req
+                .header(reqwest::header::CONTENT_TYPE, OCTET_STREAM)
+                .body(b.clone()),
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let (error, detail) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (b.error, b.detail),
+            Err(_) => (status.to_string(), text),
+        };
+        Err(Error::Api {
+            status: status.as_u16(),
+            error,
+            detail,
+        })
+    }
+
+    /// Send with retries on transient errors. Every mutating route of the server is idempotent
+    /// for an identical body, so retrying a POST is safe.
+    async fn send(&self, method: Method, path: &str, body: Body) -> Result<reqwest::Response> {
+        let mut delay = self.retry.initial;
+        let mut attempt = 1;
+        loop {
+            match self.once(&method, path, &body).await {
+                Err(e) if e.transient() && attempt < self.retry.attempts => {
+                    tracing::debug!(%e, attempt, "retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max);
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Body) -> Result<T> {
+        self.send(method, path, body)
+            .await?
+            .json()
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
+
+    async fn octets(&self, path: &str) -> Result<Vec<u8>> {
+        Ok(self
+            .send(Method::GET, path, Body::None)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .to_vec())
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Body> {
+    serde_json::to_value(v)
+        .map(Body::Json)
+        .map_err(|e| Error::Protocol(e.to_string()))
+}
+
+/// A participant (or key holder) of one federation.
+#[derive(Clone)]
+pub struct Client {
+    http: Http,
+    federation_id: i64,
+    participant_id: i64,
+}
+
+impl Client {
+    /// Redeem an enrollment code; the returned [`Enrolled`] carries the token to keep.
+    pub async fn enroll(base_url: &str, code: &str) -> Result<(Client, Enrolled)> {
+        let http = Http::new(base_url, None)?;
+        let e: Enrolled = http
+            .json(
+                Method::POST,
+                "/v1/enroll",
+                to_json(&EnrollRequest { code: code.into() })?,
+            )
+            .await?;
+        let client = Client::connect(base_url, &e.token, e.federation_id, e.participant_id)?;
+        Ok((client, e))
+    }
+
+    /// A client for a token obtained earlier.
+    pub fn connect(
+        base_url: &str,
+        token: &str,
+        federation_id: i64,
+        participant_id: i64,
+    ) -> Result<Client> {
+        Ok(Client {
+            http: Http::new(base_url, Some(token.to_string()))?,
+            federation_id,
+            participant_id,
+        })
+    }
+
+    /// Replace the retry policy.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// Participant id.
+    pub fn participant_id(&self) -> i64 {
+        self.participant_id
+    }
+
+    fn fpath(&self, rest: &str) -> String {
+        format!("/v1/federations/{}{rest}", self.federation_id)
+    }
+
+    /// The federation.
+    pub async fn federation(&self) -> Result<Federation> {
+        self.http
+            .json(Method::GET, &self.fpath(""), Body::None)
+            .await
+    }
+
+    /// The current global model: `(version, values)`.
+    pub async fn model(&self) -> Result<(u64, Vec<f32>)> {
+        let fed = self.federation().await?;
+        let v = fed.model_version;
+        let bytes = self
+            .http
+            .octets(&self.fpath(&format!("/model?version={v}")))
+            .await?;
+        let payload =
+            Frame::decode(&bytes, FrameKind::F32, v).map_err(|e| Error::Protocol(e.to_string()))?;
+        let values =
+            f32_values(payload, fed.spec.vector_len).map_err(|e| Error::Protocol(e.to_string()))?;
+        Ok((v, values))
+    }
+
+    /// A round, long-polling up to `wait` for a revision above `after`.
+    pub async fn round(&self, round: u64, after: Option<u64>, wait: Duration) -> Result<RoundInfo> {
+        let mut path = self.fpath(&format!("/rounds/{round}?wait={}", wait.as_secs()));
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        self.http.json(Method::GET, &path, Body::None).await
+    }
+
+    /// Wait for a round numbered above `after` (long polling), up to `wait`.
+    pub async fn next_round(&self, after: u64, wait: Duration) -> Result<Option<RoundInfo>> {
+        let path = self.fpath(&format!(
+            "/rounds/current?after={after}&wait={}",
+            wait.as_secs()
+        ));
+        match self.http.json(Method::GET, &path, Body::None).await {
+            Ok(r) => Ok(Some(r)),
+            Err(Error::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn submit(&self, round: u64, kind: FrameKind, payload: &[u8]) -> Result<()> {
+        let body = Frame::encode(kind, round, payload);
+        self.http
+            .send(
+                Method::POST,
+                &self.fpath(&format!("/rounds/{round}/submissions")),
+                Body::Octets(body),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn inbox(&self, round: u64, kind: FrameKind) -> Result<Vec<u8>> {
+        let bytes = self
+            .http
+            .octets(&self.fpath(&format!("/rounds/{round}/inbox")))
+            .await?;
+        Frame::decode(&bytes, kind, round)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// Wait until the round is in `phase` (or has ended, which is an error unless `phase` is
+    /// `done`).
+    async fn await_phase(&self, info: &mut RoundInfo, phase: &str, until: Instant) -> Result<()> {
+        loop {
+            if info.status != RoundStatus::Open {
+                if phase == "done" {
+                    return Ok(());
+                }
+                let reason = info
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.failure.clone())
+                    .unwrap_or_else(|| format!("ended before phase {phase}"));
+                return Err(Error::Round {
+                    round: info.round,
+                    reason,
+                });
+            }
+            if info.phase == phase {
+                return Ok(());
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(format!("waiting for phase {phase}")));
+            }
+            *info = self
+                .round(
+                    info.round,
+                    Some(info.revision),
+                    left.min(Duration::from_secs(30)),
+                )
+                .await?;
+        }
+    }
+
+    /// Find the open round this client is a member of (waiting for one to open).
+    async fn join(&self, until: Instant) -> Result<RoundInfo> {
+        let mut after = 0;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout("waiting for a round to open".into()));
+            }
+            match self
+                .next_round(after, left.min(Duration::from_secs(30)))
+                .await?
+            {
+                Some(r) if r.status == RoundStatus::Open && r.member.is_some() && !r.submitted => {
+                    return Ok(r)
+                }
+                Some(r) if r.status == RoundStatus::Open => after = r.round,
+                Some(r) => after = r.round,
+                None => {}
+            }
+        }
+    }
+
+    /// Contribute `update` with `weight` (for example the local sample count) to the next round
+    /// this client is in, and wait for its outcome.
+    pub async fn contribute(&self, update: &[f32], weight: u64) -> Result<Outcome> {
+        self.contribute_with(update, weight, Contribute::default())
+            .await
+    }
+
+    /// [`Client::contribute`] with options.
+    pub async fn contribute_with(
+        &self,
+        update: &[f32],
+        weight: u64,
+        opts: Contribute,
+    ) -> Result<Outcome> {
+        let until = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(3600));
+        let fed = self.federation().await?;
+        let spec = &fed.spec;
+        if update.len() != spec.vector_len {
+            return Err(Error::Protocol(format!(
+                "update has {} values, the federation's model has {}",
+                update.len(),
+                spec.vector_len
+            )));
+        }
+        let mut info = self.join(until).await?;
+        let round = info.round;
+        let report = |step: String| {
+            if let Some(p) = &opts.progress {
+                p(&Progress { round, step });
+            }
+        };
+        report("joined".into());
+        let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
+        match &spec.mode {
+            Mode::Dp { .. } => {
+                self.submit(round, FrameKind::F32, &f32_bytes(update))
+                    .await?;
+                report("sent update".into());
+            }
+            Mode::Paillier { .. } => {
+                let quant = quant_of(spec)?;
+                let pk: PublicKeyBody = self
+                    .http
+                    .json(Method::GET, &self.fpath("/public-key"), Body::None)
+                    .await?;
+                let pk = PublicKey::from_text(&pk.paillier)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let values = quant
+                    .encode_weighted(update, weight, &mut rng)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let packing =
+                    Packing::new(&pk, &quant).map_err(|e| Error::Protocol(e.to_string()))?;
+                let mut enc_rng =
+                    ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
+                let body = offload(move || {
+                    packing
+                        .encrypt(&pk, &values, &mut enc_rng)
+                        .map(|cts| fedagg_paillier::encode_ciphertexts(&pk, &cts))
+                })
+                .await?
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+                self.submit(round, FrameKind::Paillier, &body).await?;
+                report("sent ciphertexts".into());
+            }
+            Mode::Secagg { .. } => {
+                let quant = quant_of(spec)?;
+                let values = quant
+                    .encode_weighted(update, weight, &mut rng)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                self.secagg(&mut info, &values, &opts, until, &report, &mut rng)
+                    .await?;
+                if opts.simulate_drop.is_some() {
+                    return Ok(Outcome {
+                        round,
+                        status: RoundStatus::Open,
+                        record: None,
+                    });
+                }
+            }
+        }
+        self.await_phase(&mut info, "done", until).await?;
+        report(format!("round {:?}", info.status));
+        Ok(Outcome {
+            round,
+            status: info.status,
+            record: info.record,
+        })
+    }
+
+    async fn secagg(
+        &self,
+        info: &mut RoundInfo,
+        values: &[u64],
+        opts: &Contribute,
+        until: Instant,
+        report: &(dyn Fn(String) + Sync),
+        rng: &mut ChaCha20Rng,
+    ) -> Result<()> {
+        let p = |e: fedagg_secagg::Error| Error::Protocol(e.to_string());
+        let round = info.round;
+        let session = info
+            .secagg
+            .clone()
+            .ok_or_else(|| Error::Protocol("secagg round without session parameters".into()))?;
+        let member = info
+            .member
+            .ok_or_else(|| Error::Protocol("not a member of this round".into()))?;
+        let cfg = Arc::new(session.config(values.len() - 1).map_err(Error::Protocol)?);
+        let stop = |at: DropPoint| opts.simulate_drop == Some(at);
+        if stop(DropPoint::BeforeAdvertise) {
+            return Ok(());
+        }
+        self.await_phase(info, "advertise_keys", until).await?;
+        let (st, msg) =
+            fedagg_secagg::client::start(cfg, ClientId(member), None, rng).map_err(p)?;
+        self.submit(round, FrameKind::Secagg, &msg).await?;
+        report("sent advertise_keys".into());
+        if stop(DropPoint::AfterAdvertise) {
+            return Ok(());
+        }
+        self.await_phase(info, "share_keys", until).await?;
+        let keys = self.inbox(round, FrameKind::Secagg).await?;
+        let (st, msg) = st.share_keys(&keys, rng).map_err(p)?;
+        self.submit(round, FrameKind::Secagg, &msg).await?;
+        report("sent share_keys".into());
+        if stop(DropPoint::AfterShareKeys) {
+            return Ok(());
+        }
+        self.await_phase(info, "masked_input", until).await?;
+        let shares = self.inbox(round, FrameKind::Secagg).await?;
+        let values = values.to_vec();
+        let (st, msg) = offload(move || st.mask(&shares, &values))
+            .await?
+            .map_err(p)?;
+        self.submit(round, FrameKind::Secagg, &msg).await?;
+        report("sent masked_input".into());
+        if stop(DropPoint::AfterMaskedInput) {
+            return Ok(());
+        }
+        self.await_phase(info, "unmask", until).await?;
+        let request = self.inbox(round, FrameKind::Secagg).await?;
+        let msg = st.unmask(&request).map_err(p)?;
+        self.submit(round, FrameKind::Secagg, &msg).await?;
+        report("sent unmask".into());
+        Ok(())
+    }
+}
+
+/// Run CPU-heavy work (masking, encryption, decryption) off the async runtime's threads.
+async fn offload<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Protocol(format!("worker: {e}")))
+}
+
+fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {
+    spec.mode
+        .quant(u64::from(spec.max_clients))
+        .unwrap_or_else(|| Err("not a quantized mode".into()))
+        .map_err(Error::Protocol)
+}
+
+/// The key holder of a Paillier federation: publishes the public key and decrypts aggregates.
+pub struct KeyHolder {
+    client: Client,
+    key: Arc<PrivateKey>,
+}
+
+impl KeyHolder {
+    /// A key holder with its enrolled client and private key.
+    pub fn new(client: Client, key: PrivateKey) -> Self {
+        KeyHolder {
+            client,
+            key: Arc::new(key),
+        }
+    }
+
+    /// Publish the public key to the federation.
+    pub async fn publish(&self) -> Result<()> {
+        let body = PublicKeyBody {
+            paillier: self.key.public().to_text(),
+        };
+        self.client
+            .http
+            .send(
+                Method::PUT,
+                &self.client.fpath("/public-key"),
+                to_json(&body)?,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Wait for `round` to reach its decrypt phase, decrypt the aggregate and submit it; then
+    /// wait for the outcome.
+    pub async fn decrypt_round(&self, round: u64, timeout: Duration) -> Result<Outcome> {
+        let until = Instant::now() + timeout;
+        let c = &self.client;
+        let fed = c.federation().await?;
+        let quant = quant_of(&fed.spec)?;
+        let mut info = c.round(round, None, Duration::ZERO).await?;
+        c.await_phase(&mut info, "decrypt", until).await?;
+        let bytes = c.inbox(round, FrameKind::Paillier).await?;
+        let pk = self.key.public();
+        let packing = Packing::new(pk, &quant).map_err(|e| Error::Protocol(e.to_string()))?;
+        let len = QuantParams::encoded_len(fed.spec.vector_len);
+        let cts = fedagg_paillier::decode_ciphertexts(pk, &bytes, packing.ciphertexts_for(len))
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let key = self.key.clone();
+        let sum = offload(move || packing.decrypt(&key, &cts, len))
+            .await?
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        c.submit(round, FrameKind::U64, &u64_bytes(&sum)).await?;
+        c.await_phase(&mut info, "done", until).await?;
+        Ok(Outcome {
+            round,
+            status: info.status,
+            record: info.record,
+        })
+    }
+}
+
+/// The operator's side: federations, enrollment codes, rounds.
+#[derive(Clone)]
+pub struct Admin {
+    http: Http,
+}
+
+impl Admin {
+    /// An admin client with the admin token.
+    pub fn new(base_url: &str, token: &str) -> Result<Self> {
+        Ok(Admin {
+            http: Http::new(base_url, Some(token.into()))?,
+        })
+    }
+
+    /// Create a federation.
+    pub async fn create_federation(&self, spec: &FederationSpec) -> Result<Federation> {
+        self.http
+            .json(Method::POST, "/v1/federations", to_json(spec)?)
+            .await
+    }
+
+    /// A federation.
+    pub async fn federation(&self, id: i64) -> Result<Federation> {
+        self.http
+            .json(Method::GET, &format!("/v1/federations/{id}"), Body::None)
+            .await
+    }
+
+    /// Set the initial model (before the first round).
+    pub async fn set_initial_model(&self, id: i64, model: &[f32]) -> Result<()> {
+        self.http
+            .send(
+                Method::PUT,
+                &format!("/v1/federations/{id}/model"),
+                Body::Octets(Frame::encode(FrameKind::F32, 0, &f32_bytes(model))),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// A single-use enrollment code.
+    pub async fn enrollment_code(&self, id: i64, role: Role) -> Result<EnrollmentCode> {
+        self.http
+            .json(
+                Method::POST,
+                &format!("/v1/federations/{id}/enrollment-codes"),
+                to_json(&EnrollmentCodeRequest { role, label: None })?,
+            )
+            .await
+    }
+
+    /// Open the next round.
+    pub async fn open_round(&self, id: i64) -> Result<RoundInfo> {
+        self.http
+            .json(
+                Method::POST,
+                &format!("/v1/federations/{id}/rounds"),
+                Body::None,
+            )
+            .await
+    }
+
+    /// A round, long-polling up to `wait` for a revision above `after`.
+    pub async fn round(
+        &self,
+        id: i64,
+        round: u64,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<RoundInfo> {
+        let mut path = format!(
+            "/v1/federations/{id}/rounds/{round}?wait={}",
+            wait.as_secs()
+        );
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        self.http.json(Method::GET, &path, Body::None).await
+    }
+
+    /// Wait until a round has ended.
+    pub async fn wait_round(&self, id: i64, round: u64, timeout: Duration) -> Result<RoundInfo> {
+        let until = Instant::now() + timeout;
+        let mut info = self.round(id, round, None, Duration::ZERO).await?;
+        while info.status == RoundStatus::Open {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(format!("round {round} still open")));
+            }
+            info = self
+                .round(
+                    id,
+                    round,
+                    Some(info.revision),
+                    left.min(Duration::from_secs(30)),
+                )
+                .await?;
+        }
+        Ok(info)
+    }
+
+    /// Model bytes of a version.
+    pub async fn model(&self, id: i64, version: u64) -> Result<Vec<f32>> {
+        let fed = self.federation(id).await?;
+        let bytes = self
+            .http
+            .octets(&format!("/v1/federations/{id}/model?version={version}"))
+            .await?;
+        let payload = Frame::decode(&bytes, FrameKind::F32, version)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        f32_values(payload, fed.spec.vector_len).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// Raw request (tests of the HTTP surface): method, path, optional JSON or octets.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<serde_json::Value>,
+        octets: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        let body = match (json, octets) {
+            (Some(j), _) => Body::Json(j),
+            (None, Some(o)) => Body::Octets(o),
+            _ => Body::None,
+        };
+        match self.http.once(&method, path, &body).await {
+            Ok(r) => {
+                let s = r.status();
+                Ok((
+                    s,
+                    r.bytes()
+                        .await
+                        .map_err(|e| Error::Transport(e.to_string()))?
+                        .to_vec(),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

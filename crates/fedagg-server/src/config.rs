@@ -1,0 +1,150 @@
+//! Configuration: defaults, then a TOML file, then `FEDAGG_*` environment variables, then
+//! command-line flags (applied by the CLI). `fedagg serve` with nothing set listens on
+//! 127.0.0.1:8470 and keeps its SQLite database in `./fedagg-data`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Service configuration.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded database.
+    pub data_dir: PathBuf,
+    /// Database file (default `<data_dir>/fedagg.db`).
+    pub database: Option<PathBuf>,
+    /// Admin bearer token. When unset and none is stored, one is generated and printed once.
+    pub admin_token: Option<String>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest long-poll wait a client may ask for, in seconds.
+    pub max_wait_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_wait_secs", &self.max_wait_secs)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            data_dir: PathBuf::from("fedagg-data"),
+            database: None,
+            admin_token: None,
+            max_body_bytes: 1 << 30,
+            max_wait_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overlaid with `file` (TOML) when given, then with the environment as read by
+    /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_ADMIN_TOKEN`,
+    /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`).
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut c = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("reading {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = env("FEDAGG_LISTEN") {
+            c.listen = v.parse().map_err(|e| format!("FEDAGG_LISTEN={v:?}: {e}"))?;
+        }
+        if let Some(v) = env("FEDAGG_DATA_DIR") {
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("FEDAGG_DATABASE") {
+            c.database = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("FEDAGG_ADMIN_TOKEN") {
+            c.admin_token = Some(v);
+        }
+        if let Some(v) = env("FEDAGG_MAX_BODY_BYTES") {
+            c.max_body_bytes = v
+                .parse()
+                .map_err(|e| format!("FEDAGG_MAX_BODY_BYTES={v:?}: {e}"))?;
+        }
+        if let Some(v) = env("FEDAGG_MAX_WAIT_SECS") {
+            c.max_wait_secs = v
+                .parse()
+                .map_err(|e| format!("FEDAGG_MAX_WAIT_SECS={v:?}: {e}"))?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Refuse settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes < 1024 {
+            return Err(format!(
+                "max_body_bytes {} is below 1024",
+                self.max_body_bytes
+            ));
+        }
+        if self.max_wait_secs == 0 || self.max_wait_secs > 3600 {
+            return Err(format!(
+                "max_wait_secs {} must lie in 1..=3600",
+                self.max_wait_secs
+            ));
+        }
+        if let Some(t) = &self.admin_token {
+            if t.len() < 16 {
+                return Err("admin_token must be at least 16 characters".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("fedagg.db"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let c = Config::load(None, |_| None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8470");
+        let dir = std::env::temp_dir().join(format!("fedagg-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nmax_wait_secs = 5\n").unwrap();
+        let c = Config::load(Some(&f), |k| {
+            (k == "FEDAGG_MAX_WAIT_SECS").then(|| "7".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_wait_secs, 7);
+        std::fs::write(&f, "lisen = 1\n").unwrap();
+        assert!(Config::load(Some(&f), |_| None).is_err());
+        assert!(Config::load(None, |k| (k == "FEDAGG_LISTEN").then(|| "x".into())).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! The one error type of the service, and its mapping to an HTTP status and a JSON
+//! `{error, detail}` body. Client errors pass their reason through; internal errors are logged
+//! and answered with a generic message.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fedagg_api::ErrorBody;
+
+/// An error answered to a client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable kind.
+    pub kind: &'static str,
+    /// What was wrong.
+    pub detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            detail: detail.into(),
+        }
+    }
+    /// 400: the request is malformed (bad JSON, bad frame, wrong length, refused by a protocol
+    /// decoder).
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+    /// 401: no or unknown bearer token.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+    /// 403: the token's role or federation does not allow this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+    /// 404: no such resource.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+    /// 409: the round is in another phase than the request needs.
+    pub fn wrong_phase(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "wrong_phase", detail)
+    }
+    /// 409: a different submission from the same member in this phase was already accepted.
+    pub fn duplicate(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "duplicate", detail)
+    }
+    /// 409: the state forbids it (a round already open, a budget exhausted, too few members).
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+    /// 413: body over the limit.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+    }
+    /// 415: wrong content type.
+    pub fn unsupported_media(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            detail,
+        )
+    }
+    /// 422: well-formed but invalid parameters.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
+    }
+    /// 500: our fault; the detail is logged, not sent.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+    /// 503: shutting down.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.kind,
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = if self.status.is_server_error() && self.kind == "internal" {
+            tracing::error!(detail = %self.detail, "internal error");
+            "internal error; the server log has the details".to_string()
+        } else {
+            self.detail
+        };
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.kind.to_string(),
+                detail,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// axum's own rejections (bad JSON, body over the limit, bad path or query) in our JSON shape.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::too_large(r.body_text());
+        }
+        if r.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return ApiError::unsupported_media(r.body_text());
+        }
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("request body exceeds the configured limit")
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<fedagg_api::FrameError> for ApiError {
+    fn from(e: fedagg_api::FrameError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}

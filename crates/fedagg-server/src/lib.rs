@@ -1,0 +1,142 @@
+//! The fedagg aggregation service: `fedagg serve`.
+//!
+//! Its central choice is that every round is an event log. The mode engines (SecAgg, Paillier,
+//! DP) are deterministic state machines from the protocol crates; the service writes each accepted
+//! submission and each phase closure to SQLite before acknowledging it, and after a crash it
+//! rebuilds every open round by replaying its log. Memory holds running sums, never the n x m
+//! submissions: those live on disk until the round ends.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = fedagg_server::Config::load(None, |k| std::env::var(k).ok())?;
+//! let server = fedagg_server::Server::start(config).await?;
+//! println!("listening on {}", server.addr());
+//! server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use app::App;
+pub use config::Config;
+pub use error::ApiError;
+
+/// A bound, initialised server, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    /// The admin token when this start generated it (shown once).
+    pub generated_admin_token: Option<String>,
+}
+
+impl Server {
+    /// Open the database (creating the data directory), set up the admin token, resume open
+    /// rounds and bind the listener.
+    pub async fn start(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        config.validate()?;
+        let path = config.database_path();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let store = store::Store::open(&path)?;
+        let generated_admin_token = setup_admin(&store, config.admin_token.as_deref())?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let app = tokio::task::spawn_blocking(move || App::new(config, store)).await??;
+        Ok(Server {
+            app,
+            listener,
+            addr,
+            generated_admin_token,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shared state (tests, the demo).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Serve until `shutdown` completes, then stop accepting, finish in-flight requests and
+    /// return. Phase deadlines are checked every 200 ms.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ticker = {
+            let app = self.app.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    every.tick().await;
+                    let a = app.clone();
+                    let _ = tokio::task::spawn_blocking(move || a.tick()).await;
+                }
+            })
+        };
+        tracing::info!(addr = %self.addr, "serving");
+        let r = axum::serve(self.listener, routes::router(self.app))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        ticker.abort();
+        r
+    }
+}
+
+/// Store the configured admin token's hash, or generate one when none exists yet.
+fn setup_admin(store: &store::Store, configured: Option<&str>) -> Result<Option<String>, ApiError> {
+    if let Some(t) = configured {
+        let h = auth::hash(t);
+        if store.token(&h)?.is_none() {
+            store.insert_token(&h, "admin", None, None)?;
+        }
+        return Ok(None);
+    }
+    if store.meta("admin_generated")?.is_some() {
+        return Ok(None);
+    }
+    let t = auth::new_secret("fa_");
+    store.insert_token(&auth::hash(&t), "admin", None, None)?;
+    store.set_meta("admin_generated", "1")?;
+    Ok(Some(t))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,701 @@
+//! End-to-end tests of the service: the real server on 127.0.0.1, driven by the real SDK.
+//! One test binary for all of them keeps link time down.
+
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use fedagg_api::{FederationSpec, Frame, FrameKind, Mode, Role, RoundStatus};
+use fedagg_client::{Admin, Client, Contribute, Error, KeyHolder};
+use fedagg_secagg::sim::DropPoint;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use reqwest::Method;
+
+const ADMIN: &str = "test-admin-token-0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(120);
+
+fn temp_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "fedagg-it-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Srv {
+    base: String,
+    admin: Admin,
+    dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Srv {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start(max_body_bytes: usize) -> Srv {
+    let dir = temp_dir();
+    let mut cfg = fedagg_server::Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.data_dir = dir.clone();
+    cfg.admin_token = Some(ADMIN.into());
+    cfg.max_body_bytes = max_body_bytes;
+    cfg.max_wait_secs = 5;
+    let server = fedagg_server::Server::start(cfg).await.unwrap();
+    let base = format!("http://{}", server.addr());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(server.run_until(async {
+        let _ = rx.await;
+    }));
+    Srv {
+        admin: Admin::new(&base, ADMIN).unwrap(),
+        base,
+        dir,
+        stop: Some(tx),
+    }
+}
+
+fn spec(mode: Mode, m: usize, min: u32, timeout: u64) -> FederationSpec {
+    FederationSpec {
+        name: "test".into(),
+        vector_len: m,
+        mode,
+        min_clients: min,
+        max_clients: 64,
+        phase_timeout_secs: timeout,
+        server_lr: 1.0,
+        auto_rounds: false,
+    }
+}
+
+fn secagg(dropout_rate: f64) -> Mode {
+    Mode::Secagg {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+        dropout_rate,
+        corrupt_fraction: 0.05,
+    }
+}
+
+async fn enroll(base: &str, admin: &Admin, fid: i64, n: usize, role: Role) -> Vec<Client> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let code = admin.enrollment_code(fid, role).await.unwrap();
+        let (c, e) = Client::enroll(base, &code.code).await.unwrap();
+        assert_eq!(e.role, role);
+        out.push(c);
+    }
+    out
+}
+
+/// Deterministic updates in [-1, 1] with weights in 1..=100.
+fn updates(n: usize, m: usize, seed: u64) -> Vec<(Vec<f32>, u64)> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let u = (0..m)
+                .map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 2.0 - 1.0) as f32)
+                .collect();
+            (u, 1 + rng.next_u64() % 100)
+        })
+        .collect()
+}
+
+fn weighted_mean(ups: &[&(Vec<f32>, u64)]) -> Vec<f64> {
+    let m = ups[0].0.len();
+    let w: f64 = ups.iter().map(|(_, w)| *w as f64).sum();
+    (0..m)
+        .map(|j| {
+            ups.iter()
+                .map(|(u, wt)| u[j] as f64 * *wt as f64)
+                .sum::<f64>()
+                / w
+        })
+        .collect()
+}
+
+async fn contribute_all(
+    clients: &[Client],
+    ups: &[(Vec<f32>, u64)],
+    drops: &[Option<DropPoint>],
+) -> Vec<Result<fedagg_client::Outcome, Error>> {
+    let handles: Vec<_> = clients
+        .iter()
+        .zip(ups)
+        .zip(drops)
+        .map(|((c, (u, w)), d)| {
+            let (c, u, w, d) = (c.clone(), u.clone(), *w, *d);
+            tokio::spawn(async move {
+                let opts = Contribute {
+                    simulate_drop: d,
+                    timeout: Some(WAIT),
+                    ..Contribute::default()
+                };
+                c.contribute_with(&u, w, opts).await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+fn assert_close(got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= tol, "max error {worst} above {tol}");
+}
+
+/// The quantization step of `secagg()`/Paillier modes here: 2 / 2^16.
+const STEP: f64 = 2.0 / 65536.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean() {
+    let srv = start(1 << 26).await;
+    let m = 1000;
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.1), m, 8, 30))
+        .await
+        .unwrap();
+    let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
+    let round = srv.admin.open_round(fed.id).await.unwrap();
+    assert_eq!(round.round, 1);
+    assert_eq!(round.phase, "advertise_keys");
+    let ups = updates(10, m, 1);
+    let results = contribute_all(&clients, &ups, &[None; 10]).await;
+    for r in &results {
+        let o = r.as_ref().unwrap();
+        assert_eq!(o.status, RoundStatus::Completed);
+    }
+    let record = results[0].as_ref().unwrap().record.clone().unwrap();
+    assert_eq!((record.participants, record.dropouts), (10, 0));
+    let model = srv.admin.model(fed.id, 1).await.unwrap();
+    let all: Vec<_> = ups.iter().collect();
+    assert_close(&model, &weighted_mean(&all), STEP);
+    let fed = srv.admin.federation(fed.id).await.unwrap();
+    assert_eq!(fed.model_version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum() {
+    let srv = start(1 << 26).await;
+    let m = 300;
+    let n = 14;
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.35), m, 5, 3))
+        .await
+        .unwrap();
+    let clients = enroll(&srv.base, &srv.admin, fed.id, n, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    let ups = updates(n, m, 2);
+    let mut drops = vec![None; n];
+    drops[0] = Some(DropPoint::BeforeAdvertise);
+    drops[1] = Some(DropPoint::AfterAdvertise);
+    drops[2] = Some(DropPoint::AfterShareKeys);
+    drops[3] = Some(DropPoint::AfterMaskedInput);
+    let results = contribute_all(&clients, &ups, &drops).await;
+    for r in &results[4..] {
+        assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed);
+    }
+    let info = srv.admin.wait_round(fed.id, 1, WAIT).await.unwrap();
+    let rec = info.record.unwrap();
+    // The one that dropped after sending its masked input is still counted.
+    assert_eq!(rec.participants, 11, "{rec:?}");
+    assert_eq!(rec.dropouts, 3);
+    let included: Vec<_> = ups[3..].iter().collect();
+    let model = srv.admin.model(fed.id, 1).await.unwrap();
+    assert_close(&model, &weighted_mean(&included), STEP);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs() {
+    let srv = start(1 << 26).await;
+    let m = 50;
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.1), m, 5, 2))
+        .await
+        .unwrap();
+    let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    let ups = updates(10, m, 3);
+    // Only one client shows up.
+    let r = contribute_all(&clients[..1], &ups[..1], &[None]).await;
+    assert!(
+        matches!(&r[0], Err(Error::Round { round: 1, .. })),
+        "{:?}",
+        r[0].as_ref().err()
+    );
+    let info = srv.admin.wait_round(fed.id, 1, WAIT).await.unwrap();
+    assert_eq!(info.status, RoundStatus::Failed);
+    let reason = info.record.unwrap().failure.unwrap();
+    assert!(
+        reason.contains("threshold") || reason.contains("requires") || reason.contains("remaining"),
+        "{reason}"
+    );
+    assert_eq!(srv.admin.federation(fed.id).await.unwrap().model_version, 0);
+
+    srv.admin.open_round(fed.id).await.unwrap();
+    let results = contribute_all(&clients, &ups, &[None; 10]).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+    let all: Vec<_> = ups.iter().collect();
+    assert_close(
+        &srv.admin.model(fed.id, 1).await.unwrap(),
+        &weighted_mean(&all),
+        STEP,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
+    let srv = start(1 << 26).await;
+    let m = 400;
+    let mode = Mode::Paillier {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+    };
+    let fed = srv
+        .admin
+        .create_federation(&spec(mode, m, 10, 60))
+        .await
+        .unwrap();
+    let kh = enroll(&srv.base, &srv.admin, fed.id, 1, Role::KeyHolder)
+        .await
+        .remove(0);
+    let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
+    // No key yet: the round cannot open.
+    let e = srv.admin.open_round(fed.id).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 409, .. }), "{e}");
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let sk = fedagg_paillier::keygen(1024, &mut rng).unwrap();
+    let kh = KeyHolder::new(kh, sk);
+    kh.publish().await.unwrap();
+    let round = srv.admin.open_round(fed.id).await.unwrap();
+    let ups = updates(10, m, 5);
+    let key_holder = tokio::spawn(async move { kh.decrypt_round(round.round, WAIT).await });
+    let results = contribute_all(&clients, &ups, &[None; 10]).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+    assert_eq!(
+        key_holder.await.unwrap().unwrap().status,
+        RoundStatus::Completed
+    );
+    let all: Vec<_> = ups.iter().collect();
+    assert_close(
+        &srv.admin.model(fed.id, 1).await.unwrap(),
+        &weighted_mean(&all),
+        STEP,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dp_round_adds_the_configured_noise_and_charges_the_ledger() {
+    let srv = start(1 << 26).await;
+    let m = 4000;
+    let (clip, sigma, n) = (1.0, 0.8, 10usize);
+    let mode = Mode::Dp {
+        clip,
+        noise_multiplier: sigma,
+        sampling_rate: 1.0,
+        epsilon_budget: 50.0,
+        delta: 1e-5,
+    };
+    let fed = srv
+        .admin
+        .create_federation(&spec(mode, m, n as u32, 60))
+        .await
+        .unwrap();
+    let clients = enroll(&srv.base, &srv.admin, fed.id, n, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    // Small updates (norm below the clip) so the plaintext mean is exact.
+    let ups: Vec<_> = updates(n, m, 6)
+        .into_iter()
+        .map(|(u, w)| (u.iter().map(|x| x * 0.01).collect::<Vec<f32>>(), w))
+        .collect();
+    let results = contribute_all(&clients, &ups, &[None; 10]).await;
+    let rec = results[0].as_ref().unwrap().record.clone().unwrap();
+    let eps = rec.epsilon_spent.unwrap();
+    assert!(eps > 0.0 && eps < 50.0, "{eps}");
+    let model = srv.admin.model(fed.id, 1).await.unwrap();
+    let mean: Vec<f64> = (0..m)
+        .map(|j| ups.iter().map(|(u, _)| u[j] as f64).sum::<f64>() / n as f64)
+        .collect();
+    let resid: Vec<f64> = model
+        .iter()
+        .zip(&mean)
+        .map(|(g, w)| *g as f64 - w)
+        .collect();
+    let avg = resid.iter().sum::<f64>() / m as f64;
+    let sd = (resid.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / (m - 1) as f64).sqrt();
+    let want = sigma * clip / n as f64;
+    // 4000 samples: the sample sd is within 5 % of the truth with overwhelming probability.
+    assert!(
+        (sd / want - 1.0).abs() < 0.05,
+        "noise sd {sd}, configured {want}"
+    );
+    assert!(
+        avg.abs() < 5.0 * want / (m as f64).sqrt(),
+        "noise mean {avg}"
+    );
+    let fed = srv.admin.federation(fed.id).await.unwrap();
+    let p = fed.privacy.unwrap();
+    assert_eq!(p.rounds, 1);
+    assert!((p.epsilon - eps).abs() < 1e-12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_is_checked_on_every_route() {
+    let srv = start(1 << 20).await;
+    let a = srv
+        .admin
+        .create_federation(&spec(secagg(0.1), 10, 2, 30))
+        .await
+        .unwrap();
+    let b = srv
+        .admin
+        .create_federation(&spec(secagg(0.1), 10, 2, 30))
+        .await
+        .unwrap();
+    let pa = enroll(&srv.base, &srv.admin, a.id, 1, Role::Participant)
+        .await
+        .remove(0);
+    let http = reqwest::Client::new();
+    // No token.
+    let r = http
+        .get(format!("{}/v1/federations/{}", srv.base, a.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: fedagg_api::ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error, "unauthorized");
+    // Wrong token.
+    let r = http
+        .get(format!("{}/v1/federations/{}", srv.base, a.id))
+        .bearer_auth("ft_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A participant of A reads A, not B.
+    assert!(pa.federation().await.is_ok());
+    let other = Client::connect(&srv.base, &token_of(&srv, a.id).await, b.id, 0).unwrap();
+    let e = other.federation().await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 403, .. }), "{e}");
+    // A participant cannot call admin routes.
+    let tok = token_of(&srv, a.id).await;
+    let as_admin = Admin::new(&srv.base, &tok).unwrap();
+    for e in [
+        as_admin.open_round(a.id).await.unwrap_err(),
+        as_admin
+            .enrollment_code(a.id, Role::Participant)
+            .await
+            .unwrap_err(),
+        as_admin
+            .create_federation(&spec(secagg(0.1), 10, 2, 30))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Api { status: 403, .. }), "{e}");
+    }
+    // A used enrollment code does not work twice.
+    let code = srv
+        .admin
+        .enrollment_code(a.id, Role::Participant)
+        .await
+        .unwrap();
+    Client::enroll(&srv.base, &code.code).await.unwrap();
+    let e = Client::enroll(&srv.base, &code.code).await.err().unwrap();
+    assert!(matches!(e, Error::Api { status: 401, .. }), "{e}");
+}
+
+async fn token_of(srv: &Srv, fid: i64) -> String {
+    let code = srv
+        .admin
+        .enrollment_code(fid, Role::Participant)
+        .await
+        .unwrap();
+    let (_, e) = Client::enroll(&srv.base, &code.code).await.unwrap();
+    e.token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving() {
+    let limit = 1 << 16;
+    let srv = start(limit).await;
+    let m = 100;
+    let mode = Mode::Dp {
+        clip: 1.0,
+        noise_multiplier: 1.0,
+        sampling_rate: 1.0,
+        epsilon_budget: 100.0,
+        delta: 1e-5,
+    };
+    let fed = srv
+        .admin
+        .create_federation(&spec(mode, m, 2, 30))
+        .await
+        .unwrap();
+    let token = token_of(&srv, fed.id).await;
+    token_of(&srv, fed.id).await; // a second member keeps the round open
+    let path = format!("/v1/federations/{}/rounds/1/submissions", fed.id);
+    let as_member = Admin::new(&srv.base, &token).unwrap();
+    let post = |body: Vec<u8>| {
+        let c = as_member.clone();
+        let p = path.clone();
+        async move { c.raw(Method::POST, &p, None, Some(body)).await }
+    };
+    let expect = |r: Result<(reqwest::StatusCode, Vec<u8>), Error>, status: u16, kind: &str| match r
+    {
+        Err(Error::Api {
+            status: s, error, ..
+        }) => {
+            assert_eq!((s, error.as_str()), (status, kind))
+        }
+        other => panic!("expected {status}, got {other:?}"),
+    };
+    let good = Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&vec![0.1; m]));
+    // No round open yet: wrong phase.
+    expect(post(good.clone()).await, 409, "wrong_phase");
+    srv.admin.open_round(fed.id).await.unwrap();
+    // Wrong vector length.
+    let short = Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&vec![0.1; m - 1]));
+    expect(post(short).await, 400, "bad_request");
+    // Garbage.
+    expect(
+        post(b"definitely not a frame".to_vec()).await,
+        400,
+        "bad_request",
+    );
+    // Wrong kind and wrong round in the header.
+    expect(
+        post(Frame::encode(FrameKind::U64, 1, &[0; 800])).await,
+        400,
+        "bad_request",
+    );
+    expect(
+        post(Frame::encode(
+            FrameKind::F32,
+            2,
+            &fedagg_api::f32_bytes(&vec![0.1; m]),
+        ))
+        .await,
+        400,
+        "bad_request",
+    );
+    // Oversized.
+    expect(post(vec![0; limit + 1]).await, 413, "payload_too_large");
+    // Bad JSON on a JSON route.
+    let r = srv
+        .admin
+        .raw(
+            Method::POST,
+            "/v1/federations",
+            Some(serde_json::json!({"name": 3})),
+            None,
+        )
+        .await;
+    expect(r, 400, "bad_request");
+    // Invalid but well-formed spec.
+    let mut bad = spec(secagg(0.1), 0, 2, 30);
+    bad.vector_len = 0;
+    let e = srv.admin.create_federation(&bad).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
+    // Unknown route.
+    expect(
+        srv.admin.raw(Method::GET, "/v1/nothing", None, None).await,
+        404,
+        "not_found",
+    );
+    // The good submission, then an identical retry (accepted once), then a different one.
+    let (s, body) = post(good.clone()).await.unwrap();
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"replay\":false"));
+    let (s, body) = post(good.clone()).await.unwrap();
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"replay\":true"));
+    let other = Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&vec![0.2; m]));
+    expect(post(other).await, 409, "duplicate");
+    // Still serving.
+    let (s, _) = srv
+        .admin
+        .raw(Method::GET, "/v1/health", None, None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let info = srv
+        .admin
+        .round(fed.id, 1, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((info.received, info.expected), (1, 2));
+    // Metrics saw it all.
+    let (_, metrics) = srv
+        .admin
+        .raw(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("fedagg_http_requests_total{"), "{metrics}");
+    assert!(metrics.contains("status=\"413\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_is_served_and_matches_the_checked_in_copy() {
+    let srv = start(1 << 20).await;
+    let (s, body) = srv
+        .admin
+        .raw(Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let docs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        served, docs,
+        "docs/openapi.json is stale: copy crates/fedagg-server/openapi.json"
+    );
+    let paths = served["paths"].as_object().unwrap();
+    for p in [
+        "/v1/health",
+        "/v1/federations",
+        "/v1/federations/{fid}",
+        "/v1/federations/{fid}/model",
+        "/v1/federations/{fid}/enrollment-codes",
+        "/v1/enroll",
+        "/v1/federations/{fid}/participants/{pid}/token",
+        "/v1/federations/{fid}/public-key",
+        "/v1/federations/{fid}/rounds",
+        "/v1/federations/{fid}/rounds/current",
+        "/v1/federations/{fid}/rounds/{round}",
+        "/v1/federations/{fid}/rounds/{round}/submissions",
+        "/v1/federations/{fid}/rounds/{round}/inbox",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+}
+
+/// A `fedagg serve` child process; killed on drop.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_server(dir: &std::path::Path, listen: &str) -> (Proc, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fedagg"))
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(dir)
+        .env("FEDAGG_ADMIN_TOKEN", ADMIN)
+        .env("FEDAGG_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (Proc(child), addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_round_loses_no_accepted_masked_input() {
+    let dir = temp_dir();
+    let (mut proc, base) = spawn_server(&dir, "127.0.0.1:0");
+    let admin = Admin::new(&base, ADMIN).unwrap();
+    let m = 200;
+    let n = 6;
+    let fed = admin
+        .create_federation(&spec(secagg(0.4), m, 3, 6))
+        .await
+        .unwrap();
+    let clients = enroll(&base, &admin, fed.id, n, Role::Participant).await;
+    admin.open_round(fed.id).await.unwrap();
+    let ups = updates(n, m, 7);
+    // Two clients vanish after sharing keys, so the masked-input phase waits for its deadline
+    // with four inputs accepted.
+    let mut drops = vec![None; n];
+    drops[0] = Some(DropPoint::AfterShareKeys);
+    drops[1] = Some(DropPoint::AfterShareKeys);
+    let run = {
+        let clients = clients.clone();
+        let ups = ups.clone();
+        tokio::spawn(async move { contribute_all(&clients, &ups, &drops).await })
+    };
+    loop {
+        let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
+        if info.phase == "masked_input" && info.received == 4 {
+            break;
+        }
+        assert_eq!(info.status, RoundStatus::Open);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGKILL, then restart on the same address with the same data directory.
+    proc.0.kill().unwrap();
+    proc.0.wait().unwrap();
+    let listen = base.trim_start_matches("http://").to_string();
+    let (_proc2, base2) = spawn_server(&dir, &listen);
+    assert_eq!(base2, base);
+    let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
+    assert_eq!(info.status, RoundStatus::Open);
+    assert_eq!((info.phase.as_str(), info.received), ("masked_input", 4));
+    let results = run.await.unwrap();
+    for r in &results[2..] {
+        assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed, "{r:?}");
+    }
+    let info = admin.wait_round(fed.id, 1, WAIT).await.unwrap();
+    assert_eq!(info.record.as_ref().unwrap().participants, 4);
+    let included: Vec<_> = ups[2..].iter().collect();
+    assert_close(
+        &admin.model(fed.id, 1).await.unwrap(),
+        &weighted_mean(&included),
+        STEP,
+    );
+    drop(_proc2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
