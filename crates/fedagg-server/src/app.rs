@@ -40,6 +40,8 @@ pub struct App {
     pub config: Config,
     /// Metrics.
     pub metrics: Metrics,
+    /// Submissions whose bodies may be in memory at once.
+    pub upload_slots: tokio::sync::Semaphore,
     rounds: Mutex<HashMap<i64, Arc<Slot>>>,
     changed: watch::Sender<u64>,
 }
@@ -171,6 +173,7 @@ impl App {
         let (changed, _) = watch::channel(0);
         let app = Arc::new(App {
             store,
+            upload_slots: tokio::sync::Semaphore::new(config.max_concurrent_uploads),
             config,
             metrics: Metrics::default(),
             rounds: Mutex::new(HashMap::new()),

@@ -23,6 +23,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest long-poll wait a client may ask for, in seconds.
     pub max_wait_secs: u64,
+    /// Submission bodies read into memory at once (peak memory is about this times the largest
+    /// body, independent of the number of clients).
+    pub max_concurrent_uploads: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for Config {
             )
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_wait_secs", &self.max_wait_secs)
+            .field("max_concurrent_uploads", &self.max_concurrent_uploads)
             .finish()
     }
 }
@@ -50,6 +54,7 @@ impl Default for Config {
             admin_token: None,
             max_body_bytes: 1 << 30,
             max_wait_secs: 60,
+            max_concurrent_uploads: 8,
         }
     }
 }
@@ -57,7 +62,7 @@ impl Default for Config {
 impl Config {
     /// Defaults, overlaid with `file` (TOML) when given, then with the environment as read by
     /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_ADMIN_TOKEN`,
-    /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`).
+    /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut c = match file {
             Some(p) => {
@@ -89,6 +94,11 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("FEDAGG_MAX_WAIT_SECS={v:?}: {e}"))?;
         }
+        if let Some(v) = env("FEDAGG_MAX_CONCURRENT_UPLOADS") {
+            c.max_concurrent_uploads = v
+                .parse()
+                .map_err(|e| format!("FEDAGG_MAX_CONCURRENT_UPLOADS={v:?}: {e}"))?;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -105,6 +115,12 @@ impl Config {
             return Err(format!(
                 "max_wait_secs {} must lie in 1..=3600",
                 self.max_wait_secs
+            ));
+        }
+        if self.max_concurrent_uploads == 0 || self.max_concurrent_uploads > 4096 {
+            return Err(format!(
+                "max_concurrent_uploads {} must lie in 1..=4096",
+                self.max_concurrent_uploads
             ));
         }
         if let Some(t) = &self.admin_token {

@@ -439,7 +439,7 @@ async fn submit(
     State(app): AppState,
     headers: HeaderMap,
     path: Result<Path<(i64, u64)>, axum::extract::rejection::PathRejection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Json<Accepted>, ApiError> {
     let Path((fid, round)) = path?;
     let caller = who(&app, &headers).await?;
@@ -448,8 +448,26 @@ async fn submit(
     }
     caller.member(fid, caller.role, false)?;
     require_octet(&headers)?;
-    let body = body?;
-    let ack = blocking(move || app.submit(fid, round, &caller, &body)).await?;
+    // Bodies are read only while holding an upload slot: with many clients uploading at once,
+    // the rest wait in TCP backpressure instead of n bodies of m values sitting in memory.
+    let _slot = app
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::too_large("request body exceeds the configured limit")
+            } else {
+                ApiError::bad_request(format!("reading the body: {e}"))
+            }
+        })?;
+    let a = app.clone();
+    let ack = blocking(move || a.submit(fid, round, &caller, &body)).await?;
     Ok(Json(ack))
 }
 
