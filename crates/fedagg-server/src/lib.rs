@@ -7,7 +7,7 @@
 //! submissions: those live on disk until the round ends.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let config = fedagg_server::Config::load(None, |k| std::env::var(k).ok())?;
 //! let server = fedagg_server::Server::start(config).await?;
 //! println!("listening on {}", server.addr());
