@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::BufRead;
 use std::time::Duration;
 
 use fedagg_api::{FederationSpec, Mode, Role, RoundStatus};
@@ -16,15 +15,10 @@ use fedagg_client::{Admin, Client, KeyHolder};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-const ADMIN: &str = "bench-admin-token-0123456789abcdef";
+#[path = "../tests/support/serve.rs"]
+mod serve;
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -62,26 +56,13 @@ fn mode(name: &str) -> Mode {
 async fn round(name: &str, n: usize, m: usize) {
     let dir = std::env::temp_dir().join(format!("fedagg-bench-{}-{name}-{m}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fedagg"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("FEDAGG_ADMIN_TOKEN", ADMIN)
-        .env("FEDAGG_LOG", "warn")
-        .env("FEDAGG_MAX_BODY_BYTES", (1u64 << 31).to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let pid = child.id();
-    let _guard = Child(child);
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let served = serve::spawn(
+        &dir,
+        "127.0.0.1:0",
+        ADMIN,
+        &[("FEDAGG_MAX_BODY_BYTES", (1u64 << 31).to_string())],
+    );
+    let (pid, base) = (served.child.id(), served.base.clone());
     let admin = Admin::new(&base, ADMIN).unwrap();
     let fed = admin
         .create_federation(&FederationSpec {

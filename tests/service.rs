@@ -14,6 +14,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use reqwest::Method;
 
+#[path = "support/serve.rs"]
+mod serve;
+
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -114,7 +117,7 @@ fn updates(n: usize, m: usize, seed: u64) -> Vec<(Vec<f32>, u64)> {
         .collect()
 }
 
-fn weighted_mean(ups: &[&(Vec<f32>, u64)]) -> Vec<f64> {
+fn weighted_mean(ups: &[(Vec<f32>, u64)]) -> Vec<f64> {
     let m = ups[0].0.len();
     let w: f64 = ups.iter().map(|(_, w)| *w as f64).sum();
     (0..m)
@@ -165,6 +168,12 @@ fn assert_close(got: &[f32], want: &[f64], tol: f64) {
     assert!(worst <= tol, "max error {worst} above {tol}");
 }
 
+/// The model of version 1 is the weighted mean of `included` within one quantization step.
+async fn assert_model_is_mean(admin: &Admin, fid: i64, included: &[(Vec<f32>, u64)]) {
+    let model = admin.model(fid, 1).await.unwrap();
+    assert_close(&model, &weighted_mean(included), STEP);
+}
+
 /// The quantization step of `secagg()`/Paillier modes here: 2 / 2^16.
 const STEP: f64 = 2.0 / 65536.0;
 
@@ -189,9 +198,7 @@ async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean() {
     }
     let record = results[0].as_ref().unwrap().record.clone().unwrap();
     assert_eq!((record.participants, record.dropouts), (10, 0));
-    let model = srv.admin.model(fed.id, 1).await.unwrap();
-    let all: Vec<_> = ups.iter().collect();
-    assert_close(&model, &weighted_mean(&all), STEP);
+    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
     let fed = srv.admin.federation(fed.id).await.unwrap();
     assert_eq!(fed.model_version, 1);
 }
@@ -223,9 +230,7 @@ async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum() {
     // The one that dropped after sending its masked input is still counted.
     assert_eq!(rec.participants, 11, "{rec:?}");
     assert_eq!(rec.dropouts, 3);
-    let included: Vec<_> = ups[3..].iter().collect();
-    let model = srv.admin.model(fed.id, 1).await.unwrap();
-    assert_close(&model, &weighted_mean(&included), STEP);
+    assert_model_is_mean(&srv.admin, fed.id, &ups[3..]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -261,12 +266,7 @@ async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs() {
     assert!(results
         .iter()
         .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
-    let all: Vec<_> = ups.iter().collect();
-    assert_close(
-        &srv.admin.model(fed.id, 1).await.unwrap(),
-        &weighted_mean(&all),
-        STEP,
-    );
+    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,12 +305,7 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
         key_holder.await.unwrap().unwrap().status,
         RoundStatus::Completed
     );
-    let all: Vec<_> = ups.iter().collect();
-    assert_close(
-        &srv.admin.model(fed.id, 1).await.unwrap(),
-        &weighted_mean(&all),
-        STEP,
-    );
+    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -609,44 +604,11 @@ async fn openapi_document_is_served_and_matches_the_checked_in_copy() {
     }
 }
 
-/// A `fedagg serve` child process; killed on drop.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_server(dir: &std::path::Path, listen: &str) -> (Proc, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fedagg"))
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(dir)
-        .env("FEDAGG_ADMIN_TOKEN", ADMIN)
-        .env("FEDAGG_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (Proc(child), addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_round_loses_no_accepted_masked_input() {
     let dir = temp_dir();
-    let (mut proc, base) = spawn_server(&dir, "127.0.0.1:0");
+    let mut served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &[]);
+    let base = served.base.clone();
     let admin = Admin::new(&base, ADMIN).unwrap();
     let m = 200;
     let n = 6;
@@ -676,11 +638,11 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // SIGKILL, then restart on the same address with the same data directory.
-    proc.0.kill().unwrap();
-    proc.0.wait().unwrap();
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
     let listen = base.trim_start_matches("http://").to_string();
-    let (_proc2, base2) = spawn_server(&dir, &listen);
-    assert_eq!(base2, base);
+    let restarted = serve::spawn(&dir, &listen, ADMIN, &[]);
+    assert_eq!(restarted.base, base);
     let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
     assert_eq!(info.status, RoundStatus::Open);
     assert_eq!((info.phase.as_str(), info.received), ("masked_input", 4));
@@ -690,12 +652,7 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input() {
     }
     let info = admin.wait_round(fed.id, 1, WAIT).await.unwrap();
     assert_eq!(info.record.as_ref().unwrap().participants, 4);
-    let included: Vec<_> = ups[2..].iter().collect();
-    assert_close(
-        &admin.model(fed.id, 1).await.unwrap(),
-        &weighted_mean(&included),
-        STEP,
-    );
-    drop(_proc2);
+    assert_model_is_mean(&admin, fed.id, &ups[2..]).await;
+    drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -69,8 +69,9 @@ impl Mode {
         }
     }
 
-    /// Quantization parameters of the quantized modes for `max_clients` contributions.
-    pub fn quant(&self, max_clients: u64) -> Option<Result<fedagg_quant::QuantParams, String>> {
+    /// Quantization parameters of the quantized modes for `max_clients` contributions; `None`
+    /// for DP, which sends floats.
+    fn quant(&self, max_clients: u64) -> Option<Result<fedagg_quant::QuantParams, String>> {
         match *self {
             Mode::Secagg {
                 clip,
@@ -121,6 +122,16 @@ pub struct FederationSpec {
 
 fn one() -> f64 {
     1.0
+}
+
+impl FederationSpec {
+    /// The quantization both sides use (SecAgg and Paillier): headroom for `max_clients`
+    /// contributions in the smallest modulus that holds them. An error for the DP mode.
+    pub fn quant(&self) -> Result<fedagg_quant::QuantParams, String> {
+        self.mode
+            .quant(u64::from(self.max_clients))
+            .unwrap_or_else(|| Err(format!("the {} mode is not quantized", self.mode.name())))
+    }
 }
 
 /// A federation as the server reports it.

@@ -150,7 +150,8 @@ struct Http {
 enum Body {
     None,
     Json(serde_json::Value),
-    Octets(Vec<u8>),
+    /// Reference-counted, so a retry resends without copying the body.
+    Octets(bytes::Bytes),
 }
 
 impl Http {
@@ -347,7 +348,7 @@ impl Client {
             .send(
                 Method::POST,
                 &self.fpath(&format!("/rounds/{round}/submissions")),
-                Body::Octets(body),
+                Body::Octets(body.into()),
             )
             .await
             .map(drop)
@@ -576,10 +577,7 @@ async fn offload<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
 }
 
 fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {
-    spec.mode
-        .quant(u64::from(spec.max_clients))
-        .unwrap_or_else(|| Err("not a quantized mode".into()))
-        .map_err(Error::Protocol)
+    spec.quant().map_err(Error::Protocol)
 }
 
 /// The key holder of a Paillier federation: publishes the public key and decrypts aggregates.
@@ -676,7 +674,7 @@ impl Admin {
             .send(
                 Method::PUT,
                 &format!("/v1/federations/{id}/model"),
-                Body::Octets(Frame::encode(FrameKind::F32, 0, &f32_bytes(model))),
+                Body::Octets(Frame::encode(FrameKind::F32, 0, &f32_bytes(model)).into()),
             )
             .await
             .map(drop)
@@ -765,7 +763,7 @@ impl Admin {
     ) -> Result<(StatusCode, Vec<u8>)> {
         let body = match (json, octets) {
             (Some(j), _) => Body::Json(j),
-            (None, Some(o)) => Body::Octets(o),
+            (None, Some(o)) => Body::Octets(o.into()),
             _ => Body::None,
         };
         match self.http.once(&method, path, &body).await {

@@ -112,8 +112,8 @@ pub fn validate_spec(spec: &FederationSpec) -> Result<(), ApiError> {
     if !(spec.server_lr.is_finite() && spec.server_lr > 0.0) {
         return bad("server_lr must be positive".into());
     }
-    if let Some(q) = spec.mode.quant(u64::from(spec.max_clients)) {
-        q.map_err(ApiError::invalid)?;
+    if !matches!(spec.mode, Mode::Dp { .. }) {
+        spec.quant().map_err(ApiError::invalid)?;
     }
     match spec.mode {
         Mode::Secagg {
@@ -213,13 +213,9 @@ impl App {
         self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn bump(&self) {
+    /// Wake long-pollers: something observable changed.
+    pub fn bump(&self) {
         self.changed.send_modify(|v| *v += 1);
-    }
-
-    /// Wake long-pollers after a change outside rounds (enrollment, key publication).
-    pub fn bump_federation(&self) {
-        self.bump();
     }
 
     /// Subscribe to "something changed" notifications (long polling).
@@ -263,6 +259,9 @@ impl App {
         )?;
         let mut bytes = 0u64;
         let mut revision = 1;
+        // Non-final closes draw no randomness; `close` still takes an RNG.
+        let mut rng =
+            ChaCha20Rng::from_rng(OsRng).map_err(|e| ApiError::internal(e.to_string()))?;
         for ev in self.store.events(row.federation_id, row.round)? {
             match ev {
                 Event::Submit { member, body, .. } => {
@@ -276,9 +275,6 @@ impl App {
                             engine.phase()
                         )));
                     }
-                    // Non-final closes draw no randomness.
-                    let mut rng = ChaCha20Rng::from_rng(OsRng)
-                        .map_err(|e| ApiError::internal(e.to_string()))?;
                     match engine.close(&mut rng) {
                         Ok(None) => {}
                         Ok(Some(_)) | Err(_) => {
@@ -400,7 +396,7 @@ impl App {
             ChaCha20Rng::from_rng(OsRng).map_err(|e| ApiError::internal(e.to_string()))?;
         // Uniformly random cohort when more are enrolled than a round may hold.
         shuffle(&mut contributors, &mut rng);
-        let cohort: Vec<i64> = match spec.mode {
+        let mut cohort: Vec<i64> = match spec.mode {
             Mode::Dp { sampling_rate, .. } => {
                 // Poisson sampling with the rate the accountant assumes.
                 let threshold = (sampling_rate * (u64::MAX as f64)) as u64;
@@ -415,7 +411,6 @@ impl App {
                 .take(spec.max_clients as usize)
                 .collect(),
         };
-        let mut cohort = cohort;
         cohort.sort_unstable();
         if !matches!(spec.mode, Mode::Dp { .. }) && cohort.len() < spec.min_clients as usize {
             return Err(ApiError::conflict(format!(
@@ -454,11 +449,7 @@ impl App {
                 let n = cohort.len() as u32;
                 let gp = GraphParams::derive(n, &threat(dropout_rate, corrupt_fraction))
                     .map_err(|e| ApiError::conflict(e.to_string()))?;
-                let quant = spec
-                    .mode
-                    .quant(u64::from(spec.max_clients))
-                    .unwrap_or_else(|| Err("no quantization".into()))
-                    .map_err(ApiError::invalid)?;
+                let quant = spec.quant().map_err(ApiError::invalid)?;
                 let mut sid = [0u8; 32];
                 let mut seed = [0u8; 32];
                 rng.fill_bytes(&mut sid);

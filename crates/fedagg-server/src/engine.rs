@@ -16,7 +16,7 @@ use fedagg_quant::QuantParams;
 use fedagg_secagg::server::{
     AfterMasking, CollectingKeys, CollectingMasked, CollectingShares, Unmasking,
 };
-use fedagg_secagg::{ClientId, SessionConfig};
+use fedagg_secagg::ClientId;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -107,10 +107,9 @@ impl Engine {
                     .secagg
                     .as_ref()
                     .ok_or_else(|| ApiError::internal("secagg round without a session"))?;
-                let cfg = session_config(s, spec.vector_len)?;
+                let cfg = s.config(spec.vector_len).map_err(ApiError::invalid)?;
                 Ok(Engine::Secagg(Box::new(SecaggEngine {
                     quant,
-                    vector_len: spec.vector_len,
                     state: SaState::Keys(CollectingKeys::new(Arc::new(cfg))),
                     outbox: BTreeMap::new(),
                     submitted: BTreeSet::new(),
@@ -298,7 +297,7 @@ impl Engine {
         }
     }
 
-    /// Cohort members not in the aggregate, once finished (for the round record).
+    /// Size of the round's cohort (the record's dropouts are this minus the participants).
     pub fn cohort(&self) -> usize {
         match self {
             Engine::Secagg(e) => e.n,
@@ -309,15 +308,7 @@ impl Engine {
 }
 
 fn quant(spec: &FederationSpec) -> Result<QuantParams, ApiError> {
-    spec.mode
-        .quant(u64::from(spec.max_clients))
-        .unwrap_or_else(|| Err("not a quantized mode".into()))
-        .map_err(ApiError::invalid)
-}
-
-/// The session configuration a SecAgg round's parameters describe (server and SDK agree on it).
-pub fn session_config(s: &SecaggSession, vector_len: usize) -> Result<SessionConfig, ApiError> {
-    s.config(vector_len).map_err(ApiError::invalid)
+    spec.quant().map_err(ApiError::invalid)
 }
 
 enum SaState {
@@ -331,7 +322,6 @@ enum SaState {
 /// SecAgg: the sans-IO server machine plus the messages waiting for each member.
 pub struct SecaggEngine {
     quant: QuantParams,
-    vector_len: usize,
     state: SaState,
     outbox: BTreeMap<u32, Vec<u8>>,
     submitted: BTreeSet<u32>,
@@ -394,7 +384,6 @@ impl SecaggEngine {
                     .quant
                     .decode_weighted_mean(&agg.sum)
                     .map_err(|e| e.to_string())?;
-                debug_assert_eq!(mean.len(), self.vector_len);
                 self.outbox.clear();
                 return Ok(Some(Finished {
                     update: mean.iter().map(|&x| x as f32).collect(),
@@ -418,7 +407,8 @@ pub struct PaillierEngine {
     ciphertexts: usize,
     acc: Option<Vec<Ciphertext>>,
     submitted: BTreeSet<u32>,
-    decrypted: Option<Vec<u64>>,
+    /// The decoded weighted mean of the key holder's decrypted sum.
+    decrypted: Option<Vec<f64>>,
     decrypting: bool,
     n: usize,
     min: usize,
@@ -433,11 +423,12 @@ impl PaillierEngine {
                 ));
             }
             let v = u64_values(payload, QuantParams::encoded_len(self.vector_len))?;
-            // Validate now so a bad decryption is refused rather than failing the round.
-            self.quant
+            // Decoded now, so a bad decryption is refused rather than failing the round.
+            let (mean, _w) = self
+                .quant
                 .decode_weighted_mean(&v)
                 .map_err(|e| ApiError::bad_request(format!("decrypted aggregate refused: {e}")))?;
-            self.decrypted = Some(v);
+            self.decrypted = Some(mean);
             return Ok(());
         }
         if member == KEY_HOLDER {
@@ -476,14 +467,10 @@ impl PaillierEngine {
             self.decrypting = true;
             return Ok(None);
         }
-        let sum = self
+        let mean = self
             .decrypted
             .take()
             .ok_or("the key holder did not decrypt the aggregate before the deadline")?;
-        let (mean, _w) = self
-            .quant
-            .decode_weighted_mean(&sum)
-            .map_err(|e| e.to_string())?;
         Ok(Some(Finished {
             update: mean.iter().map(|&x| x as f32).collect(),
             participants: self.submitted.len() as u32,

@@ -267,7 +267,7 @@ async fn enroll(
             .store
             .enroll(&auth::hash(&req.code), &auth::hash(&token), now_ms())?
             .ok_or_else(|| ApiError::unauthorized("unknown or already used enrollment code"))?;
-        app.bump_federation();
+        app.bump();
         Ok(Enrolled {
             participant_id: pid,
             federation_id: fid,
@@ -335,7 +335,7 @@ async fn put_public_key(
             return Err(ApiError::conflict("the key cannot change during a round"));
         }
         app.store.set_public_key(fid, &pk.to_text())?;
-        app.bump_federation();
+        app.bump();
         Ok(())
     })
     .await?;
