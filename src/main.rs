@@ -1,21 +1,15 @@
 //! The `fedagg` command line. Thin: it parses arguments and calls the crates.
 //!
-//! `fedagg demo` runs a whole secure-aggregation round in memory: many clients quantize and mask
-//! weighted updates, some drop out at every phase, the server recovers the weighted mean of the
-//! survivors, and the result is checked against the plaintext computation.
+//! `fedagg demo` is the main job: a federation trained with tch whose participants contribute
+//! through the SDK to the service started in-process (see `fedagg::demo`).
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use fedagg_quant::QuantParams;
-use fedagg_secagg::sim::{run_round, DropPoint};
-use fedagg_secagg::{ClientId, GraphParams, SessionConfig, ThreatModel};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{OsRng, RngCore, SeedableRng};
+use rand_core::{OsRng, SeedableRng};
 
 #[derive(Parser)]
 #[command(
@@ -30,8 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one SecAgg / SecAgg+ round in memory and check it against the plaintext mean.
-    Demo(DemoArgs),
+    /// Run the demo federation: the service on loopback, participants training with tch and
+    /// contributing over HTTP (SecAgg by default).
+    #[cfg(feature = "demo")]
+    Demo(fedagg::demo::DemoConfig),
     /// Generate a Paillier key pair for a federation's key holder.
     Keygen(KeygenArgs),
     /// Run the aggregation service (REST on 127.0.0.1:8470, SQLite in ./fedagg-data by default).
@@ -64,30 +60,6 @@ struct KeygenArgs {
     force: bool,
 }
 
-#[derive(clap::Args)]
-struct DemoArgs {
-    /// Number of clients.
-    #[arg(long, default_value_t = 500)]
-    clients: u32,
-    /// Values per model update.
-    #[arg(long, default_value_t = 50_000)]
-    params: usize,
-    /// Fraction of clients that drop out, spread evenly over the protocol's phases.
-    #[arg(long, default_value_t = 0.10)]
-    dropout: f64,
-    /// Fraction of clients assumed corrupt when sizing neighbourhoods and the threshold.
-    #[arg(long, default_value_t = 0.05)]
-    corrupt: f64,
-    /// Clipping range c: update values are clipped to [-c, c].
-    #[arg(long, default_value_t = 1.0)]
-    clip: f64,
-    /// Quantization levels T.
-    #[arg(long, default_value_t = 1 << 16)]
-    levels: u64,
-    /// Largest client weight (e.g. local sample count).
-    #[arg(long, default_value_t = 256)]
-    max_weight: u64,
-}
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -101,7 +73,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo(args) => demo(&args),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo(args),
         Command::Keygen(args) => keygen(&args),
         Command::Serve(args) => serve(args),
     }
@@ -141,6 +114,15 @@ fn serve(a: ServeArgs) -> Result<()> {
             .await
             .context("serving")
     })
+}
+
+#[cfg(feature = "demo")]
+fn demo(cfg: fedagg::demo::DemoConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(fedagg::demo::run(&cfg)).map(drop)
 }
 
 fn keygen(a: &KeygenArgs) -> Result<()> {
@@ -189,166 +171,3 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-fn demo(a: &DemoArgs) -> Result<()> {
-    let mut rng = ChaCha20Rng::from_rng(OsRng).context("seeding the CSPRNG from the OS")?;
-    let n = a.clients;
-    let threat = ThreatModel {
-        corrupt_fraction: a.corrupt,
-        dropout_rate: a.dropout,
-        ..ThreatModel::default()
-    };
-    let graph_params = GraphParams::derive(n, &threat)?;
-    let quant = QuantParams::with_minimal_modulus(a.clip, a.levels, a.max_weight, u64::from(n))?;
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    let graph = graph_params.graph(n, &seed)?;
-    let mut session = [0u8; 32];
-    rng.fill_bytes(&mut session);
-    let cfg = Arc::new(SessionConfig::new(
-        session,
-        graph,
-        graph_params.threshold,
-        quant.modulus(),
-        QuantParams::encoded_len(a.params),
-        None,
-    )?);
-
-    println!("fedagg demo: one secure-aggregation round in memory");
-    println!(
-        "  clients {n}, {} values per update, {:.0} % dropout spread over the phases",
-        a.params,
-        a.dropout * 100.0
-    );
-    println!(
-        "  graph: {}, threshold {} (2^-40 security against {:.0} % corrupt clients)",
-        if cfg.graph().is_complete() {
-            format!("complete ({n} clients)")
-        } else {
-            format!(
-                "SecAgg+ Harary, {} neighbours per client (self included)",
-                cfg.graph().neighbourhood_size()
-            )
-        },
-        cfg.threshold(),
-        a.corrupt * 100.0
-    );
-    println!(
-        "  encoding: clip {}, {} levels, weights up to {}, arithmetic mod 2^{}",
-        a.clip,
-        a.levels,
-        a.max_weight,
-        quant.modulus().bits()
-    );
-
-    // Synthetic local updates and weights (sample counts).
-    let t0 = Instant::now();
-    let updates: Vec<Vec<f32>> = (0..n)
-        .map(|_| {
-            (0..a.params)
-                .map(|_| ((rng.next_u32() as f64 / u32::MAX as f64 - 0.5) * 2.4 * a.clip) as f32)
-                .collect()
-        })
-        .collect();
-    let weights: Vec<u64> = (0..n)
-        .map(|_| 1 + u64::from(rng.next_u32()) % a.max_weight)
-        .collect();
-    let inputs = updates
-        .iter()
-        .zip(&weights)
-        .map(|(u, &w)| quant.encode_weighted(u, w, &mut rng))
-        .collect::<Result<Vec<_>, _>>()?;
-    let encode_time = t0.elapsed();
-
-    // Drop ceil(dropout * n) random clients, cycling through the four drop points.
-    let points = [
-        DropPoint::BeforeAdvertise,
-        DropPoint::AfterAdvertise,
-        DropPoint::AfterShareKeys,
-        DropPoint::AfterMaskedInput,
-    ];
-    let mut order: Vec<u32> = (0..n).collect();
-    for i in (1..order.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    let n_drop = (a.dropout * f64::from(n)).ceil() as usize;
-    let drops: BTreeMap<ClientId, DropPoint> = order
-        .iter()
-        .take(n_drop)
-        .zip(points.iter().cycle())
-        .map(|(&c, &p)| (ClientId(c), p))
-        .collect();
-
-    let t0 = Instant::now();
-    let outcome = run_round(
-        Arc::clone(&cfg),
-        &inputs,
-        &drops,
-        None,
-        None,
-        &Instant::now,
-        &mut rng,
-    );
-    let round_time = t0.elapsed();
-    for (c, phase, e) in &outcome.client_errors {
-        println!("  client {c} failed in {phase}: {e}");
-    }
-    let agg = outcome.result?;
-    let (mean, total_weight) = quant.decode_weighted_mean(&agg.sum)?;
-
-    // Plaintext check over exactly the counted clients.
-    let mut want = vec![0f64; a.params];
-    let mut w_sum = 0u64;
-    for c in &agg.included {
-        let i = c.0 as usize;
-        w_sum += weights[i];
-        for (s, x) in want.iter_mut().zip(&updates[i]) {
-            *s += weights[i] as f64 * f64::from(*x).clamp(-a.clip, a.clip);
-        }
-    }
-    let max_err = mean
-        .iter()
-        .zip(&want)
-        .map(|(m, s)| (m - s / w_sum as f64).abs())
-        .fold(0f64, f64::max);
-
-    println!();
-    println!(
-        "  counted {} inputs; {} clients dropped after sharing keys (masks removed), {} before",
-        agg.included.len(),
-        agg.dropped_after_sharing.len(),
-        n as usize - agg.included.len() - agg.dropped_after_sharing.len()
-    );
-    let head: Vec<String> = mean.iter().take(5).map(|v| format!("{v:+.5}")).collect();
-    println!(
-        "  weighted mean (total weight {total_weight}): [{}, ...]",
-        head.join(", ")
-    );
-    println!(
-        "  check against the plaintext weighted mean: total weight {}, max |error| {:.2e}, bound {:.2e} (one quantization step)",
-        if w_sum == total_weight { "equal" } else { "DIFFERENT" },
-        max_err,
-        quant.step()
-    );
-    println!();
-    println!("  timings (wall, this machine):");
-    println!("    encode all updates: {}", ms(encode_time));
-    let survivors = agg.included.len().max(1) as u32;
-    for (phase, d) in &outcome.timings.clients {
-        println!(
-            "    clients {phase}: {} total, {} per client",
-            ms(*d),
-            ms(*d / survivors)
-        );
-    }
-    for (phase, d) in &outcome.timings.server {
-        println!("    server  {phase}: {}", ms(*d));
-    }
-    println!("    whole round: {}", ms(round_time));
-
-    if w_sum != total_weight || max_err > quant.step() {
-        bail!("the recovered aggregate does not match the plaintext computation");
-    }
-    println!("\n  OK: the server recovered the survivors' weighted mean without seeing any update");
-    Ok(())
-}

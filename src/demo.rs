@@ -1,0 +1,548 @@
+//! The demo federation: the aggregation service started in-process on 127.0.0.1 with its
+//! embedded database, `clients` participants enrolled through the REST API, and `rounds` rounds
+//! in which every participant the server picks trains locally with tch and contributes its
+//! update through the SDK over HTTP, in SecAgg, Paillier or DP mode. The coordinator evaluates
+//! each new global model on held-out data.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use fedagg_api::{FederationSpec, Mode, Role, RoundStatus};
+use fedagg_client::{Admin, Client, Contribute, KeyHolder, OnProgress};
+use fedagg_secagg::sim::DropPoint;
+use fedagg_train::local::{Algorithm, LocalConfig};
+use fedagg_train::partition::Partition;
+use fedagg_train::sim::{client_seed, DataSource, Setup};
+use fedagg_train::{Arch, Eval, Net};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
+
+/// The aggregation mode the demo runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoMode {
+    /// Secure aggregation (Bonawitz et al. / SecAgg+): the server sees only the sum.
+    Secagg,
+    /// Packed Paillier: the server adds ciphertexts; a key holder decrypts the sum.
+    Paillier,
+    /// Plaintext updates, clipped and noised by the server (central DP) with a privacy ledger.
+    Dp,
+}
+
+/// Everything the demo can be told.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DemoConfig {
+    /// Aggregation mode.
+    #[arg(long, value_enum, default_value_t = DemoMode::Secagg)]
+    pub mode: DemoMode,
+    /// Participants enrolled (the data are split among them).
+    #[arg(long, default_value_t = 20)]
+    pub clients: usize,
+    /// Rounds to run.
+    #[arg(long, default_value_t = 30)]
+    pub rounds: usize,
+    /// Fraction of participants the server picks per round (DP: the Poisson sampling rate).
+    #[arg(long, default_value_t = 0.25)]
+    pub fraction: f64,
+    /// Data: `digits`, `breast-cancer`, `synthetic:ALPHA,BETA`, `csv:PATH` or `idx:IMAGES,LABELS`.
+    #[arg(long, default_value = "digits")]
+    pub data: String,
+    /// Label skew: Dirichlet concentration (`iid` for an IID split).
+    #[arg(long, default_value = "0.5")]
+    pub alpha: String,
+    /// Model: `mlp` (hidden width 256), `mlpN`, or `cnn`.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Local algorithm: `fedavg` or `fedprox[:MU]` (SCAFFOLD's control variates run in the
+    /// in-process simulation, see `fedagg-train`).
+    #[arg(long, default_value = "fedavg")]
+    pub algorithm: String,
+    /// Local epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Local batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Local learning rate (SGD, momentum 0.9).
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Server learning rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub server_lr: f64,
+    /// Probability that a picked participant drops out during the round (SecAgg: at a random
+    /// protocol phase; other modes: before sending).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// DP: noise multiplier (noise std / clip).
+    #[arg(long, default_value_t = 1.0)]
+    pub noise_multiplier: f64,
+    /// DP: L2 clipping bound of an update.
+    #[arg(long, default_value_t = 1.0)]
+    pub dp_clip: f64,
+    /// DP: epsilon budget (rounds past it do not open).
+    #[arg(long, default_value_t = 1000.0)]
+    pub epsilon_budget: f64,
+    /// Paillier key size in bits.
+    #[arg(long, default_value_t = 2048)]
+    pub key_bits: u32,
+    /// Phase deadline in seconds (default 5, Paillier 900: its upload phase includes encryption).
+    /// A dropout costs the round one deadline.
+    #[arg(long)]
+    pub phase_timeout: Option<u64>,
+    /// Seed of the data split, initial weights and local training.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Folder for the server's database, the per-round CSV and the final model.
+    #[arg(long, default_value = "fedagg-demo")]
+    pub out: PathBuf,
+    /// No progress bars (logs and tests).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// One row of the demo's table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundRow {
+    /// Round number.
+    pub round: u64,
+    /// Contributions aggregated (0 for a failed round).
+    pub participants: u32,
+    /// Picked participants that did not make it.
+    pub dropouts: u32,
+    /// Test-set loss and accuracy of the global model after the round.
+    pub test: Eval,
+    /// Total epsilon spent (DP).
+    pub epsilon: Option<f64>,
+    /// Why the round failed, if it did.
+    pub failure: Option<String>,
+    /// Wall time of the round, seconds.
+    pub secs: f64,
+}
+
+/// What the demo produced.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// One row per round.
+    pub rows: Vec<RoundRow>,
+    /// The final global model on the test set.
+    pub final_test: Eval,
+    /// The saved final model (safetensors).
+    pub model_path: PathBuf,
+    /// Model parameters.
+    pub params: usize,
+}
+
+impl DemoConfig {
+    fn source(&self) -> Result<DataSource> {
+        let d = self.data.as_str();
+        Ok(match d {
+            "digits" => DataSource::Digits,
+            "breast-cancer" => DataSource::BreastCancer,
+            _ => match d.split_once(':') {
+                Some(("csv", p)) => DataSource::Csv(p.into()),
+                Some(("idx", p)) => {
+                    let (i, l) = p.split_once(',').context("idx:IMAGES,LABELS")?;
+                    DataSource::Idx {
+                        images: i.into(),
+                        labels: l.into(),
+                    }
+                }
+                Some(("synthetic", p)) => {
+                    let (a, b) = p.split_once(',').context("synthetic:ALPHA,BETA")?;
+                    DataSource::Synthetic {
+                        alpha: a.parse()?,
+                        beta: b.parse()?,
+                    }
+                }
+                _ => bail!("unknown data {d:?}"),
+            },
+        })
+    }
+
+    fn partition(&self) -> Result<Partition> {
+        Ok(match self.alpha.as_str() {
+            "iid" => Partition::Iid,
+            a => Partition::Dirichlet {
+                alpha: a.parse().with_context(|| format!("--alpha {a}"))?,
+            },
+        })
+    }
+
+    /// Picked per round.
+    fn cohort(&self) -> u32 {
+        ((self.fraction * self.clients as f64) as u32).clamp(1, self.clients as u32)
+    }
+
+    fn spec(&self, vector_len: usize, max_weight: u64) -> FederationSpec {
+        let cohort = self.cohort();
+        let (mode, min, timeout) = match self.mode {
+            DemoMode::Secagg => (
+                Mode::Secagg {
+                    clip: 1.0,
+                    levels: 1 << 16,
+                    max_weight,
+                    dropout_rate: self.dropout.clamp(0.0, 0.5).max(0.05),
+                    corrupt_fraction: 0.05,
+                },
+                2,
+                5,
+            ),
+            DemoMode::Paillier => (
+                Mode::Paillier {
+                    clip: 1.0,
+                    levels: 1 << 16,
+                    max_weight,
+                },
+                1,
+                900,
+            ),
+            DemoMode::Dp => (
+                Mode::Dp {
+                    clip: self.dp_clip,
+                    noise_multiplier: self.noise_multiplier,
+                    sampling_rate: self.fraction.clamp(1e-6, 1.0),
+                    epsilon_budget: self.epsilon_budget,
+                    delta: 1e-5,
+                },
+                1,
+                5,
+            ),
+        };
+        FederationSpec {
+            name: "demo".into(),
+            vector_len,
+            mode,
+            min_clients: min,
+            max_clients: if self.mode == DemoMode::Dp {
+                self.clients as u32
+            } else {
+                cohort.max(min)
+            },
+            phase_timeout_secs: self.phase_timeout.unwrap_or(timeout),
+            server_lr: self.server_lr,
+            auto_rounds: false,
+        }
+    }
+}
+
+const DROP_POINTS: [DropPoint; 4] = [
+    DropPoint::BeforeAdvertise,
+    DropPoint::AfterAdvertise,
+    DropPoint::AfterShareKeys,
+    DropPoint::AfterMaskedInput,
+];
+
+/// Shared by the participant tasks: one network, trained by one participant at a time
+/// (libtorch's generator is global, so serialising keeps runs reproducible; the cores are busy
+/// inside libtorch anyway).
+struct Trainer {
+    net: Net,
+    local: LocalConfig,
+    algorithm: Algorithm,
+}
+
+/// Run the demo federation. Prints the table unless `quiet`.
+pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
+    if cfg.clients < 2 {
+        bail!("the demo needs at least 2 participants");
+    }
+    if cfg.mode == DemoMode::Secagg && cfg.cohort() < 2 {
+        bail!("SecAgg needs at least 2 participants per round: raise --fraction");
+    }
+    let started = Instant::now();
+    let setup = Setup::new(&cfg.source()?, cfg.clients, cfg.partition()?, 0.2, cfg.seed)?;
+    let arch: Arch = cfg.model.parse().map_err(|e: String| anyhow!(e))?;
+    let algorithm: Algorithm = cfg.algorithm.parse().map_err(|e: String| anyhow!(e))?;
+    if algorithm == Algorithm::Scaffold {
+        bail!("SCAFFOLD also aggregates control variates: run it with fedagg-train's simulation");
+    }
+    let net = Net::new(arch, &setup.clients[0], cfg.seed)?;
+    let initial = net.params();
+    let params = initial.len();
+    let max_weight = setup.clients.iter().map(|c| c.len() as u64).max().unwrap_or(1);
+
+    // The server, in-process, on loopback, with its embedded database.
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
+    let data_dir = cfg.out.join("server-data");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut token = [0u8; 32];
+    OsRng.fill_bytes(&mut token);
+    let admin_token = hex::encode(token);
+    let mut sc = fedagg_server::Config::default();
+    sc.listen = "127.0.0.1:0".parse()?;
+    sc.data_dir = data_dir;
+    sc.admin_token = Some(admin_token.clone());
+    sc.max_wait_secs = 30;
+    let server = fedagg_server::Server::start(sc)
+        .await
+        .map_err(|e| anyhow!("starting the server: {e}"))?;
+    let base = format!("http://{}", server.addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let admin = Admin::new(&base, &admin_token)?;
+    let fed = admin
+        .create_federation(&cfg.spec(params, max_weight))
+        .await?;
+    admin.set_initial_model(fed.id, &initial).await?;
+
+    let key_holder = if cfg.mode == DemoMode::Paillier {
+        let code = admin.enrollment_code(fed.id, Role::KeyHolder).await?;
+        let (c, _) = Client::enroll(&base, &code.code).await?;
+        let bits = cfg.key_bits;
+        let sk = tokio::task::spawn_blocking(move || {
+            let mut rng = ChaCha20Rng::from_rng(OsRng)?;
+            fedagg_paillier::keygen(bits, &mut rng).map_err(anyhow::Error::from)
+        })
+        .await??;
+        let kh = KeyHolder::new(c, sk);
+        kh.publish().await?;
+        Some(Arc::new(kh))
+    } else {
+        None
+    };
+
+    let trainer = Arc::new(Mutex::new(Trainer {
+        net,
+        local: LocalConfig {
+            epochs: cfg.epochs,
+            batch_size: cfg.batch,
+            lr: cfg.lr,
+            momentum: 0.9,
+        },
+        algorithm,
+    }));
+    let setup = Arc::new(setup);
+    let mut participants = Vec::with_capacity(cfg.clients);
+    let bar = Arc::new(Mutex::new(None::<ProgressBar>));
+    let mut drops = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0xD0D0);
+    let mut drop_plan = Vec::with_capacity(cfg.clients);
+    for k in 0..cfg.clients {
+        let code = admin.enrollment_code(fed.id, Role::Participant).await?;
+        let (client, _) = Client::enroll(&base, &code.code).await?;
+        // Which rounds this participant will drop out of, and where.
+        let plan: Vec<Option<DropPoint>> = (0..=cfg.rounds)
+            .map(|_| {
+                let u = drops.next_u64() as f64 / u64::MAX as f64;
+                (u < cfg.dropout).then(|| DROP_POINTS[(drops.next_u32() % 4) as usize])
+            })
+            .collect();
+        drop_plan.push(plan.clone());
+        participants.push(tokio::spawn(participant(
+            k,
+            client,
+            setup.clone(),
+            trainer.clone(),
+            cfg.seed,
+            plan,
+            bar.clone(),
+        )));
+    }
+
+    if !cfg.quiet {
+        println!(
+            "fedagg demo: {} participants, {:?} mode, {} rounds, {} picked per round, model {} ({} parameters), server {}",
+            cfg.clients,
+            cfg.mode,
+            cfg.rounds,
+            if cfg.mode == DemoMode::Dp { format!("~{:.1}", cfg.fraction * cfg.clients as f64) } else { cfg.cohort().to_string() },
+            cfg.model,
+            params,
+            base
+        );
+        println!(
+            "{:>5}  {:>8}  {:>7}  {:>8}  {:>6}  {:>8}  {:>6}",
+            "round", "accuracy", "loss", "clients", "drops", "epsilon", "secs"
+        );
+    }
+    let mut csv = String::from("round,participants,dropouts,test_loss,test_accuracy,epsilon,secs,failure\n");
+    let mut rows = Vec::with_capacity(cfg.rounds);
+    let mut eval_net = Net::new(arch, &setup.clients[0], cfg.seed)?;
+    let mut last_test = eval_net.evaluate(&setup.test);
+    for _ in 0..cfg.rounds {
+        let t0 = Instant::now();
+        let info = match admin.open_round(fed.id).await {
+            Ok(i) => i,
+            Err(e) => {
+                if !cfg.quiet {
+                    println!("no further round: {e}");
+                }
+                break;
+            }
+        };
+        if !cfg.quiet {
+            let b = ProgressBar::new(u64::from(info.cohort));
+            b.set_style(
+                ProgressStyle::with_template("round {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(info.round.to_string());
+            *lock(&bar) = Some(b);
+        }
+        let decrypt = key_holder.clone().map(|kh| {
+            let r = info.round;
+            tokio::spawn(async move { kh.decrypt_round(r, Duration::from_secs(3600)).await })
+        });
+        let end = admin
+            .wait_round(fed.id, info.round, Duration::from_secs(3600))
+            .await?;
+        if let Some(d) = decrypt {
+            // The key holder's outcome mirrors the round's, which `end` already has.
+            let _ = d.await;
+        }
+        if let Some(b) = lock(&bar).take() {
+            b.finish_and_clear();
+        }
+        let rec = end
+            .record
+            .clone()
+            .context("ended round without a record")?;
+        if end.status == RoundStatus::Completed {
+            let version = rec
+                .model_version
+                .context("completed round without a model version")?;
+            let model = admin.model(fed.id, version).await?;
+            eval_net.set_params(&model)?;
+            last_test = eval_net.evaluate(&setup.test);
+        }
+        let row = RoundRow {
+            round: info.round,
+            participants: if end.status == RoundStatus::Completed { rec.participants } else { 0 },
+            dropouts: rec.dropouts,
+            test: last_test,
+            epsilon: rec.epsilon_spent,
+            failure: rec.failure.clone(),
+            secs: t0.elapsed().as_secs_f64(),
+        };
+        if !cfg.quiet {
+            println!(
+                "{:>5}  {:>7.2}%  {:>7.4}  {:>8}  {:>6}  {:>8}  {:>6.1}{}",
+                row.round,
+                row.test.accuracy * 100.0,
+                row.test.loss,
+                row.participants,
+                row.dropouts,
+                row.epsilon.map_or("-".into(), |e| format!("{e:.3}")),
+                row.secs,
+                row.failure.as_ref().map_or(String::new(), |f| format!("  failed: {f}"))
+            );
+        }
+        csv.push_str(&format!(
+            "{},{},{},{:.5},{:.5},{},{:.3},{}\n",
+            row.round,
+            row.participants,
+            row.dropouts,
+            row.test.loss,
+            row.test.accuracy,
+            row.epsilon.map_or(String::new(), |e| format!("{e:.5}")),
+            row.secs,
+            row.failure.as_deref().unwrap_or("").replace(',', ";")
+        ));
+        rows.push(row);
+    }
+    for p in &participants {
+        p.abort();
+    }
+    let _ = stop.send(());
+    let _ = serving.await;
+
+    let model_path = cfg.out.join("model.safetensors");
+    eval_net.save(&model_path)?;
+    std::fs::write(cfg.out.join("rounds.csv"), csv)?;
+    if !cfg.quiet {
+        println!(
+            "final test accuracy {:.2}% (loss {:.4}) after {} rounds in {:.0} s; model saved to {}; per-round figures in {}",
+            last_test.accuracy * 100.0,
+            last_test.loss,
+            rows.len(),
+            started.elapsed().as_secs_f64(),
+            model_path.display(),
+            cfg.out.join("rounds.csv").display()
+        );
+    }
+    Ok(DemoReport {
+        rows,
+        final_test: last_test,
+        model_path,
+        params,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One participant: wait for a round it is picked for, train from the round's base model,
+/// contribute, repeat.
+async fn participant(
+    k: usize,
+    client: Client,
+    setup: Arc<Setup>,
+    trainer: Arc<Mutex<Trainer>>,
+    seed: u64,
+    drop_plan: Vec<Option<DropPoint>>,
+    bar: Arc<Mutex<Option<ProgressBar>>>,
+) -> Result<()> {
+    let mut after = 0;
+    loop {
+        let Some(info) = client.next_round(after, Duration::from_secs(30)).await? else {
+            continue;
+        };
+        after = info.round;
+        if info.status != RoundStatus::Open || info.member.is_none() || info.submitted {
+            continue;
+        }
+        let round = info.round;
+        let drop = drop_plan.get(round as usize).copied().flatten();
+        let (version, global) = client.model().await?;
+        if version != info.base_model_version {
+            bail!("participant {k}: model version {version}, the round builds on {}", info.base_model_version);
+        }
+        let data = setup.clients[k].clone();
+        let t = trainer.clone();
+        let update = tokio::task::spawn_blocking(move || {
+            let mut t = lock(&t);
+            let (local, algorithm) = (t.local, t.algorithm);
+            t.net.train_local(
+                &global,
+                &data,
+                &local,
+                algorithm,
+                None,
+                client_seed(seed, round as usize, k),
+            )
+        })
+        .await??;
+        let progress: OnProgress = {
+            let bar = bar.clone();
+            Arc::new(move |p| {
+                if let Some(b) = lock(&bar).as_ref() {
+                    b.set_message(format!("participant {k}: {}", p.step));
+                }
+            })
+        };
+        if drop.is_some() && info.secagg.is_none() {
+            // Outside SecAgg a dropout simply never sends.
+            continue;
+        }
+        let opts = Contribute {
+            progress: Some(progress),
+            timeout: Some(Duration::from_secs(3600)),
+            simulate_drop: drop,
+        };
+        match client.contribute_with(&update.delta, update.samples as u64, opts).await {
+            Ok(_) => {
+                if let Some(b) = lock(&bar).as_ref() {
+                    b.inc(1);
+                }
+            }
+            // A simulated dropout, or a round that failed: wait for the next one.
+            Err(_) => {}
+        }
+    }
+}

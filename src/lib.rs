@@ -1,0 +1,5 @@
+//! The `fedagg` command's library side: [`demo`], the demo federation (the project's main job),
+//! kept here so that integration tests drive the same code as `fedagg demo`.
+
+#[cfg(feature = "demo")]
+pub mod demo;
