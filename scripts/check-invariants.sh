@@ -29,5 +29,15 @@ if grep -rn "unsafe " --include='*.rs' crates src benches | grep -v 'unsafe_code
     fail=1
 fi
 
+# 4. The service and the SDK never pull libtorch (the server image has none); neither does a
+#    server-only build of the command.
+for target in "-p fedagg-server" "-p fedagg-client" "-p fedagg-api" "-p fedagg --no-default-features"; do
+    # shellcheck disable=SC2086
+    if cargo tree -q -e normal $target --prefix none | awk '{print $1}' | grep -qxE 'tch|torch-sys'; then
+        echo "invariant broken: $target depends on libtorch"
+        fail=1
+    fi
+done
+
 if [ "$fail" -ne 0 ]; then exit 1; fi
 echo "architecture invariants hold"

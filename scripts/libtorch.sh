@@ -8,8 +8,12 @@
 # the download is skipped when it is already there. A libtorch the user has (LIBTORCH set) is used
 # instead and nothing is fetched.
 #
+# It also links the folder as `.libtorch` in the repository, where `.cargo/config.toml` points
+# plain `cargo` commands.
+#
 # Usage: scripts/libtorch.sh          # prints the libtorch folder on stdout
 set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 if [[ -n "${LIBTORCH:-}" ]]; then
     echo "$LIBTORCH"
@@ -20,6 +24,7 @@ version=2.13.0
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/fedagg"
 dest="$cache/libtorch-$version"
 if [[ -f "$dest/.complete" ]]; then
+    ln -sfn "$dest" "$repo/.libtorch"
     echo "$dest"
     exit 0
 fi
@@ -63,4 +68,5 @@ PY
 rm -rf "$dest"
 mv "$work/libtorch" "$dest"
 touch "$dest/.complete"
+ln -sfn "$dest" "$repo/.libtorch"
 echo "$dest"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: the doc tests, then every crate's unit, property and integration tests.
 # The test runner's summary is the last thing printed. Works on a fresh clone with nothing
-# exported.
+# exported: libtorch (for fedagg-train and the demo) is fetched and cached on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LIBTORCH="$(scripts/libtorch.sh)"
+export LIBTORCH
 
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then

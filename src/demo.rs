@@ -261,7 +261,12 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let initial = net.params();
     let params = initial.len();
-    let max_weight = setup.clients.iter().map(|c| c.len() as u64).max().unwrap_or(1);
+    let max_weight = setup
+        .clients
+        .iter()
+        .map(|c| c.len() as u64)
+        .max()
+        .unwrap_or(1);
 
     // The server, in-process, on loopback, with its embedded database.
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
@@ -270,11 +275,13 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let mut token = [0u8; 32];
     OsRng.fill_bytes(&mut token);
     let admin_token = hex::encode(token);
-    let mut sc = fedagg_server::Config::default();
-    sc.listen = "127.0.0.1:0".parse()?;
-    sc.data_dir = data_dir;
-    sc.admin_token = Some(admin_token.clone());
-    sc.max_wait_secs = 30;
+    let sc = fedagg_server::Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir,
+        admin_token: Some(admin_token.clone()),
+        max_wait_secs: 30,
+        ..Default::default()
+    };
     let server = fedagg_server::Server::start(sc)
         .await
         .map_err(|e| anyhow!("starting the server: {e}"))?;
@@ -359,7 +366,8 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
             "round", "accuracy", "loss", "clients", "drops", "epsilon", "secs"
         );
     }
-    let mut csv = String::from("round,participants,dropouts,test_loss,test_accuracy,epsilon,secs,failure\n");
+    let mut csv =
+        String::from("round,participants,dropouts,test_loss,test_accuracy,epsilon,secs,failure\n");
     let mut rows = Vec::with_capacity(cfg.rounds);
     let mut eval_net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let mut last_test = eval_net.evaluate(&setup.test);
@@ -398,10 +406,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         if let Some(b) = lock(&bar).take() {
             b.finish_and_clear();
         }
-        let rec = end
-            .record
-            .clone()
-            .context("ended round without a record")?;
+        let rec = end.record.clone().context("ended round without a record")?;
         if end.status == RoundStatus::Completed {
             let version = rec
                 .model_version
@@ -412,7 +417,11 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         }
         let row = RoundRow {
             round: info.round,
-            participants: if end.status == RoundStatus::Completed { rec.participants } else { 0 },
+            participants: if end.status == RoundStatus::Completed {
+                rec.participants
+            } else {
+                0
+            },
             dropouts: rec.dropouts,
             test: last_test,
             epsilon: rec.epsilon_spent,
@@ -429,7 +438,9 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
                 row.dropouts,
                 row.epsilon.map_or("-".into(), |e| format!("{e:.3}")),
                 row.secs,
-                row.failure.as_ref().map_or(String::new(), |f| format!("  failed: {f}"))
+                row.failure
+                    .as_ref()
+                    .map_or(String::new(), |f| format!("  failed: {f}"))
             );
         }
         csv.push_str(&format!(
@@ -501,7 +512,10 @@ async fn participant(
         let drop = drop_plan.get(round as usize).copied().flatten();
         let (version, global) = client.model().await?;
         if version != info.base_model_version {
-            bail!("participant {k}: model version {version}, the round builds on {}", info.base_model_version);
+            bail!(
+                "participant {k}: model version {version}, the round builds on {}",
+                info.base_model_version
+            );
         }
         let data = setup.clients[k].clone();
         let t = trainer.clone();
@@ -535,14 +549,15 @@ async fn participant(
             timeout: Some(Duration::from_secs(3600)),
             simulate_drop: drop,
         };
-        match client.contribute_with(&update.delta, update.samples as u64, opts).await {
-            Ok(_) => {
-                if let Some(b) = lock(&bar).as_ref() {
-                    b.inc(1);
-                }
+        // An error is a simulated dropout or a failed round: wait for the next round.
+        if client
+            .contribute_with(&update.delta, update.samples as u64, opts)
+            .await
+            .is_ok()
+        {
+            if let Some(b) = lock(&bar).as_ref() {
+                b.inc(1);
             }
-            // A simulated dropout, or a round that failed: wait for the next one.
-            Err(_) => {}
         }
     }
 }

@@ -60,7 +60,6 @@ struct KeygenArgs {
     force: bool,
 }
 
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,4 +169,3 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
-

@@ -8,7 +8,7 @@
 use fedagg_train::local::{Algorithm, LocalConfig};
 use fedagg_train::partition::Partition;
 use fedagg_train::server::ServerOptimizer;
-use fedagg_train::sim::{simulate, DataSource, SimConfig, Setup};
+use fedagg_train::sim::{simulate, DataSource, Setup, SimConfig};
 use fedagg_train::Arch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fraction: f64 = arg(3, "0.1").parse()?;
     let seed: u64 = arg(4, "1").parse()?;
     tch::set_num_threads(1);
-    let setup = Setup::new(&DataSource::Digits, 20, Partition::Dirichlet { alpha }, 0.2, seed)?;
+    let setup = Setup::new(
+        &DataSource::Digits,
+        20,
+        Partition::Dirichlet { alpha },
+        0.2,
+        seed,
+    )?;
     let cfg = SimConfig {
         arch: Arch::Mlp { hidden: 256 },
         local: LocalConfig::default(),

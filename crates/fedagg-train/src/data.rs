@@ -81,16 +81,15 @@ impl Dataset {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
         let first = text.lines().next().unwrap_or("");
-        let header = first
-            .split(',')
-            .any(|f| f.trim().parse::<f64>().is_err());
+        let header = first.split(',').any(|f| f.trim().parse::<f64>().is_err());
         parse_csv(&text, header, None).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
     }
 
     /// Load an IDX pair (the MNIST format): an unsigned-byte image file of rank 3 (or a rank-2
     /// matrix) and a rank-1 unsigned-byte label file. Pixels are scaled to `[0, 1]`.
     pub fn load_idx(images: &Path, labels: &Path) -> Result<Self> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::Data(format!("{}: {e}", p.display())));
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| Error::Data(format!("{}: {e}", p.display())));
         let (ifile, lfile) = (read(images)?, read(labels)?);
         let (idims, ibytes) = parse_idx(&ifile)?;
         let (ldims, lbytes) = parse_idx(&lfile)?;
@@ -209,7 +208,10 @@ fn parse_csv(text: &str, header: bool, classes: Option<usize>) -> Result<Dataset
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let width = fields.len() - 1;
         if width == 0 {
-            return Err(Error::Data(format!("line {}: needs features and a label", no + 1)));
+            return Err(Error::Data(format!(
+                "line {}: needs features and a label",
+                no + 1
+            )));
         }
         if *dim.get_or_insert(width) != width {
             return Err(Error::Data(format!(
@@ -220,14 +222,17 @@ fn parse_csv(text: &str, header: bool, classes: Option<usize>) -> Result<Dataset
             )));
         }
         for f in &fields[..width] {
-            features.push(f.parse::<f32>().map_err(|e| {
-                Error::Data(format!("line {}: feature {f:?}: {e}", no + 1))
-            })?);
+            features.push(
+                f.parse::<f32>()
+                    .map_err(|e| Error::Data(format!("line {}: feature {f:?}: {e}", no + 1)))?,
+            );
         }
         let label = fields[width];
-        labels.push(label.parse::<i64>().map_err(|e| {
-            Error::Data(format!("line {}: label {label:?}: {e}", no + 1))
-        })?);
+        labels.push(
+            label
+                .parse::<i64>()
+                .map_err(|e| Error::Data(format!("line {}: label {label:?}: {e}", no + 1)))?,
+        );
     }
     let classes = classes.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| m as usize + 1));
     Dataset::new(features, labels, dim.unwrap_or(0), classes)
@@ -291,9 +296,15 @@ pub fn synthetic(
         let n = min_size + (sizes.sample(&mut rng) as usize).min(10_000);
         let u = alpha.sqrt() * std_normal.sample(&mut rng);
         let b_k = beta.sqrt() * std_normal.sample(&mut rng);
-        let w: Vec<f64> = (0..classes * dim).map(|_| u + std_normal.sample(&mut rng)).collect();
-        let b: Vec<f64> = (0..classes).map(|_| u + std_normal.sample(&mut rng)).collect();
-        let v: Vec<f64> = (0..dim).map(|_| b_k + std_normal.sample(&mut rng)).collect();
+        let w: Vec<f64> = (0..classes * dim)
+            .map(|_| u + std_normal.sample(&mut rng))
+            .collect();
+        let b: Vec<f64> = (0..classes)
+            .map(|_| u + std_normal.sample(&mut rng))
+            .collect();
+        let v: Vec<f64> = (0..dim)
+            .map(|_| b_k + std_normal.sample(&mut rng))
+            .collect();
         let mut features = Vec::with_capacity(n * dim);
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {
@@ -327,7 +338,10 @@ mod tests {
         assert!(d.features.iter().all(|&v| (0.0..=1.0).contains(&v)));
         let mut counts = [0usize; 10];
         d.labels.iter().for_each(|&l| counts[l as usize] += 1);
-        assert!(counts.iter().all(|&c| (170..=190).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (170..=190).contains(&c)),
+            "{counts:?}"
+        );
         let b = Dataset::breast_cancer();
         assert_eq!((b.len(), b.dim, b.classes), (569, 30, 2));
         assert_eq!(b.labels.iter().filter(|&&l| l == 0).count(), 212);
@@ -343,10 +357,19 @@ mod tests {
         let s = Standardizer::fit(&b);
         s.apply(&mut b);
         for j in 0..b.dim {
-            let col: Vec<f64> = b.features.iter().skip(j).step_by(b.dim).map(|&v| f64::from(v)).collect();
+            let col: Vec<f64> = b
+                .features
+                .iter()
+                .skip(j)
+                .step_by(b.dim)
+                .map(|&v| f64::from(v))
+                .collect();
             let mean = col.iter().sum::<f64>() / col.len() as f64;
             let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64;
-            assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "feature {j}: {mean} {var}");
+            assert!(
+                mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+                "feature {j}: {mean} {var}"
+            );
         }
     }
 
@@ -368,7 +391,10 @@ mod tests {
         std::fs::write(dir.join("i"), &img).unwrap();
         std::fs::write(dir.join("l"), &lab).unwrap();
         let d = Dataset::load_idx(&dir.join("i"), &dir.join("l")).unwrap();
-        assert_eq!((d.len(), d.dim, d.classes, d.image), (2, 4, 2, Some((1, 2, 2))));
+        assert_eq!(
+            (d.len(), d.dim, d.classes, d.image),
+            (2, 4, 2, Some((1, 2, 2)))
+        );
         assert_eq!(d.features[1], 1.0);
         std::fs::write(dir.join("l"), &lab[..9]).unwrap();
         assert!(Dataset::load_idx(&dir.join("i"), &dir.join("l")).is_err());

@@ -135,7 +135,12 @@ impl Net {
                 if c.server.len() != n || c.client.len() != n {
                     return Err(Error::Config("control variates of the wrong length".into()));
                 }
-                let diff: Vec<f32> = c.server.iter().zip(c.client.iter()).map(|(a, b)| a - b).collect();
+                let diff: Vec<f32> = c
+                    .server
+                    .iter()
+                    .zip(c.client.iter())
+                    .map(|(a, b)| a - b)
+                    .collect();
                 shaped(self, &diff)
             }
             None => Vec::new(),
@@ -157,7 +162,7 @@ impl Net {
                         .zip(&anchor)
                         .map(|(w, w0)| (w - w0).square().sum(tch::Kind::Float))
                         .fold(Tensor::from(0f32), |a, b| a + b);
-                    loss = loss + prox * (mu / 2.0);
+                    loss += prox * (mu / 2.0);
                 }
                 opt.zero_grad();
                 loss.backward();

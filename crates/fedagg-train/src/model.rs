@@ -72,7 +72,12 @@ impl Net {
                     .add_fn_t(|x, train| x.dropout(0.2, train))
                     .add(nn::linear(&root / "fc2", h, h / 2, Default::default()))
                     .add_fn(|x| x.relu())
-                    .add(nn::linear(&root / "fc3", h / 2, data.classes as i64, Default::default()));
+                    .add(nn::linear(
+                        &root / "fc3",
+                        h / 2,
+                        data.classes as i64,
+                        Default::default(),
+                    ));
                 (m, vec![-1, d])
             }
             Arch::Cnn => {
@@ -80,7 +85,9 @@ impl Net {
                     Error::Config("the CNN needs image data (digits or IDX images)".into())
                 })?;
                 if h < 4 || w < 4 {
-                    return Err(Error::Config(format!("image {h}x{w} too small for the CNN")));
+                    return Err(Error::Config(format!(
+                        "image {h}x{w} too small for the CNN"
+                    )));
                 }
                 let conv = nn::ConvConfig {
                     padding: 1,
@@ -94,7 +101,12 @@ impl Net {
                     .add_fn(|x| x.relu().max_pool2d_default(2).flatten(1, -1))
                     .add(nn::linear(&root / "fc1", flat, 64, Default::default()))
                     .add_fn(|x| x.relu())
-                    .add(nn::linear(&root / "fc2", 64, data.classes as i64, Default::default()));
+                    .add(nn::linear(
+                        &root / "fc2",
+                        64,
+                        data.classes as i64,
+                        Default::default(),
+                    ));
                 (m, vec![-1, c as i64, h as i64, w as i64])
             }
         };

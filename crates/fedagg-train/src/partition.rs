@@ -111,7 +111,9 @@ pub fn dirichlet<R: RngCore>(alpha: f64, k: usize, rng: &mut R) -> Result<Vec<f6
     } else {
         // Every gamma draw underflowed (tiny alpha): all mass on one category.
         let j = (rng.next_u64() % k as u64) as usize;
-        x.iter_mut().enumerate().for_each(|(i, v)| *v = f64::from(u8::from(i == j)));
+        x.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = f64::from(u8::from(i == j)));
     }
     Ok(x)
 }
@@ -135,7 +137,7 @@ pub fn shuffle<T, R: RngCore>(v: &mut [T], rng: &mut R) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -193,7 +195,10 @@ mod tests {
                 / 20.0
         };
         let (extreme, mild, iid_like) = (skew(0.1), skew(0.5), skew(100.0));
-        assert!(extreme > mild && mild > iid_like, "{extreme} {mild} {iid_like}");
+        assert!(
+            extreme > mild && mild > iid_like,
+            "{extreme} {mild} {iid_like}"
+        );
         assert!(iid_like < 0.25 && extreme > 0.6, "{extreme} {iid_like}");
     }
 
@@ -205,9 +210,14 @@ mod tests {
             .split(&labels, 1, 10, 1, &mut rng)
             .unwrap();
         let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
-        assert!(sizes.iter().max().unwrap() > &(3 * sizes.iter().min().unwrap()), "{sizes:?}");
+        assert!(
+            sizes.iter().max().unwrap() > &(3 * sizes.iter().min().unwrap()),
+            "{sizes:?}"
+        );
         assert!(Partition::Iid.split(&labels, 1, 11, 100, &mut rng).is_err());
-        assert!(Partition::Dirichlet { alpha: -1.0 }.split(&labels, 1, 2, 1, &mut rng).is_err());
+        assert!(Partition::Dirichlet { alpha: -1.0 }
+            .split(&labels, 1, 2, 1, &mut rng)
+            .is_err());
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl std::str::FromStr for ServerOptimizer {
                 beta2: 0.99,
                 tau: 1e-3,
             }),
-            _ => Err(format!("unknown server optimizer {s:?} (fedavg, fedavgm, fedadam)")),
+            _ => Err(format!(
+                "unknown server optimizer {s:?} (fedavg, fedavgm, fedadam)"
+            )),
         }
     }
 }
@@ -92,7 +94,12 @@ impl ServerState {
                 beta2,
                 tau,
             } => {
-                for (((w, m), v), &d) in model.iter_mut().zip(&mut self.m).zip(&mut self.v).zip(delta) {
+                for (((w, m), v), &d) in model
+                    .iter_mut()
+                    .zip(&mut self.m)
+                    .zip(&mut self.v)
+                    .zip(delta)
+                {
                     let d = f64::from(d);
                     *m = beta1 * *m + (1.0 - beta1) * d;
                     *v = beta2 * *v + (1.0 - beta2) * d * d;
@@ -138,7 +145,13 @@ mod tests {
         let mut w = vec![1.0f32, 2.0];
         ServerState::new(ServerOptimizer::FedAvg { lr: 1.0 }, 2).apply(&mut w, &[0.5, -1.0]);
         assert_eq!(w, vec![1.5, 1.0]);
-        let mut s = ServerState::new(ServerOptimizer::FedAvgM { lr: 1.0, momentum: 0.5 }, 1);
+        let mut s = ServerState::new(
+            ServerOptimizer::FedAvgM {
+                lr: 1.0,
+                momentum: 0.5,
+            },
+            1,
+        );
         let mut w = vec![0.0f32];
         s.apply(&mut w, &[1.0]);
         s.apply(&mut w, &[1.0]);
@@ -148,13 +161,21 @@ mod tests {
     #[test]
     fn fedadam_first_step_moves_by_about_lr_in_the_delta_direction() {
         let mut s = ServerState::new(
-            ServerOptimizer::FedAdam { lr: 0.1, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
+            ServerOptimizer::FedAdam {
+                lr: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                tau: 1e-3,
+            },
             2,
         );
         let mut w = vec![0.0f32, 0.0];
         s.apply(&mut w, &[2.0, -2.0]);
         // m = 0.2, v ~ 0.04, step = 0.1 * 0.2 / (0.2 + 0.001) ~ 0.0995
-        assert!((w[0] - 0.0995).abs() < 1e-3 && (w[1] + 0.0995).abs() < 1e-3, "{w:?}");
+        assert!(
+            (w[0] - 0.0995).abs() < 1e-3 && (w[1] + 0.0995).abs() < 1e-3,
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -168,6 +189,9 @@ mod tests {
         let mut c = vec![0.0f32; 2];
         // 2 of 10 clients report; c += (2/10) * mean = sum / 10.
         scaffold_server_update(&mut c, &[&[1.0, 2.0], &[3.0, 4.0]], 10);
-        assert!((c[0] - 0.4).abs() < 1e-7 && (c[1] - 0.6).abs() < 1e-7, "{c:?}");
+        assert!(
+            (c[0] - 0.4).abs() < 1e-7 && (c[1] - 0.6).abs() < 1e-7,
+            "{c:?}"
+        );
     }
 }

@@ -117,7 +117,10 @@ pub fn client_seed(seed: u64, round: usize, client: usize) -> u64 {
 pub fn select(clients: usize, fraction: f64, seed: u64, round: usize) -> Vec<usize> {
     let m = ((fraction * clients as f64) as usize).clamp(1, clients.max(1));
     let mut idx: Vec<usize> = (0..clients).collect();
-    shuffle(&mut idx, &mut ChaCha20Rng::seed_from_u64(client_seed(seed, round, usize::MAX)));
+    shuffle(
+        &mut idx,
+        &mut ChaCha20Rng::seed_from_u64(client_seed(seed, round, usize::MAX)),
+    );
     idx.truncate(m);
     idx.sort_unstable();
     idx
@@ -195,10 +198,14 @@ pub fn simulate(
                 client_seed(cfg.seed, round, j),
             )?);
         }
-        let pairs: Vec<(&[f32], usize)> = updates.iter().map(|u| (&u.delta[..], u.samples)).collect();
+        let pairs: Vec<(&[f32], usize)> =
+            updates.iter().map(|u| (&u.delta[..], u.samples)).collect();
         server.apply(&mut global, &weighted_mean(&pairs));
         if scaffold {
-            let cds: Vec<&[f32]> = updates.iter().filter_map(|u| u.control_delta.as_deref()).collect();
+            let cds: Vec<&[f32]> = updates
+                .iter()
+                .filter_map(|u| u.control_delta.as_deref())
+                .collect();
             scaffold_server_update(&mut c, &cds, k);
         }
         net.set_params(&global)?;

@@ -64,7 +64,10 @@ fn local_training_lowers_the_local_loss_and_is_reproducible() {
             .train_local(&global, &data, &cfg, Algorithm::FedAvg, None, 9)
             .unwrap();
         let after = net.evaluate(&data);
-        assert!(after.loss < before.loss * 0.8, "{arch:?}: {before:?} -> {after:?}");
+        assert!(
+            after.loss < before.loss * 0.8,
+            "{arch:?}: {before:?} -> {after:?}"
+        );
         assert_eq!(u.samples, 300);
         assert_eq!(u.steps, 3 * 300usize.div_ceil(32));
         let again = net
@@ -84,9 +87,21 @@ fn fedprox_keeps_the_update_closer_to_the_global_model() {
         .train_local(&global, &data, &cfg, Algorithm::FedAvg, None, 1)
         .unwrap();
     let prox = net
-        .train_local(&global, &data, &cfg, Algorithm::FedProx { mu: 1.0 }, None, 1)
+        .train_local(
+            &global,
+            &data,
+            &cfg,
+            Algorithm::FedProx { mu: 1.0 },
+            None,
+            1,
+        )
         .unwrap();
-    assert!(norm(&prox.delta) < 0.9 * norm(&avg.delta), "{} {}", norm(&prox.delta), norm(&avg.delta));
+    assert!(
+        norm(&prox.delta) < 0.9 * norm(&avg.delta),
+        "{} {}",
+        norm(&prox.delta),
+        norm(&avg.delta)
+    );
 }
 
 #[test]
@@ -131,8 +146,16 @@ fn scaffold_corrects_gradients_and_updates_controls_as_the_paper_specifies() {
     assert_eq!(u.steps, 1);
     for j in 0..n {
         let want_delta = -lr * (g[j] + f64::from(c[j]) - f64::from(ci_old[j]));
-        assert!((f64::from(u.delta[j]) - want_delta).abs() < 1e-5, "delta {j}");
-        assert!((f64::from(ci[j]) - g[j]).abs() < 2e-4, "c_i+ {j}: {} vs {}", ci[j], g[j]);
+        assert!(
+            (f64::from(u.delta[j]) - want_delta).abs() < 1e-5,
+            "delta {j}"
+        );
+        assert!(
+            (f64::from(ci[j]) - g[j]).abs() < 2e-4,
+            "c_i+ {j}: {} vs {}",
+            ci[j],
+            g[j]
+        );
         let cd = u.control_delta.as_ref().unwrap()[j];
         assert!((cd - (ci[j] - ci_old[j])).abs() < 1e-6);
     }

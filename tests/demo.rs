@@ -1,0 +1,118 @@
+//! The demo federation end to end: the in-process server on 127.0.0.1, participants training
+//! with tch and contributing through the SDK, in every mode; SecAgg against plaintext FedAvg.
+
+#![allow(clippy::unwrap_used)]
+
+use clap::Parser;
+use fedagg::demo::{run, DemoConfig};
+use fedagg_train::local::{Algorithm, LocalConfig};
+use fedagg_train::partition::Partition;
+use fedagg_train::server::ServerOptimizer;
+use fedagg_train::sim::{simulate, DataSource, Setup, SimConfig};
+use fedagg_train::Arch;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    cfg: DemoConfig,
+}
+
+/// The demo's configuration as the command line would give it, output in a fresh folder.
+fn demo(args: &str) -> DemoConfig {
+    let out = std::env::temp_dir().join(format!(
+        "fedagg-demo-test-{}-{}",
+        std::process::id(),
+        args.len() * 31 + args.bytes().map(usize::from).sum::<usize>()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let line = format!("demo --quiet --out {} {args}", out.display());
+    Args::parse_from(line.split_whitespace()).cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fedavg_through_secagg_matches_plaintext_fedavg_within_one_point() {
+    // Every participant in every round, so both runs train the same clients from the same seeds;
+    // only quantization (and the masks, which cancel) differ.
+    let cfg = demo("--clients 5 --fraction 1 --rounds 6 --seed 3");
+    let report = run(&cfg).await.unwrap();
+    assert_eq!(report.rows.len(), 6);
+    assert!(report
+        .rows
+        .iter()
+        .all(|r| r.participants == 5 && r.dropouts == 0));
+    assert!(report.model_path.exists());
+
+    let setup = Setup::new(
+        &DataSource::Digits,
+        5,
+        Partition::Dirichlet { alpha: 0.5 },
+        0.2,
+        3,
+    )
+    .unwrap();
+    let sim = SimConfig {
+        arch: Arch::Mlp { hidden: 256 },
+        local: LocalConfig::default(),
+        algorithm: Algorithm::FedAvg,
+        server: ServerOptimizer::FedAvg { lr: 1.0 },
+        fraction: 1.0,
+        rounds: 6,
+        seed: 3,
+    };
+    let (_, plain) = simulate(&setup, &sim, |_| {}).unwrap();
+    for (a, b) in report.rows.iter().zip(&plain) {
+        assert!(
+            (a.test.accuracy - b.test.accuracy).abs() <= 0.01,
+            "round {}: secagg {:.4}, plaintext {:.4}",
+            a.round,
+            a.test.accuracy,
+            b.test.accuracy
+        );
+    }
+    assert!(report.final_test.accuracy > 0.8, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secagg_demo_survives_simulated_dropouts() {
+    let cfg =
+        demo("--clients 8 --fraction 1 --rounds 3 --dropout 0.25 --phase-timeout 2 --model mlp32");
+    let report = run(&cfg).await.unwrap();
+    let dropped: u32 = report.rows.iter().map(|r| r.dropouts).sum();
+    assert!(dropped > 0, "{:?}", report.rows);
+    for r in &report.rows {
+        assert!(r.failure.is_none(), "{r:?}");
+        assert_eq!(r.participants + r.dropouts, 8, "{r:?}");
+    }
+    let csv = std::fs::read_to_string(cfg.out.join("rounds.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paillier_and_dp_demos_train() {
+    let cfg =
+        demo("--mode paillier --clients 4 --fraction 1 --rounds 2 --key-bits 1024 --model mlp16");
+    let report = run(&cfg).await.unwrap();
+    assert!(
+        report.rows.iter().all(|r| r.participants == 4),
+        "{:?}",
+        report.rows
+    );
+    assert!(
+        report.rows[1].test.loss < report.rows[0].test.loss * 1.05
+            && report.final_test.accuracy > 0.3
+    );
+    let _ = std::fs::remove_dir_all(&cfg.out);
+
+    let cfg =
+        demo("--mode dp --clients 10 --fraction 1 --rounds 3 --noise-multiplier 0.3 --model mlp32");
+    let report = run(&cfg).await.unwrap();
+    let eps: Vec<f64> = report.rows.iter().map(|r| r.epsilon.unwrap()).collect();
+    assert!(
+        eps[0] > 0.0 && eps[1] > eps[0] && eps[2] > eps[1],
+        "{eps:?}"
+    );
+    assert!(report.final_test.accuracy > 0.3, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+}
