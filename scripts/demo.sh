@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # libtorch for local training: fetched and cached on first use (scripts/libtorch.sh).
-LIBTORCH="$(scripts/libtorch.sh)"
-export LIBTORCH
+# (it links the cached folder as .libtorch, where .cargo/config.toml points LIBTORCH; a LIBTORCH
+# set in the environment wins)
+scripts/libtorch.sh >/dev/null
 exec cargo run --release --quiet -- demo "$@"

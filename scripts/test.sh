@@ -4,8 +4,9 @@
 # exported: libtorch (for fedagg-train and the demo) is fetched and cached on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LIBTORCH="$(scripts/libtorch.sh)"
-export LIBTORCH
+# (it links the cached folder as .libtorch, where .cargo/config.toml points LIBTORCH; a LIBTORCH
+# set in the environment wins)
+scripts/libtorch.sh >/dev/null
 
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then

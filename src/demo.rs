@@ -375,6 +375,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         let t0 = Instant::now();
         let info = match admin.open_round(fed.id).await {
             Ok(i) => i,
+            Err(e) if rows.is_empty() => bail!("the first round could not open: {e}"),
             Err(e) => {
                 if !cfg.quiet {
                     println!("no further round: {e}");

@@ -308,6 +308,76 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
     assert_model_is_mean(&srv.admin, fed.id, &ups).await;
 }
 
+#[cfg(feature = "lattice")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
+    let srv = start(1 << 26).await;
+    let m = 3000; // two LWE chunks of 2048 values
+    let mode = Mode::Lattice {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+    };
+    // The noise budget bounds the cohort: 64 would be refused (checked below), 16 fits.
+    let mut sp = spec(mode, m, 10, 60);
+    let e = srv.admin.create_federation(&sp).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Api { status: 422, detail, .. } if detail.contains("noise budget")),
+        "{e}"
+    );
+    sp.max_clients = 16;
+    let fed = srv.admin.create_federation(&sp).await.unwrap();
+    let kh = enroll(&srv.base, &srv.admin, fed.id, 1, Role::KeyHolder)
+        .await
+        .remove(0);
+    let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
+    let quant = fed.spec.quant().unwrap();
+    let params = fedagg_lattice::LatticeParams::new(&quant).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let (sk, pk) = fedagg_lattice::keygen(params, &mut rng);
+    // A Paillier key is refused for a lattice federation.
+    let wrong = fedagg_paillier::keygen(512, &mut rng).unwrap();
+    let e = KeyHolder::new(kh.clone(), wrong)
+        .publish()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Api { status: 400, .. }), "{e}");
+    let kh = KeyHolder::lattice(kh, sk, pk);
+    kh.publish().await.unwrap();
+    let round = srv.admin.open_round(fed.id).await.unwrap();
+    let ups = updates(10, m, 15);
+    let key_holder = tokio::spawn(async move { kh.decrypt_round(round.round, WAIT).await });
+    let results = contribute_all(&clients, &ups, &[None; 10]).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+    assert_eq!(
+        key_holder.await.unwrap().unwrap().status,
+        RoundStatus::Completed
+    );
+    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
+}
+
+#[cfg(not(feature = "lattice"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_lattice_feature_refuses_lattice_federations() {
+    let srv = start(1 << 20).await;
+    let mode = Mode::Lattice {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+    };
+    let e = srv
+        .admin
+        .create_federation(&spec(mode, 10, 2, 60))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Api { status: 422, detail, .. } if detail.contains("lattice")),
+        "{e}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dp_round_adds_the_configured_noise_and_charges_the_ledger() {
     let srv = start(1 << 26).await;

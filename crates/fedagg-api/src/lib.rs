@@ -44,6 +44,16 @@ pub enum Mode {
         /// Largest client weight.
         max_weight: u64,
     },
+    /// Additive lattice (LWE) encryption under the key holder's key (`fedagg-lattice`); the
+    /// server must be built with its `lattice` feature.
+    Lattice {
+        /// Quantization clip bound.
+        clip: f64,
+        /// Quantization levels T.
+        levels: u64,
+        /// Largest client weight.
+        max_weight: u64,
+    },
     /// Plaintext updates, clipped and noised on the server (central DP), charged to a budget.
     Dp {
         /// L2 clipping bound C per client update.
@@ -60,11 +70,17 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Short name: `secagg`, `paillier` or `dp`.
+    /// Whether a key holder decrypts the aggregate (Paillier and lattice).
+    pub fn is_he(&self) -> bool {
+        matches!(self, Mode::Paillier { .. } | Mode::Lattice { .. })
+    }
+
+    /// Short name: `secagg`, `paillier`, `lattice` or `dp`.
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Secagg { .. } => "secagg",
             Mode::Paillier { .. } => "paillier",
+            Mode::Lattice { .. } => "lattice",
             Mode::Dp { .. } => "dp",
         }
     }
@@ -80,6 +96,11 @@ impl Mode {
                 ..
             }
             | Mode::Paillier {
+                clip,
+                levels,
+                max_weight,
+            }
+            | Mode::Lattice {
                 clip,
                 levels,
                 max_weight,
@@ -229,11 +250,16 @@ pub struct Enrolled {
     pub token: String,
 }
 
-/// Body of `PUT /v1/federations/{id}/public-key`: the Paillier public key in its text format.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Body of `PUT /v1/federations/{id}/public-key` (and of its GET): the key holder's public key,
+/// in the field of the federation's mode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PublicKeyBody {
-    /// `fedagg-paillier` text form of the public key.
-    pub paillier: String,
+    /// Paillier mode: `fedagg-paillier`'s text form of the public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paillier: Option<String>,
+    /// Lattice mode: `fedagg-lattice`'s public key bytes, hex-encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lattice: Option<String>,
 }
 
 /// State of a round.
@@ -376,6 +402,8 @@ pub enum FrameKind {
     Secagg = 3,
     /// A `fedagg-paillier` ciphertext vector.
     Paillier = 4,
+    /// A `fedagg-lattice` ciphertext vector.
+    Lattice = 5,
 }
 
 impl FrameKind {
@@ -385,6 +413,7 @@ impl FrameKind {
             2 => FrameKind::U64,
             3 => FrameKind::Secagg,
             4 => FrameKind::Paillier,
+            5 => FrameKind::Lattice,
             _ => return None,
         })
     }

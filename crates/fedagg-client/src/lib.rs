@@ -342,6 +342,35 @@ impl Client {
         }
     }
 
+    async fn public_key(&self) -> Result<PublicKeyBody> {
+        self.http
+            .json(Method::GET, &self.fpath("/public-key"), Body::None)
+            .await
+    }
+
+    #[cfg(feature = "lattice")]
+    async fn lattice_encrypt(&self, quant: &QuantParams, values: Vec<u64>) -> Result<Vec<u8>> {
+        let pk = self.public_key().await?;
+        let params = fedagg_lattice::LatticeParams::new(quant)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let bytes = hex::decode(pk.lattice.as_deref().unwrap_or_default())
+            .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
+        let pk = fedagg_lattice::PublicKey::from_bytes(&bytes, params)
+            .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
+        let mut enc_rng =
+            ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
+        offload(move || pk.encrypt(&values, &mut enc_rng).map(|ct| ct.to_bytes()))
+            .await?
+            .map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    #[cfg(not(feature = "lattice"))]
+    async fn lattice_encrypt(&self, _quant: &QuantParams, _values: Vec<u64>) -> Result<Vec<u8>> {
+        Err(Error::Protocol(
+            "this SDK was built without the lattice mode (cargo feature `lattice`)".into(),
+        ))
+    }
+
     async fn submit(&self, round: u64, kind: FrameKind, payload: &[u8]) -> Result<()> {
         let body = Frame::encode(kind, round, payload);
         self.http
@@ -462,12 +491,9 @@ impl Client {
             }
             Mode::Paillier { .. } => {
                 let quant = quant_of(spec)?;
-                let pk: PublicKeyBody = self
-                    .http
-                    .json(Method::GET, &self.fpath("/public-key"), Body::None)
-                    .await?;
-                let pk = PublicKey::from_text(&pk.paillier)
-                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let pk = self.public_key().await?;
+                let pk = PublicKey::from_text(pk.paillier.as_deref().unwrap_or_default())
+                    .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
@@ -483,6 +509,15 @@ impl Client {
                 .await?
                 .map_err(|e| Error::Protocol(e.to_string()))?;
                 self.submit(round, FrameKind::Paillier, &body).await?;
+                report("sent ciphertexts".into());
+            }
+            Mode::Lattice { .. } => {
+                let quant = quant_of(spec)?;
+                let values = quant
+                    .encode_weighted(update, weight, &mut rng)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let body = self.lattice_encrypt(&quant, values).await?;
+                self.submit(round, FrameKind::Lattice, &body).await?;
                 report("sent ciphertexts".into());
             }
             Mode::Secagg { .. } => {
@@ -580,25 +615,54 @@ fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {
     spec.quant().map_err(Error::Protocol)
 }
 
-/// The key holder of a Paillier federation: publishes the public key and decrypts aggregates.
+/// A key holder's secret: which scheme, and the key.
+enum HeKey {
+    Paillier(PrivateKey),
+    #[cfg(feature = "lattice")]
+    Lattice(fedagg_lattice::SecretKey, fedagg_lattice::PublicKey),
+}
+
+/// The key holder of a Paillier or lattice federation: publishes the public key and decrypts
+/// aggregates (only the sums; the server never holds the secret key).
 pub struct KeyHolder {
     client: Client,
-    key: Arc<PrivateKey>,
+    key: Arc<HeKey>,
 }
 
 impl KeyHolder {
-    /// A key holder with its enrolled client and private key.
+    /// A Paillier key holder with its enrolled client and private key.
     pub fn new(client: Client, key: PrivateKey) -> Self {
         KeyHolder {
             client,
-            key: Arc::new(key),
+            key: Arc::new(HeKey::Paillier(key)),
+        }
+    }
+
+    /// A lattice key holder with its enrolled client and key pair (`fedagg_lattice::keygen`).
+    #[cfg(feature = "lattice")]
+    pub fn lattice(
+        client: Client,
+        secret: fedagg_lattice::SecretKey,
+        public: fedagg_lattice::PublicKey,
+    ) -> Self {
+        KeyHolder {
+            client,
+            key: Arc::new(HeKey::Lattice(secret, public)),
         }
     }
 
     /// Publish the public key to the federation.
     pub async fn publish(&self) -> Result<()> {
-        let body = PublicKeyBody {
-            paillier: self.key.public().to_text(),
+        let body = match &*self.key {
+            HeKey::Paillier(k) => PublicKeyBody {
+                paillier: Some(k.public().to_text()),
+                lattice: None,
+            },
+            #[cfg(feature = "lattice")]
+            HeKey::Lattice(_, pk) => PublicKeyBody {
+                paillier: None,
+                lattice: Some(hex::encode(pk.to_bytes())),
+            },
         };
         self.client
             .http
@@ -620,16 +684,38 @@ impl KeyHolder {
         let quant = quant_of(&fed.spec)?;
         let mut info = c.round(round, None, Duration::ZERO).await?;
         c.await_phase(&mut info, "decrypt", until).await?;
-        let bytes = c.inbox(round, FrameKind::Paillier).await?;
-        let pk = self.key.public();
-        let packing = Packing::new(pk, &quant).map_err(|e| Error::Protocol(e.to_string()))?;
         let len = QuantParams::encoded_len(fed.spec.vector_len);
-        let cts = fedagg_paillier::decode_ciphertexts(pk, &bytes, packing.ciphertexts_for(len))
-            .map_err(|e| Error::Protocol(e.to_string()))?;
         let key = self.key.clone();
-        let sum = offload(move || packing.decrypt(&key, &cts, len))
-            .await?
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let sum = match &*self.key {
+            HeKey::Paillier(sk) => {
+                let bytes = c.inbox(round, FrameKind::Paillier).await?;
+                let pk = sk.public();
+                let packing =
+                    Packing::new(pk, &quant).map_err(|e| Error::Protocol(e.to_string()))?;
+                let cts =
+                    fedagg_paillier::decode_ciphertexts(pk, &bytes, packing.ciphertexts_for(len))
+                        .map_err(|e| Error::Protocol(e.to_string()))?;
+                offload(move || match &*key {
+                    HeKey::Paillier(sk) => packing
+                        .decrypt(sk, &cts, len)
+                        .map_err(|e| Error::Protocol(e.to_string())),
+                    #[cfg(feature = "lattice")]
+                    HeKey::Lattice(..) => Err(Error::Protocol("key changed scheme".into())),
+                })
+                .await??
+            }
+            #[cfg(feature = "lattice")]
+            HeKey::Lattice(..) => {
+                let bytes = c.inbox(round, FrameKind::Lattice).await?;
+                let ct = fedagg_lattice::CiphertextVector::from_bytes(&bytes, len)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                offload(move || match &*key {
+                    HeKey::Lattice(sk, _) => Ok(sk.decrypt(&ct)),
+                    HeKey::Paillier(_) => Err(Error::Protocol("key changed scheme".into())),
+                })
+                .await??
+            }
+        };
         c.submit(round, FrameKind::U64, &u64_bytes(&sum)).await?;
         c.await_phase(&mut info, "done", until).await?;
         Ok(Outcome {

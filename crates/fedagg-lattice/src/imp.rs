@@ -112,6 +112,46 @@ pub struct PublicKey {
     params: LatticeParams,
 }
 
+impl PublicKey {
+    /// The parameters the key was made for.
+    pub fn params(&self) -> LatticeParams {
+        self.params
+    }
+
+    /// Serialize: `b"LK"`, version 1, type 1, then the key's `2 * LWE_DIMENSION` words (u64 LE).
+    /// About 32 KiB; shareable.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let words = self.pk.as_ref();
+        let mut out = Vec::with_capacity(4 + 8 * words.len());
+        out.extend_from_slice(&[b'L', b'K', 1, 1]);
+        for w in words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decode a key written by [`PublicKey::to_bytes`], for values and sums sized by `params`.
+    pub fn from_bytes(bytes: &[u8], params: LatticeParams) -> Result<Self, Error> {
+        let want = 4 + 8 * 2 * LWE_DIMENSION;
+        if bytes.len() != want {
+            return Err(Error::Malformed(format!(
+                "public key of {} bytes, expected {want}",
+                bytes.len()
+            )));
+        }
+        if bytes[..4] != [b'L', b'K', 1, 1] {
+            return Err(Error::Malformed("public key: bad header or version".into()));
+        }
+        let words: Vec<u64> = bytes[4..]
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+            .collect();
+        // The length is a power of two (checked above), as from_container requires.
+        let pk = LweCompactPublicKey::from_container(words, CiphertextModulus::new_native());
+        Ok(PublicKey { pk, params })
+    }
+}
+
 /// Generate a key pair.
 pub fn keygen<R: RngCore + CryptoRng>(
     params: LatticeParams,
@@ -316,6 +356,31 @@ impl SecretKey {
             }));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod key_format_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn a_public_key_read_back_encrypts_for_the_same_secret_key() {
+        let quant = QuantParams::with_minimal_modulus(1.0, 1 << 10, 16, 8).unwrap();
+        let params = LatticeParams::new(&quant).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let (sk, pk) = keygen(params, &mut rng);
+        let bytes = pk.to_bytes();
+        let back = PublicKey::from_bytes(&bytes, params).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        let ct = back.encrypt(&[1, 2, 3], &mut rng).unwrap();
+        assert_eq!(sk.decrypt(&ct), vec![1, 2, 3]);
+        assert!(PublicKey::from_bytes(&bytes[..bytes.len() - 8], params).is_err());
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert!(PublicKey::from_bytes(&bad, params).is_err());
     }
 }
 

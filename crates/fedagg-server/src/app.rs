@@ -136,6 +136,15 @@ pub fn validate_spec(spec: &FederationSpec) -> Result<(), ApiError> {
             }
         }
         Mode::Paillier { .. } => {}
+        Mode::Lattice { .. } => {
+            #[cfg(feature = "lattice")]
+            fedagg_lattice::LatticeParams::new(&spec.quant().map_err(ApiError::invalid)?)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            #[cfg(not(feature = "lattice"))]
+            return bad(
+                "this server was built without the lattice mode (cargo feature `lattice`)".into(),
+            );
+        }
         Mode::Dp {
             clip,
             noise_multiplier,

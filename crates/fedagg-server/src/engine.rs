@@ -83,8 +83,8 @@ pub struct Finished {
 pub enum Engine {
     /// SecAgg / SecAgg+.
     Secagg(Box<SecaggEngine>),
-    /// Packed Paillier.
-    Paillier(Box<PaillierEngine>),
+    /// A key holder's homomorphic encryption: packed Paillier or lattice.
+    He(Box<HeEngine>),
     /// Plaintext + central DP.
     Dp(Box<DpEngine>),
 }
@@ -127,18 +127,26 @@ impl Engine {
                     .map_err(|e| ApiError::invalid(format!("packing: {e}")))?;
                 let ciphertexts =
                     packing.ciphertexts_for(QuantParams::encoded_len(spec.vector_len));
-                Ok(Engine::Paillier(Box::new(PaillierEngine {
-                    quant,
-                    vector_len: spec.vector_len,
+                let scheme = Scheme::Paillier {
                     pk,
                     ciphertexts,
                     acc: None,
-                    submitted: BTreeSet::new(),
-                    decrypted: None,
-                    decrypting: false,
+                };
+                Ok(Engine::He(Box::new(HeEngine::new(
+                    quant, spec, scheme, n, min,
+                ))))
+            }
+            Mode::Lattice { .. } => {
+                let text = public_key
+                    .ok_or_else(|| ApiError::conflict("the key holder has not published a key"))?;
+                let scheme = lattice_scheme(spec, text)?;
+                Ok(Engine::He(Box::new(HeEngine::new(
+                    quant(spec)?,
+                    spec,
+                    scheme,
                     n,
                     min,
-                })))
+                ))))
             }
             Mode::Dp {
                 clip,
@@ -169,7 +177,7 @@ impl Engine {
                 SaState::Unmask(_) => "unmask",
                 SaState::Done => "done",
             },
-            Engine::Paillier(e) => {
+            Engine::He(e) => {
                 if e.decrypting {
                     "decrypt"
                 } else {
@@ -184,15 +192,15 @@ impl Engine {
     pub fn frame_kind(&self) -> FrameKind {
         match self {
             Engine::Secagg(_) => FrameKind::Secagg,
-            Engine::Paillier(e) if e.decrypting => FrameKind::U64,
-            Engine::Paillier(_) => FrameKind::Paillier,
+            Engine::He(e) if e.decrypting => FrameKind::U64,
+            Engine::He(e) => e.scheme.kind(),
             Engine::Dp(_) => FrameKind::F32,
         }
     }
 
     /// Whether the key holder (rather than participants) submits in the current phase.
     pub fn key_holder_phase(&self) -> bool {
-        matches!(self, Engine::Paillier(e) if e.decrypting)
+        matches!(self, Engine::He(e) if e.decrypting)
     }
 
     /// Submissions expected in the current phase.
@@ -205,7 +213,7 @@ impl Engine {
                 SaState::Unmask(s) => s.expected().len(),
                 SaState::Done => 0,
             },
-            Engine::Paillier(e) => {
+            Engine::He(e) => {
                 if e.decrypting {
                     1
                 } else {
@@ -220,7 +228,7 @@ impl Engine {
     pub fn received(&self) -> usize {
         match self {
             Engine::Secagg(e) => e.submitted.len(),
-            Engine::Paillier(e) => {
+            Engine::He(e) => {
                 if e.decrypting {
                     usize::from(e.decrypted.is_some())
                 } else {
@@ -235,8 +243,8 @@ impl Engine {
     pub fn has_submitted(&self, member: u32) -> bool {
         match self {
             Engine::Secagg(e) => e.submitted.contains(&member),
-            Engine::Paillier(e) if e.decrypting => member == KEY_HOLDER && e.decrypted.is_some(),
-            Engine::Paillier(e) => e.submitted.contains(&member),
+            Engine::He(e) if e.decrypting => member == KEY_HOLDER && e.decrypted.is_some(),
+            Engine::He(e) => e.submitted.contains(&member),
             Engine::Dp(e) => e.submitted.contains(&member),
         }
     }
@@ -251,7 +259,7 @@ impl Engine {
         }
         match self {
             Engine::Secagg(e) => e.accept(member, payload),
-            Engine::Paillier(e) => e.accept(member, payload),
+            Engine::He(e) => e.accept(member, payload),
             Engine::Dp(e) => e.accept(member, payload),
         }
     }
@@ -270,12 +278,8 @@ impl Engine {
                         self.phase()
                     ))
                 }),
-            Engine::Paillier(e) if e.decrypting && member == KEY_HOLDER => {
-                let acc = e.acc.as_deref().unwrap_or(&[]);
-                Ok((
-                    FrameKind::Paillier,
-                    fedagg_paillier::encode_ciphertexts(&e.pk, acc),
-                ))
+            Engine::He(e) if e.decrypting && member == KEY_HOLDER => {
+                Ok((e.scheme.kind(), e.scheme.encode_sum()))
             }
             _ => Err(ApiError::wrong_phase(format!(
                 "nothing to download in phase {}",
@@ -292,7 +296,7 @@ impl Engine {
     ) -> Result<Option<Finished>, String> {
         match self {
             Engine::Secagg(e) => e.close(),
-            Engine::Paillier(e) => e.close(),
+            Engine::He(e) => e.close(),
             Engine::Dp(e) => e.close(rng).map(Some),
         }
     }
@@ -301,7 +305,7 @@ impl Engine {
     pub fn cohort(&self) -> usize {
         match self {
             Engine::Secagg(e) => e.n,
-            Engine::Paillier(e) => e.n,
+            Engine::He(e) => e.n,
             Engine::Dp(e) => e.n,
         }
     }
@@ -399,13 +403,118 @@ impl SecaggEngine {
     }
 }
 
-/// Paillier: a running homomorphic sum, then the key holder's decryption.
-pub struct PaillierEngine {
+/// The encryption scheme of an [`HeEngine`], with its running sum.
+enum Scheme {
+    Paillier {
+        pk: PublicKey,
+        ciphertexts: usize,
+        acc: Option<Vec<Ciphertext>>,
+    },
+    #[cfg(feature = "lattice")]
+    Lattice {
+        pk: fedagg_lattice::PublicKey,
+        len: usize,
+        acc: Option<fedagg_lattice::CiphertextVector>,
+    },
+}
+
+impl Scheme {
+    fn kind(&self) -> FrameKind {
+        match self {
+            Scheme::Paillier { .. } => FrameKind::Paillier,
+            #[cfg(feature = "lattice")]
+            Scheme::Lattice { .. } => FrameKind::Lattice,
+        }
+    }
+
+    /// Decode a participant's ciphertext vector and add it to the sum.
+    fn add(&mut self, payload: &[u8]) -> Result<(), ApiError> {
+        match self {
+            Scheme::Paillier {
+                pk,
+                ciphertexts,
+                acc,
+            } => {
+                let cts = fedagg_paillier::decode_ciphertexts(pk, payload, *ciphertexts)
+                    .map_err(|e| ApiError::bad_request(format!("ciphertexts: {e}")))?;
+                if cts.len() != *ciphertexts {
+                    return Err(ApiError::bad_request(format!(
+                        "{} ciphertexts, expected {ciphertexts}",
+                        cts.len()
+                    )));
+                }
+                match acc {
+                    None => *acc = Some(cts),
+                    Some(acc) => {
+                        for (a, c) in acc.iter_mut().zip(&cts) {
+                            pk.add_assign(a, c);
+                        }
+                    }
+                }
+            }
+            #[cfg(feature = "lattice")]
+            Scheme::Lattice { len, acc, .. } => {
+                let ct = fedagg_lattice::CiphertextVector::from_bytes(payload, *len)
+                    .map_err(|e| ApiError::bad_request(format!("ciphertexts: {e}")))?;
+                match acc {
+                    None => *acc = Some(ct),
+                    Some(acc) => acc
+                        .add_assign(&ct)
+                        .map_err(|e| ApiError::bad_request(format!("ciphertexts: {e}")))?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The encrypted sum for the key holder.
+    fn encode_sum(&self) -> Vec<u8> {
+        match self {
+            Scheme::Paillier { pk, acc, .. } => {
+                fedagg_paillier::encode_ciphertexts(pk, acc.as_deref().unwrap_or(&[]))
+            }
+            #[cfg(feature = "lattice")]
+            Scheme::Lattice { pk, len, acc } => acc
+                .as_ref()
+                .map_or_else(|| pk.zeros(*len).to_bytes(), |a| a.to_bytes()),
+        }
+    }
+}
+
+/// Check a lattice public key (hex of `fedagg-lattice`'s bytes) for `spec`; the canonical
+/// text to store.
+pub fn lattice_key(spec: &FederationSpec, hex_key: &str) -> Result<String, ApiError> {
+    lattice_scheme(spec, hex_key)?;
+    Ok(hex_key.to_ascii_lowercase())
+}
+
+#[cfg(feature = "lattice")]
+fn lattice_scheme(spec: &FederationSpec, hex_key: &str) -> Result<Scheme, ApiError> {
+    let params = fedagg_lattice::LatticeParams::new(&quant(spec)?)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let bytes = hex::decode(hex_key)
+        .map_err(|e| ApiError::bad_request(format!("public key: not hex: {e}")))?;
+    let pk = fedagg_lattice::PublicKey::from_bytes(&bytes, params)
+        .map_err(|e| ApiError::bad_request(format!("public key: {e}")))?;
+    Ok(Scheme::Lattice {
+        pk,
+        len: QuantParams::encoded_len(spec.vector_len),
+        acc: None,
+    })
+}
+
+#[cfg(not(feature = "lattice"))]
+fn lattice_scheme(_spec: &FederationSpec, _hex_key: &str) -> Result<Scheme, ApiError> {
+    Err(ApiError::invalid(
+        "this server was built without the lattice mode (cargo feature `lattice`)",
+    ))
+}
+
+/// Paillier or lattice: a running homomorphic sum, then the key holder's decryption.
+pub struct HeEngine {
     quant: QuantParams,
     vector_len: usize,
-    pk: PublicKey,
-    ciphertexts: usize,
-    acc: Option<Vec<Ciphertext>>,
+    scheme: Scheme,
     submitted: BTreeSet<u32>,
     /// The decoded weighted mean of the key holder's decrypted sum.
     decrypted: Option<Vec<f64>>,
@@ -414,7 +523,26 @@ pub struct PaillierEngine {
     min: usize,
 }
 
-impl PaillierEngine {
+impl HeEngine {
+    fn new(
+        quant: QuantParams,
+        spec: &FederationSpec,
+        scheme: Scheme,
+        n: usize,
+        min: usize,
+    ) -> Self {
+        HeEngine {
+            quant,
+            vector_len: spec.vector_len,
+            scheme,
+            submitted: BTreeSet::new(),
+            decrypted: None,
+            decrypting: false,
+            n,
+            min,
+        }
+    }
+
     fn accept(&mut self, member: u32, payload: &[u8]) -> Result<(), ApiError> {
         if self.decrypting {
             if member != KEY_HOLDER {
@@ -434,23 +562,7 @@ impl PaillierEngine {
         if member == KEY_HOLDER {
             return Err(ApiError::forbidden("the key holder does not contribute"));
         }
-        let cts = fedagg_paillier::decode_ciphertexts(&self.pk, payload, self.ciphertexts)
-            .map_err(|e| ApiError::bad_request(format!("ciphertexts: {e}")))?;
-        if cts.len() != self.ciphertexts {
-            return Err(ApiError::bad_request(format!(
-                "{} ciphertexts, expected {}",
-                cts.len(),
-                self.ciphertexts
-            )));
-        }
-        match &mut self.acc {
-            None => self.acc = Some(cts),
-            Some(acc) => {
-                for (a, c) in acc.iter_mut().zip(&cts) {
-                    self.pk.add_assign(a, c);
-                }
-            }
-        }
+        self.scheme.add(payload)?;
         self.submitted.insert(member);
         Ok(())
     }

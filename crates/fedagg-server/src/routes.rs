@@ -325,16 +325,41 @@ async fn put_public_key(
         .member(fid, Role::KeyHolder, false)?;
     let body = json_body(body)?;
     blocking(move || {
-        let pk = fedagg_paillier::PublicKey::from_text(&body.paillier)
-            .map_err(|e| ApiError::bad_request(format!("public key: {e}")))?;
         let fed = app.federation(fid)?;
-        if !matches!(fed.spec.mode, fedagg_api::Mode::Paillier { .. }) {
-            return Err(ApiError::conflict("this federation does not use Paillier"));
-        }
+        let stored = match (&fed.spec.mode, &body) {
+            (
+                fedagg_api::Mode::Paillier { .. },
+                PublicKeyBody {
+                    paillier: Some(text),
+                    lattice: None,
+                },
+            ) => fedagg_paillier::PublicKey::from_text(text)
+                .map_err(|e| ApiError::bad_request(format!("public key: {e}")))?
+                .to_text(),
+            (
+                fedagg_api::Mode::Lattice { .. },
+                PublicKeyBody {
+                    paillier: None,
+                    lattice: Some(hex_key),
+                },
+            ) => crate::engine::lattice_key(&fed.spec, hex_key)?,
+            (mode, _) if mode.is_he() => {
+                return Err(ApiError::bad_request(format!(
+                    "a {} federation takes exactly the `{}` field",
+                    mode.name(),
+                    mode.name()
+                )))
+            }
+            _ => {
+                return Err(ApiError::conflict(
+                    "this federation's mode has no key holder",
+                ))
+            }
+        };
         if fed.open_round.is_some() {
             return Err(ApiError::conflict("the key cannot change during a round"));
         }
-        app.store.set_public_key(fid, &pk.to_text())?;
+        app.store.set_public_key(fid, &stored)?;
         app.bump();
         Ok(())
     })
@@ -349,15 +374,27 @@ async fn get_public_key(
 ) -> Result<Json<PublicKeyBody>, ApiError> {
     let fid = fid_path(fid)?;
     who(&app, &headers).await?.reader(fid)?;
-    let key = blocking(move || {
-        app.store
+    let body = blocking(move || {
+        let fed = app.federation(fid)?;
+        let key = app
+            .store
             .federation(fid)?
             .ok_or_else(|| ApiError::not_found(format!("no federation {fid}")))?
             .public_key
-            .ok_or_else(|| ApiError::not_found("no public key published yet"))
+            .ok_or_else(|| ApiError::not_found("no public key published yet"))?;
+        Ok(match fed.spec.mode {
+            fedagg_api::Mode::Lattice { .. } => PublicKeyBody {
+                lattice: Some(key),
+                ..Default::default()
+            },
+            _ => PublicKeyBody {
+                paillier: Some(key),
+                ..Default::default()
+            },
+        })
     })
     .await?;
-    Ok(Json(PublicKeyBody { paillier: key }))
+    Ok(Json(body))
 }
 
 async fn open_round(
