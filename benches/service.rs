@@ -5,6 +5,8 @@
 //!
 //! Not a criterion bench: one round is one long measurement. `cargo bench --bench service` runs
 //! the full table (minutes); `-- --test` or `FEDAGG_BENCH_QUICK=1` runs a small smoke round.
+//! `FEDAGG_BENCH_CLIENTS=25,100` and `FEDAGG_BENCH_SIZES=1000000` choose the grid (several client
+//! counts show that server memory does not grow with n); `FEDAGG_BENCH_MODES=dp,secagg` the modes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -143,10 +145,13 @@ async fn round(name: &str, n: usize, m: usize) {
 fn main() {
     let quick =
         std::env::args().any(|a| a == "--test") || std::env::var_os("FEDAGG_BENCH_QUICK").is_some();
-    let (n, sizes): (usize, &[usize]) = if quick {
-        (10, &[1000])
+    let (clients, sizes): (Vec<usize>, Vec<usize>) = if quick {
+        (vec![10], vec![1000])
     } else {
-        (100, &[100_000, 1_000_000])
+        (
+            list("FEDAGG_BENCH_CLIENTS", &[100]),
+            list("FEDAGG_BENCH_SIZES", &[100_000, 1_000_000]),
+        )
     };
     let only = std::env::var("FEDAGG_BENCH_MODES").unwrap_or_else(|_| "dp,secagg,paillier".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -156,12 +161,22 @@ fn main() {
     println!("| mode     | n    | params    | round s  | server MiB | bytes/client | vs f32 |");
     println!("|----------|------|-----------|----------|-----------|--------------|--------|");
     for name in only.split(',') {
-        for &m in sizes {
-            if name == "paillier" && m > 100_000 {
-                println!("| paillier | {n:4} | {m:>9} | not run: ~32 s of client CPU per client (docs/service.md) |");
-                continue;
+        for &m in &sizes {
+            for &n in &clients {
+                if name == "paillier" && m > 100_000 {
+                    println!("| paillier | {n:4} | {m:>9} | not run: ~32 s of client CPU per client (docs/service.md) |");
+                    continue;
+                }
+                rt.block_on(round(name, n, m));
             }
-            rt.block_on(round(name, n, m));
         }
     }
+}
+
+/// A comma-separated list of numbers from the environment, or the default.
+fn list(var: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.split(',').map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
 }

@@ -269,6 +269,23 @@ async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs() {
     assert_model_is_mean(&srv.admin, fed.id, &ups).await;
 }
 
+/// A Paillier or lattice round: the key holder publishes, the round opens, every client
+/// contributes, the key holder decrypts; the model must be the weighted mean.
+async fn he_round(srv: &Srv, fid: i64, clients: &[Client], kh: KeyHolder, ups: &[(Vec<f32>, u64)]) {
+    kh.publish().await.unwrap();
+    let round = srv.admin.open_round(fid).await.unwrap();
+    let key_holder = tokio::spawn(async move { kh.decrypt_round(round.round, WAIT).await });
+    let results = contribute_all(clients, ups, &vec![None; clients.len()]).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+    assert_eq!(
+        key_holder.await.unwrap().unwrap().status,
+        RoundStatus::Completed
+    );
+    assert_model_is_mean(&srv.admin, fid, ups).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
     let srv = start(1 << 26).await;
@@ -293,19 +310,7 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let sk = fedagg_paillier::keygen(1024, &mut rng).unwrap();
     let kh = KeyHolder::new(kh, sk);
-    kh.publish().await.unwrap();
-    let round = srv.admin.open_round(fed.id).await.unwrap();
-    let ups = updates(10, m, 5);
-    let key_holder = tokio::spawn(async move { kh.decrypt_round(round.round, WAIT).await });
-    let results = contribute_all(&clients, &ups, &[None; 10]).await;
-    assert!(results
-        .iter()
-        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
-    assert_eq!(
-        key_holder.await.unwrap().unwrap().status,
-        RoundStatus::Completed
-    );
-    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
+    he_round(&srv, fed.id, &clients, kh, &updates(10, m, 5)).await;
 }
 
 #[cfg(feature = "lattice")]
@@ -343,19 +348,7 @@ async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
         .unwrap_err();
     assert!(matches!(e, Error::Api { status: 400, .. }), "{e}");
     let kh = KeyHolder::lattice(kh, sk, pk);
-    kh.publish().await.unwrap();
-    let round = srv.admin.open_round(fed.id).await.unwrap();
-    let ups = updates(10, m, 15);
-    let key_holder = tokio::spawn(async move { kh.decrypt_round(round.round, WAIT).await });
-    let results = contribute_all(&clients, &ups, &[None; 10]).await;
-    assert!(results
-        .iter()
-        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
-    assert_eq!(
-        key_holder.await.unwrap().unwrap().status,
-        RoundStatus::Completed
-    );
-    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
+    he_round(&srv, fed.id, &clients, kh, &updates(10, m, 15)).await;
 }
 
 #[cfg(not(feature = "lattice"))]

@@ -33,7 +33,8 @@ def load(name):
 
 guide = [
     ("plain-fedavg", "Plaintext FedAvg (in-process)"),
-    ("secagg", "SecAgg (service)"),
+    ("plain-fedavg-f0.2", "Plaintext FedAvg, fraction 0.2 (in-process)"),
+    ("secagg", "SecAgg, fraction 0.2 (service)"),
     ("paillier", "Paillier, 2048-bit (service)"),
     ("dp-sigma0.5", "DP, noise 0.5, sampling 0.1 (service)"),
     ("dp-sigma1.0", "DP, noise 1.0, sampling 0.1 (service)"),
@@ -118,6 +119,9 @@ MLP (64-256-128-10, dropout 0.2, 50 826 parameters), fraction 0.1 of the clients
 the split, the initial weights and local training; {rounds} rounds.
 
 - *Plaintext FedAvg* runs in-process (`fedagg-train`'s `simulate` example), no service.
+- *SecAgg* runs at fraction 0.2 (4 clients per round): the service refuses SecAgg cohorts below 4,
+  for which no neighbourhood meets the threat model (with two clients each would learn the
+  other's update from the sum). The plaintext run at fraction 0.2 is its baseline.
 - *SecAgg*, *Paillier* and *DP* run `fedagg demo`: the service on 127.0.0.1 with SQLite, every
   participant training with tch and contributing through the SDK over HTTP. The server picks the
   cohort with its own CSPRNG, so the clients chosen per round differ from the plaintext run's
