@@ -103,10 +103,9 @@ impl Server {
 /// Store the configured admin token's hash, or generate one when none exists yet.
 fn setup_admin(store: &store::Store, configured: Option<&str>) -> Result<Option<String>, ApiError> {
     if let Some(t) = configured {
-        let h = auth::hash(t);
-        if store.token(&h)?.is_none() {
-            store.insert_token(&h, "admin", None, None)?;
-        }
+        // The configured token is the admin token: changing it and restarting rotates it.
+        store.replace_admin_token(&auth::hash(t))?;
+        store.set_meta("admin_generated", "1")?;
         return Ok(None);
     }
     if store.meta("admin_generated")?.is_some() {
@@ -139,4 +138,35 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_configured_admin_token_replaces_every_earlier_one() {
+        let dir = std::env::temp_dir().join(format!("fedagg-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        let store = store::Store::open(&path).unwrap();
+        let valid = |t: &str| store.token(&auth::hash(t)).unwrap().is_some();
+        // First start without a token: one is generated, once.
+        let generated = setup_admin(&store, None).unwrap().unwrap();
+        assert!(valid(&generated));
+        assert!(setup_admin(&store, None).unwrap().is_none());
+        // Configuring a token revokes the generated one; configuring another rotates it.
+        setup_admin(&store, Some("first-admin-token-0123456789")).unwrap();
+        assert!(!valid(&generated) && valid("first-admin-token-0123456789"));
+        setup_admin(&store, Some("second-admin-token-0123456789")).unwrap();
+        assert!(!valid("first-admin-token-0123456789"));
+        assert!(valid("second-admin-token-0123456789"));
+        // A restart with the same token changes nothing.
+        setup_admin(&store, Some("second-admin-token-0123456789")).unwrap();
+        assert!(valid("second-admin-token-0123456789"));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -342,6 +342,24 @@ impl Store {
     }
 
     /// Store a token hash.
+    /// Make `hash` the only admin token: earlier admin tokens (a previous configured one, or
+    /// the one generated on first start) stop working. One transaction.
+    pub fn replace_admin_token(&self, hash: &[u8]) -> Result<(), ApiError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute(
+            "DELETE FROM tokens WHERE role = 'admin' AND hash <> ?1",
+            [hash],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO tokens (hash, role, federation_id, participant_id) VALUES (?1, 'admin', NULL, NULL) ON CONFLICT (hash) DO NOTHING",
+            [hash],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
     pub fn insert_token(
         &self,
         hash: &[u8],
