@@ -341,7 +341,6 @@ impl Store {
             .map_err(db)
     }
 
-    /// Store a token hash.
     /// Make `hash` the only admin token: earlier admin tokens (a previous configured one, or
     /// the one generated on first start) stop working. One transaction.
     pub fn replace_admin_token(&self, hash: &[u8]) -> Result<(), ApiError> {
@@ -360,6 +359,7 @@ impl Store {
         tx.commit().map_err(db)
     }
 
+    /// Store a token hash.
     pub fn insert_token(
         &self,
         hash: &[u8],
