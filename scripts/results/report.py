@@ -89,13 +89,13 @@ def plot(runs, path, title):
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-plot(guide, out / "modes.png", "Digits, 20 clients, Dirichlet alpha = 0.5, fraction 0.1")
+plot(guide, out / "modes.png", "Digits, 20 clients, Dirichlet alpha = 0.5, fraction 0.1 unless stated")
 plot(skew, out / "algorithms.png", "Digits, 20 clients, Dirichlet alpha = 0.1, fraction 0.1")
 
 cpu = "unknown CPU"
@@ -140,7 +140,9 @@ the split, the initial weights and local training; {rounds} rounds.
 Differentially private runs at fraction 0.1 average about two updates per round, so noise of
 standard deviation 0.5 to 1.0 times the clipping bound swamps the signal: user-level DP needs
 many participants per round. With all 20 clients per round (no sampling amplification, so more
-epsilon per round) the same noise is divided among ten times as many updates.
+epsilon per round) the same noise is divided among ten times as many updates, and the model
+reaches 90 %, but at epsilons (96 and 295 after 100 rounds) that promise little: meaningful
+user-level DP needs hundreds of participants per round, as in cross-device deployments.
 
 ## FedAvg, FedProx and SCAFFOLD under strong skew (alpha = 0.1)
 
