@@ -513,10 +513,8 @@ async fn participant(
         let drop = drop_plan.get(round as usize).copied().flatten();
         let (version, global) = client.model().await?;
         if version != info.base_model_version {
-            bail!(
-                "participant {k}: model version {version}, the round builds on {}",
-                info.base_model_version
-            );
+            // The round ended (and another began) while this participant was catching up.
+            continue;
         }
         let data = setup.clients[k].clone();
         let t = trainer.clone();
