@@ -1,6 +1,6 @@
 //! Criterion benchmarks of Paillier: single operations at 2048 and 3072 bits, and packed vectors
 //! (client encryption, server addition of N vectors, key-holder decryption) against m.
-//! `FEDAGG_BENCH_QUICK=1` keeps only small sizes.
+//! `FEDAGG_BENCH_QUICK=1` keeps only small sizes; `FEDAGG_BENCH_PAILLIER_1E6=1` adds 10^6 values.
 
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
@@ -69,12 +69,17 @@ fn packed(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let mut g = c.benchmark_group("paillier/packed");
     g.sample_size(10);
-    let sizes: &[usize] = if quick() {
-        &[1_000]
+    let mut sizes = if quick() {
+        vec![1_000]
     } else {
-        &[1_000, 10_000, 100_000]
+        vec![1_000, 10_000, 100_000]
     };
-    for &m in sizes {
+    // 10^6 values: about 20 minutes for the group on two cores, so only when asked
+    // (`FEDAGG_BENCH_PAILLIER_1E6=1 cargo bench --bench paillier -- 'm=1e6'`).
+    if std::env::var_os("FEDAGG_BENCH_PAILLIER_1E6").is_some() {
+        sizes.push(1_000_000);
+    }
+    for &m in &sizes {
         let values: Vec<u64> = (0..m as u64)
             .map(|i| (i * 2654435761) % (1 << 16))
             .collect();
