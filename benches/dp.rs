@@ -1,5 +1,7 @@
 //! Criterion benchmarks of the DP mode: clipping and noising a 10^7-value update, and the
-//! accountant over 10^4 rounds. `FEDAGG_BENCH_QUICK=1` shrinks the update to 10^5 values.
+//! accountant over 10^4 rounds; and the plaintext baseline every mode is compared with (adding
+//! one f32 update into a running sum, `plain/add`, 10^3 to 10^7 values).
+//! `FEDAGG_BENCH_QUICK=1` shrinks the update to 10^5 values and the baseline to 10^3.
 
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
@@ -46,6 +48,30 @@ fn clip_and_noise(c: &mut Criterion) {
     g.finish();
 }
 
+/// The server's plaintext cost per client: one update added into the f32 running sum.
+fn plain_add(c: &mut Criterion) {
+    let sizes: &[usize] = if std::env::var_os("FEDAGG_BENCH_QUICK").is_some() {
+        &[1_000]
+    } else {
+        &[1_000, 10_000, 100_000, 1_000_000, 10_000_000]
+    };
+    let mut g = c.benchmark_group("plain");
+    for &m in sizes {
+        let update: Vec<f32> = (0..m).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3).collect();
+        let mut sum = vec![0f32; m];
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(format!("add/m=1e{}", m.ilog10()), |b| {
+            b.iter(|| {
+                for (s, u) in sum.iter_mut().zip(&update) {
+                    *s += *u;
+                }
+                std::hint::black_box(&sum);
+            })
+        });
+    }
+    g.finish();
+}
+
 fn accountant(c: &mut Criterion) {
     let mut g = c.benchmark_group("dp/accountant");
     g.sample_size(10);
@@ -72,5 +98,5 @@ fn accountant(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, clip_and_noise, accountant);
+criterion_group!(benches, clip_and_noise, plain_add, accountant);
 criterion_main!(benches);
