@@ -132,7 +132,10 @@ lines = [
     "README for the bench commands). Machine: "
     f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; each benchmark",
     "runs on one thread unless its id says otherwise. Times are criterion's mean with its 95 %",
-    "confidence interval.",
+    "confidence interval. Each row is the latest run of that benchmark in the target folder, so rows",
+    "may come from different runs (rerun the benches to refresh them all). The plaintext baseline",
+    "(`plain/add`) stays in cache up to 10^6 values and is memory-bound at 10^7, which is why the",
+    "ratios drop there.",
     "",
     f"![cost per value]({rel}/per-value.png)",
     "",
