@@ -259,7 +259,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         bail!("SCAFFOLD also aggregates control variates: run it with fedagg-train's simulation");
     }
     let net = Net::new(arch, &setup.clients[0], cfg.seed)?;
-    let initial = net.params();
+    let initial = net.params()?;
     let params = initial.len();
     let max_weight = setup
         .clients
@@ -327,7 +327,6 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let mut participants = Vec::with_capacity(cfg.clients);
     let bar = Arc::new(Mutex::new(None::<ProgressBar>));
     let mut drops = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0xD0D0);
-    let mut drop_plan = Vec::with_capacity(cfg.clients);
     for k in 0..cfg.clients {
         let code = admin.enrollment_code(fed.id, Role::Participant).await?;
         let (client, _) = Client::enroll(&base, &code.code).await?;
@@ -338,7 +337,6 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
                 (u < cfg.dropout).then(|| DROP_POINTS[(drops.next_u32() % 4) as usize])
             })
             .collect();
-        drop_plan.push(plan.clone());
         participants.push(tokio::spawn(participant(
             k,
             client,
@@ -516,14 +514,13 @@ async fn participant(
             // The round ended (and another began) while this participant was catching up.
             continue;
         }
-        let data = setup.clients[k].clone();
-        let t = trainer.clone();
+        let (t, data) = (trainer.clone(), setup.clone());
         let update = tokio::task::spawn_blocking(move || {
             let mut t = lock(&t);
             let (local, algorithm) = (t.local, t.algorithm);
             t.net.train_local(
                 &global,
-                &data,
+                &data.clients[k],
                 &local,
                 algorithm,
                 None,

@@ -19,10 +19,11 @@ struct Args {
 
 /// The demo's configuration as the command line would give it, output in a fresh folder.
 fn demo(args: &str) -> DemoConfig {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let out = std::env::temp_dir().join(format!(
         "fedagg-demo-test-{}-{}",
         std::process::id(),
-        args.len() * 31 + args.bytes().map(usize::from).sum::<usize>()
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&out);
     let line = format!("demo --quiet --out {} {args}", out.display());

@@ -622,6 +622,38 @@ enum HeKey {
     Lattice(fedagg_lattice::SecretKey, fedagg_lattice::PublicKey),
 }
 
+impl HeKey {
+    /// The frame kind the encrypted aggregate travels in.
+    fn frame_kind(&self) -> FrameKind {
+        match self {
+            HeKey::Paillier(_) => FrameKind::Paillier,
+            #[cfg(feature = "lattice")]
+            HeKey::Lattice(..) => FrameKind::Lattice,
+        }
+    }
+
+    /// Decode the encrypted aggregate of `len` quantized values and decrypt it.
+    fn decrypt_sum(&self, quant: &QuantParams, bytes: &[u8], len: usize) -> Result<Vec<u64>> {
+        let protocol = |e: &dyn std::fmt::Display| Error::Protocol(e.to_string());
+        match self {
+            HeKey::Paillier(sk) => {
+                let pk = sk.public();
+                let packing = Packing::new(pk, quant).map_err(|e| protocol(&e))?;
+                let cts =
+                    fedagg_paillier::decode_ciphertexts(pk, bytes, packing.ciphertexts_for(len))
+                        .map_err(|e| protocol(&e))?;
+                packing.decrypt(sk, &cts, len).map_err(|e| protocol(&e))
+            }
+            #[cfg(feature = "lattice")]
+            HeKey::Lattice(sk, _) => {
+                let ct = fedagg_lattice::CiphertextVector::from_bytes(bytes, len)
+                    .map_err(|e| protocol(&e))?;
+                Ok(sk.decrypt(&ct))
+            }
+        }
+    }
+}
+
 /// The key holder of a Paillier or lattice federation: publishes the public key and decrypts
 /// aggregates (only the sums; the server never holds the secret key).
 pub struct KeyHolder {
@@ -685,37 +717,10 @@ impl KeyHolder {
         let mut info = c.round(round, None, Duration::ZERO).await?;
         c.await_phase(&mut info, "decrypt", until).await?;
         let len = QuantParams::encoded_len(fed.spec.vector_len);
+        let bytes = c.inbox(round, self.key.frame_kind()).await?;
         let key = self.key.clone();
-        let sum = match &*self.key {
-            HeKey::Paillier(sk) => {
-                let bytes = c.inbox(round, FrameKind::Paillier).await?;
-                let pk = sk.public();
-                let packing =
-                    Packing::new(pk, &quant).map_err(|e| Error::Protocol(e.to_string()))?;
-                let cts =
-                    fedagg_paillier::decode_ciphertexts(pk, &bytes, packing.ciphertexts_for(len))
-                        .map_err(|e| Error::Protocol(e.to_string()))?;
-                offload(move || match &*key {
-                    HeKey::Paillier(sk) => packing
-                        .decrypt(sk, &cts, len)
-                        .map_err(|e| Error::Protocol(e.to_string())),
-                    #[cfg(feature = "lattice")]
-                    HeKey::Lattice(..) => Err(Error::Protocol("key changed scheme".into())),
-                })
-                .await??
-            }
-            #[cfg(feature = "lattice")]
-            HeKey::Lattice(..) => {
-                let bytes = c.inbox(round, FrameKind::Lattice).await?;
-                let ct = fedagg_lattice::CiphertextVector::from_bytes(&bytes, len)
-                    .map_err(|e| Error::Protocol(e.to_string()))?;
-                offload(move || match &*key {
-                    HeKey::Lattice(sk, _) => Ok(sk.decrypt(&ct)),
-                    HeKey::Paillier(_) => Err(Error::Protocol("key changed scheme".into())),
-                })
-                .await??
-            }
-        };
+        // Decoding and decrypting are CPU work on the whole aggregate: off the async threads.
+        let sum = offload(move || key.decrypt_sum(&quant, &bytes, len)).await??;
         c.submit(round, FrameKind::U64, &u64_bytes(&sum)).await?;
         c.await_phase(&mut info, "done", until).await?;
         Ok(Outcome {

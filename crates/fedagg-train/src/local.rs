@@ -178,7 +178,7 @@ impl Net {
                 steps += 1;
             }
         }
-        let local = self.params();
+        let local = self.params()?;
         let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
         let control_delta = controls.map(|c| {
             // Option II: c_i+ = c_i - c + (x - y_i) / (K lr) = c_i - c - delta / (K lr). With

@@ -126,13 +126,17 @@ impl Net {
     }
 
     /// The parameters as one flat vector, in the order the layers were built.
-    pub fn params(&self) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.num_params());
+    pub fn params(&self) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; self.num_params()];
+        let mut off = 0;
         for v in &self.vars {
-            let flat = v.detach().flatten(0, -1);
-            out.extend(Vec::<f32>::try_from(&flat).unwrap_or_default());
+            let n = v.numel();
+            v.detach()
+                .contiguous()
+                .f_copy_data(&mut out[off..off + n], n)?;
+            off += n;
         }
-        out
+        Ok(out)
     }
 
     /// Overwrite the parameters from a flat vector.

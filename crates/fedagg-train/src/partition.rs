@@ -44,6 +44,13 @@ impl Partition {
                 "cannot give {clients} clients {min_size} samples each out of {n}"
             )));
         }
+        // Samples of each class, gathered once for every draw below.
+        let by_class: Vec<Vec<usize>> = match self {
+            Partition::Dirichlet { .. } => (0..classes as i64)
+                .map(|c| (0..n).filter(|&i| labels[i] == c).collect())
+                .collect(),
+            _ => Vec::new(),
+        };
         for _ in 0..1000 {
             let parts = match *self {
                 Partition::Iid => {
@@ -57,8 +64,8 @@ impl Partition {
                 }
                 Partition::Dirichlet { alpha } => {
                     let mut parts = vec![Vec::new(); clients];
-                    for c in 0..classes as i64 {
-                        let mut idx: Vec<usize> = (0..n).filter(|&i| labels[i] == c).collect();
+                    for class in &by_class {
+                        let mut idx = class.clone();
                         shuffle(&mut idx, rng);
                         let shares = dirichlet(alpha, clients, rng)?;
                         deal(&idx, &shares, &mut parts);

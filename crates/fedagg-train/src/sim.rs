@@ -171,7 +171,7 @@ pub fn simulate(
         .first()
         .ok_or_else(|| Error::Config("no clients".into()))?;
     let mut net = Net::new(cfg.arch, first, cfg.seed)?;
-    let mut global = net.params();
+    let mut global = net.params()?;
     let mut server = ServerState::new(cfg.server, global.len());
     let scaffold = cfg.algorithm == Algorithm::Scaffold;
     let mut c = vec![0f32; if scaffold { global.len() } else { 0 }];

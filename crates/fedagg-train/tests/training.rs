@@ -54,7 +54,7 @@ fn local_training_lowers_the_local_loss_and_is_reproducible() {
     let data = Dataset::digits().subset(&(0..300).collect::<Vec<_>>());
     for arch in [Arch::Mlp { hidden: 64 }, Arch::Cnn] {
         let mut net = Net::new(arch, &data, 3).unwrap();
-        let global = net.params();
+        let global = net.params().unwrap();
         let before = net.evaluate(&data);
         let cfg = LocalConfig {
             epochs: 3,
@@ -81,7 +81,7 @@ fn local_training_lowers_the_local_loss_and_is_reproducible() {
 fn fedprox_keeps_the_update_closer_to_the_global_model() {
     let data = Dataset::digits().subset(&(0..200).collect::<Vec<_>>());
     let mut net = Net::new(Arch::Mlp { hidden: 64 }, &data, 4).unwrap();
-    let global = net.params();
+    let global = net.params().unwrap();
     let cfg = LocalConfig::default();
     let avg = net
         .train_local(&global, &data, &cfg, Algorithm::FedAvg, None, 1)
@@ -113,7 +113,7 @@ fn scaffold_corrects_gradients_and_updates_controls_as_the_paper_specifies() {
     let mut d = data.clone();
     fedagg_train::data::Standardizer::fit(&data).apply(&mut d);
     let mut net = Net::new(Arch::Mlp { hidden: 16 }, &d, 5).unwrap();
-    let x = net.params();
+    let x = net.params().unwrap();
     let n = x.len();
     let lr = 0.05;
     let cfg = LocalConfig {
@@ -226,16 +226,16 @@ fn parameters_and_safetensors_checkpoints_round_trip() {
     let d = Dataset::digits();
     let mut a = Net::new(Arch::Cnn, &d, 1).unwrap();
     let b = Net::new(Arch::Cnn, &d, 2).unwrap();
-    assert_ne!(a.params(), b.params());
+    assert_ne!(a.params().unwrap(), b.params().unwrap());
     let p: Vec<f32> = (0..a.num_params()).map(|i| i as f32 * 1e-4).collect();
     a.set_params(&p).unwrap();
-    assert_eq!(a.params(), p);
+    assert_eq!(a.params().unwrap(), p);
     assert!(a.set_params(&p[1..]).is_err());
     let path = std::env::temp_dir().join(format!("fedagg-ckpt-{}.safetensors", std::process::id()));
     a.save(&path).unwrap();
     let mut c = Net::new(Arch::Cnn, &d, 3).unwrap();
     c.load(&path).unwrap();
-    assert_eq!(c.params(), p);
+    assert_eq!(c.params().unwrap(), p);
     std::fs::remove_file(&path).unwrap();
     assert!(a.save(std::path::Path::new("model.pt")).is_err());
     // The MLP needs no image shape; the CNN refuses data without one.
