@@ -45,6 +45,10 @@ struct ServeArgs {
     /// Data directory of the embedded database (overrides FEDAGG_DATA_DIR).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
+    /// Database URL: postgres://user:password@host/db for PostgreSQL (several replicas may
+    /// share it), sqlite:PATH for a SQLite file (overrides FEDAGG_DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +98,10 @@ fn serve(a: ServeArgs) -> Result<()> {
     }
     if let Some(d) = a.data_dir {
         config.data_dir = d;
+    }
+    if let Some(u) = a.database_url {
+        config.database_url = Some(u);
+        config.validate().map_err(anyhow::Error::msg)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

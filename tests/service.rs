@@ -10,6 +10,7 @@ use std::time::Duration;
 use fedagg_api::{FederationSpec, Frame, FrameKind, Mode, Role, RoundStatus};
 use fedagg_client::{Admin, Client, Contribute, Error, KeyHolder};
 use fedagg_secagg::sim::DropPoint;
+use fedagg_server::testing::TestDatabase;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use reqwest::Method;
@@ -37,6 +38,8 @@ struct Srv {
     admin: Admin,
     dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropped after the server is told to stop.
+    _store: Store,
 }
 
 impl Drop for Srv {
@@ -48,11 +51,55 @@ impl Drop for Srv {
     }
 }
 
-async fn start(max_body_bytes: usize) -> Srv {
+/// Where a test server keeps its state: every service test runs once against each store.
+enum Store {
+    Sqlite,
+    Postgres(TestDatabase),
+}
+
+impl Store {
+    /// A fresh PostgreSQL database, or `None` (said loudly) when none is configured outside CI.
+    fn postgres(test: &str) -> Option<Store> {
+        match TestDatabase::create(test).unwrap() {
+            Some(db) => Some(Store::Postgres(db)),
+            None => {
+                eprintln!(
+                    "SKIPPED (loudly): {} is not set, {test} not run against PostgreSQL",
+                    fedagg_server::testing::ENV
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `name::sqlite` and `name::postgres` tests running `name(store)`.
+macro_rules! on_both_stores {
+    ($($(#[$attr:meta])* $name:ident: $threads:literal),* $(,)?) => {$(
+        $(#[$attr])*
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn sqlite() {
+                super::$name(super::Store::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn postgres() {
+                if let Some(store) = super::Store::postgres(stringify!($name)) {
+                    super::$name(store).await
+                }
+            }
+        }
+    )*};
+}
+
+async fn start(store: Store, max_body_bytes: usize) -> Srv {
     let dir = temp_dir();
     let mut cfg = fedagg_server::Config::default();
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.data_dir = dir.clone();
+    if let Store::Postgres(db) = &store {
+        cfg.database_url = Some(db.url.clone());
+    }
     cfg.admin_token = Some(ADMIN.into());
     cfg.max_body_bytes = max_body_bytes;
     cfg.max_wait_secs = 5;
@@ -67,6 +114,7 @@ async fn start(max_body_bytes: usize) -> Srv {
         base,
         dir,
         stop: Some(tx),
+        _store: store,
     }
 }
 
@@ -177,9 +225,8 @@ async fn assert_model_is_mean(admin: &Admin, fid: i64, included: &[(Vec<f32>, u6
 /// The quantization step of `secagg()`/Paillier modes here: 2 / 2^16.
 const STEP: f64 = 2.0 / 65536.0;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean() {
-    let srv = start(1 << 26).await;
+async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean(store: Store) {
+    let srv = start(store, 1 << 26).await;
     let m = 1000;
     let fed = srv
         .admin
@@ -203,9 +250,8 @@ async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean() {
     assert_eq!(fed.model_version, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum() {
-    let srv = start(1 << 26).await;
+async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum(store: Store) {
+    let srv = start(store, 1 << 26).await;
     let m = 300;
     let n = 14;
     let fed = srv
@@ -233,9 +279,8 @@ async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum() {
     assert_model_is_mean(&srv.admin, fed.id, &ups[3..]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs() {
-    let srv = start(1 << 26).await;
+async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs(store: Store) {
+    let srv = start(store, 1 << 26).await;
     let m = 50;
     let fed = srv
         .admin
@@ -286,9 +331,8 @@ async fn he_round(srv: &Srv, fid: i64, clients: &[Client], kh: KeyHolder, ups: &
     assert_model_is_mean(&srv.admin, fid, ups).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
-    let srv = start(1 << 26).await;
+async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(store: Store) {
+    let srv = start(store, 1 << 26).await;
     let m = 400;
     let mode = Mode::Paillier {
         clip: 1.0,
@@ -314,9 +358,8 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
 }
 
 #[cfg(feature = "lattice")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
-    let srv = start(1 << 26).await;
+async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean(store: Store) {
+    let srv = start(store, 1 << 26).await;
     let m = 3000; // two LWE chunks of 2048 values
     let mode = Mode::Lattice {
         clip: 1.0,
@@ -352,9 +395,8 @@ async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean() {
 }
 
 #[cfg(not(feature = "lattice"))]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_without_the_lattice_feature_refuses_lattice_federations() {
-    let srv = start(1 << 20).await;
+async fn a_server_without_the_lattice_feature_refuses_lattice_federations(store: Store) {
+    let srv = start(store, 1 << 20).await;
     let mode = Mode::Lattice {
         clip: 1.0,
         levels: 1 << 16,
@@ -371,9 +413,8 @@ async fn a_server_without_the_lattice_feature_refuses_lattice_federations() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dp_round_adds_the_configured_noise_and_charges_the_ledger() {
-    let srv = start(1 << 26).await;
+async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store) {
+    let srv = start(store, 1 << 26).await;
     let m = 4000;
     let (clip, sigma, n) = (1.0, 0.8, 10usize);
     let mode = Mode::Dp {
@@ -426,9 +467,8 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger() {
     assert!((p.epsilon - eps).abs() < 1e-12);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_is_checked_on_every_route() {
-    let srv = start(1 << 20).await;
+async fn auth_is_checked_on_every_route(store: Store) {
+    let srv = start(store, 1 << 20).await;
     let a = srv
         .admin
         .create_federation(&spec(secagg(0.1), 10, 2, 30))
@@ -502,10 +542,9 @@ async fn token_of(srv: &Srv, fid: i64) -> String {
     e.token
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving() {
+async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: Store) {
     let limit = 1 << 16;
-    let srv = start(limit).await;
+    let srv = start(store, limit).await;
     let m = 100;
     let mode = Mode::Dp {
         clip: 1.0,
@@ -623,9 +662,8 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving() {
     assert!(metrics.contains("status=\"413\""), "{metrics}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openapi_document_is_served_and_matches_the_checked_in_copy() {
-    let srv = start(1 << 20).await;
+async fn openapi_document_is_served_and_matches_the_checked_in_copy(store: Store) {
+    let srv = start(store, 1 << 20).await;
     let (s, body) = srv
         .admin
         .raw(Method::GET, "/v1/openapi.json", None, None)
@@ -667,10 +705,18 @@ async fn openapi_document_is_served_and_matches_the_checked_in_copy() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_mid_round_loses_no_accepted_masked_input() {
+/// Environment for a `fedagg serve` child using `store`.
+fn store_env(store: &Store) -> Vec<(&'static str, String)> {
+    match store {
+        Store::Sqlite => vec![],
+        Store::Postgres(db) => vec![("FEDAGG_DATABASE_URL", db.url.clone())],
+    }
+}
+
+async fn sigkill_mid_round_loses_no_accepted_masked_input(store: Store) {
     let dir = temp_dir();
-    let mut served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &[]);
+    let env = store_env(&store);
+    let mut served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &env);
     let base = served.base.clone();
     let admin = Admin::new(&base, ADMIN).unwrap();
     let m = 200;
@@ -704,7 +750,7 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input() {
     served.child.kill().unwrap();
     served.child.wait().unwrap();
     let listen = base.trim_start_matches("http://").to_string();
-    let restarted = serve::spawn(&dir, &listen, ADMIN, &[]);
+    let restarted = serve::spawn(&dir, &listen, ADMIN, &env);
     assert_eq!(restarted.base, base);
     let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
     assert_eq!(info.status, RoundStatus::Open);
@@ -718,4 +764,127 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input() {
     assert_model_is_mean(&admin, fed.id, &ups[2..]).await;
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+on_both_stores! {
+    secagg_round_of_ten_equals_the_plaintext_weighted_mean: 4,
+    secagg_dropouts_at_every_phase_leave_the_survivors_sum: 4,
+    below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs: 4,
+    paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean: 4,
+    #[cfg(feature = "lattice")] lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean: 4,
+    #[cfg(not(feature = "lattice"))] a_server_without_the_lattice_feature_refuses_lattice_federations: 2,
+    dp_round_adds_the_configured_noise_and_charges_the_ledger: 4,
+    auth_is_checked_on_every_route: 2,
+    bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
+    openapi_document_is_served_and_matches_the_checked_in_copy: 2,
+    sigkill_mid_round_loses_no_accepted_masked_input: 4,
+}
+
+/// A load balancer on 127.0.0.1 that sends each request to the next replica in turn (HTTP/1.1,
+/// per request, so a client's long poll, submission and download of one phase may each land on
+/// a different replica).
+async fn round_robin(replicas: Vec<String>) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let next = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (next, http, replicas) = (next.clone(), http.clone(), replicas.clone());
+        async move {
+            let i = next.fetch_add(1, Ordering::Relaxed) % replicas.len();
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut headers = parts.headers;
+            headers.remove(reqwest::header::HOST);
+            let r = http
+                .request(parts.method, format!("{}{path}", replicas[i]))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let mut out = Response::builder().status(r.status());
+            for (k, v) in r.headers() {
+                out = out.header(k, v);
+            }
+            out.body(Body::from(r.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// Two `fedagg serve` processes on one PostgreSQL database, every request alternating between
+/// them: rounds opened, advanced by submissions and by deadlines, and completed across
+/// replicas produce the same aggregates as one server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_sharing_postgres_serve_one_federation() {
+    let Some(store) = Store::postgres("replicas") else {
+        return;
+    };
+    let env = store_env(&store);
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let a = serve::spawn(&dir_a, "127.0.0.1:0", ADMIN, &env);
+    let b = serve::spawn(&dir_b, "127.0.0.1:0", ADMIN, &env);
+    let base = round_robin(vec![a.base.clone(), b.base.clone()]).await;
+    let admin = Admin::new(&base, ADMIN).unwrap();
+    let (m, n) = (300, 8);
+    let mut sp = spec(secagg(0.3), m, 4, 4);
+    sp.auto_rounds = true;
+    let fed = admin.create_federation(&sp).await.unwrap();
+    let clients = enroll(&base, &admin, fed.id, n, Role::Participant).await;
+    admin.open_round(fed.id).await.unwrap();
+
+    // Round 1: two clients vanish mid-protocol, so a deadline (closed by whichever replica's
+    // tick gets the lock first) moves the round on.
+    let ups = updates(n, m, 11);
+    let mut drops = vec![None; n];
+    drops[0] = Some(DropPoint::AfterAdvertise);
+    drops[1] = Some(DropPoint::AfterShareKeys);
+    let results = contribute_all(&clients, &ups, &drops).await;
+    for r in &results[2..] {
+        assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed, "{r:?}");
+    }
+    let info = admin.wait_round(fed.id, 1, WAIT).await.unwrap();
+    let rec = info.record.unwrap();
+    assert_eq!((rec.participants, rec.dropouts), (6, 2), "{rec:?}");
+    assert_model_is_mean(&admin, fed.id, &ups[2..]).await;
+
+    // Both replicas report the same ended round, and the round the completing replica opened.
+    for replica in [&a.base, &b.base] {
+        let direct = Admin::new(replica, ADMIN).unwrap();
+        let r1 = direct.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
+        assert_eq!(r1.status, RoundStatus::Completed);
+        let f = direct.federation(fed.id).await.unwrap();
+        assert_eq!((f.model_version, f.open_round), (1, Some(2)));
+    }
+
+    // Round 2 (opened automatically): everyone answers; the aggregate starts from model 1.
+    let ups2 = updates(n, m, 12);
+    let results = contribute_all(&clients, &ups2, &vec![None; n]).await;
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+    let info = admin.wait_round(fed.id, 2, WAIT).await.unwrap();
+    assert_eq!(info.record.unwrap().participants, n as u32);
+    let m1 = admin.model(fed.id, 1).await.unwrap();
+    let m2 = admin.model(fed.id, 2).await.unwrap();
+    let delta: Vec<f32> = m2.iter().zip(&m1).map(|(x, y)| x - y).collect();
+    assert_close(&delta, &weighted_mean(&ups2), 2.0 * STEP);
+    // A second opening of the same round on the other replica is refused, not doubled.
+    // Round 3 is already open (auto rounds): opening again, on either replica, is refused.
+    for _ in 0..2 {
+        let e = admin.open_round(fed.id).await;
+        assert!(matches!(e, Err(Error::Api { status: 409, .. })), "{e:?}");
+    }
+    drop((a, b));
+    for d in [dir_a, dir_b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

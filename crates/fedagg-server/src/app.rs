@@ -1,8 +1,18 @@
 //! Round orchestration: opening rounds, accepting submissions durably, closing phases when every
 //! expected member answered or the deadline passed, applying aggregates to the global model, and
 //! resuming open rounds after a restart by replaying their event logs.
+//!
+//! Several replicas can serve one federation when they share a PostgreSQL store
+//! ([`Store::is_shared`]). Each keeps its own copy of the open round's engine and brings it up to
+//! date from the shared event log before it acts: writers (submissions, phase closures, opening a
+//! round) first take the federation's lock in the database, then replay the events other
+//! replicas logged since, then act and log; readers replay without the lock. Sequence numbers are
+//! taken under the lock, so every replica sees the same prefix of one log and the engines, which
+//! are deterministic in their logged inputs, agree. A round ends exactly once: the replica that
+//! closes the last phase writes the result, and the others drop their copy when the log says the
+//! round is over. Long polls on one replica learn of another's events from the 200 ms tick.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -267,33 +277,8 @@ impl App {
             Self::ledger_of(&frow)?,
         )?;
         let mut bytes = 0u64;
-        let mut revision = 1;
-        // Non-final closes draw no randomness; `close` still takes an RNG.
-        let mut rng =
-            ChaCha20Rng::from_rng(OsRng).map_err(|e| ApiError::internal(e.to_string()))?;
-        for ev in self.store.events(row.federation_id, row.round)? {
-            match ev {
-                Event::Submit { member, body, .. } => {
-                    bytes += body.len() as u64;
-                    engine.accept(member, &body)?;
-                }
-                Event::Close { phase } => {
-                    if engine.phase() != phase {
-                        return Err(ApiError::internal(format!(
-                            "event log closes {phase} while the engine is in {}",
-                            engine.phase()
-                        )));
-                    }
-                    match engine.close(&mut rng) {
-                        Ok(None) => {}
-                        Ok(Some(_)) | Err(_) => {
-                            return Err(ApiError::internal("a logged close ended the round"))
-                        }
-                    }
-                }
-            }
-            revision += 1;
-        }
+        let events = self.store.events(row.federation_id, row.round)?;
+        let revision = 1 + replay(&mut engine, events, &mut bytes)?;
         Ok(Slot {
             federation_id: row.federation_id,
             round: row.round,
@@ -309,6 +294,85 @@ impl App {
                 ended: false,
             }),
         })
+    }
+
+    /// Shared store: bring this replica's copy of a federation's open round up to date with the
+    /// log, loading a round another replica opened and dropping one another replica ended.
+    /// Returns the open round, if any.
+    fn sync(&self, fid: i64) -> Result<Option<Arc<Slot>>, ApiError> {
+        let row = self.store.latest_round(fid)?;
+        let local = self.slots().get(&fid).cloned();
+        let Some(row) = row.filter(|r| r.status == "open") else {
+            if let Some(slot) = local {
+                slot.lock().ended = true;
+                self.forget(&slot);
+                self.bump();
+            }
+            return Ok(None);
+        };
+        if let Some(slot) = local.filter(|s| s.round == row.round) {
+            let mut st = slot.lock();
+            if st.ended {
+                return Ok(None);
+            }
+            let seen = st.revision - 1;
+            let events = self.store.events_after(fid, row.round, seen)?;
+            let mut bytes = st.bytes;
+            match replay(&mut st.engine, events, &mut bytes) {
+                Ok(0) => {}
+                Ok(n) => {
+                    st.revision += n;
+                    st.bytes = bytes;
+                    drop(st);
+                    self.bump();
+                    st = slot.lock();
+                }
+                Err(e) => {
+                    // The copy may be half-updated: drop it, the next call rebuilds it whole.
+                    st.ended = true;
+                    drop(st);
+                    self.forget(&slot);
+                    return Err(e);
+                }
+            }
+            st.phase_started_ms = row.phase_started_ms;
+            drop(st);
+            return Ok(Some(slot));
+        }
+        let slot = Arc::new(self.rebuild(row)?);
+        {
+            let mut slots = self.slots();
+            slots.insert(fid, slot.clone());
+            self.metrics
+                .set("fedagg_open_rounds", &[], slots.len() as f64);
+        }
+        self.bump();
+        Ok(Some(slot))
+    }
+
+    /// Remove a round's copy from memory (if it is still the one there).
+    fn forget(&self, slot: &Arc<Slot>) {
+        let mut slots = self.slots();
+        if slots
+            .get(&slot.federation_id)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            slots.remove(&slot.federation_id);
+        }
+        self.metrics
+            .set("fedagg_open_rounds", &[], slots.len() as f64);
+    }
+
+    /// The number of the federation's open round, if any.
+    fn open_round_number(&self, fid: i64) -> Result<Option<u64>, ApiError> {
+        if self.store.is_shared() {
+            return Ok(self
+                .store
+                .latest_round(fid)?
+                .filter(|r| r.status == "open")
+                .map(|r| r.round));
+        }
+        Ok(self.slots().get(&fid).map(|s| s.round))
     }
 
     fn reload(&self, slot: &Slot) {
@@ -344,7 +408,7 @@ impl App {
             .transpose()?;
         Ok(Federation {
             id: row.id,
-            open_round: self.slots().get(&fid).map(|s| s.round),
+            open_round: self.open_round_number(fid)?,
             participants: self.store.contributors(fid)?.len() as u32,
             has_public_key: row.public_key.is_some(),
             model_version: row.model_version,
@@ -394,7 +458,13 @@ impl App {
 
     /// Open the next round of a federation.
     pub fn open_round(&self, fid: i64) -> Result<RoundInfo, ApiError> {
-        if self.slots().contains_key(&fid) {
+        let _lock = self.store.lock_federation(fid)?;
+        let open = if self.store.is_shared() {
+            self.sync(fid)?.is_some()
+        } else {
+            self.slots().contains_key(&fid)
+        };
+        if open {
             return Err(ApiError::conflict(format!(
                 "federation {fid} already has an open round"
             )));
@@ -489,7 +559,15 @@ impl App {
             phase_started_ms: now,
             record: None,
         };
-        self.store.insert_round(&rrow)?;
+        self.store.insert_round(&rrow).map_err(|e| {
+            if e.status == axum::http::StatusCode::CONFLICT {
+                ApiError::conflict(format!(
+                    "round {round} of federation {fid} was opened concurrently"
+                ))
+            } else {
+                e
+            }
+        })?;
         let slot = Arc::new(Slot {
             federation_id: fid,
             round,
@@ -506,10 +584,8 @@ impl App {
             }),
         });
         {
+            // The round's primary key in the store already refused a concurrent opening.
             let mut slots = self.slots();
-            if slots.contains_key(&fid) {
-                return Err(ApiError::conflict("a round was opened concurrently"));
-            }
             slots.insert(fid, slot);
             self.metrics
                 .set("fedagg_open_rounds", &[], slots.len() as f64);
@@ -520,8 +596,13 @@ impl App {
     }
 
     fn slot(&self, fid: i64, round: u64) -> Result<Arc<Slot>, ApiError> {
-        match self.slots().get(&fid) {
-            Some(s) if s.round == round => Ok(s.clone()),
+        let slot = if self.store.is_shared() {
+            self.sync(fid)?
+        } else {
+            self.slots().get(&fid).cloned()
+        };
+        match slot {
+            Some(s) if s.round == round => Ok(s),
             _ => Err(ApiError::wrong_phase(format!(
                 "round {round} of federation {fid} is not open"
             ))),
@@ -556,6 +637,8 @@ impl App {
         who: &Principal,
         body: &[u8],
     ) -> Result<Accepted, ApiError> {
+        // Held until the submission is logged: no other replica logs in between.
+        let _lock = self.store.lock_federation(fid)?;
         let slot = self.slot(fid, round)?;
         let member = Self::member_of(&slot, who)?;
         let mut st = slot.lock();
@@ -796,8 +879,15 @@ impl App {
         Ok(())
     }
 
-    /// Close every phase whose deadline has passed. Called periodically.
+    /// Close every phase whose deadline has passed. Called periodically. With a shared store it
+    /// also picks up what other replicas did (new rounds, events, ends) and wakes long polls.
     pub fn tick(&self) {
+        if self.store.is_shared() {
+            if let Err(e) = self.tick_shared() {
+                tracing::warn!(error = %e, "catching up with the shared store failed");
+            }
+            return;
+        }
         let now = now_ms();
         let slots: Vec<Arc<Slot>> = self.slots().values().cloned().collect();
         let mut changed = false;
@@ -812,6 +902,40 @@ impl App {
         if changed {
             self.bump();
         }
+    }
+
+    fn tick_shared(&self) -> Result<(), ApiError> {
+        let open: HashSet<i64> = self
+            .store
+            .open_rounds()?
+            .into_iter()
+            .map(|r| r.federation_id)
+            .collect();
+        let known: Vec<i64> = self.slots().keys().copied().collect();
+        for fid in known.into_iter().chain(open.iter().copied()) {
+            let due = |slot: &Slot, st: &SlotState| {
+                !st.ended
+                    && now_ms()
+                        >= st.phase_started_ms + (slot.spec.phase_timeout_secs as i64) * 1000
+            };
+            let Some(slot) = self.sync(fid)? else {
+                continue;
+            };
+            if !due(&slot, &slot.lock()) {
+                continue;
+            }
+            // Another replica may be closing it right now: decide again under the lock.
+            let _lock = self.store.lock_federation(fid)?;
+            if let Some(slot) = self.sync(fid)? {
+                let mut st = slot.lock();
+                if due(&slot, &st) {
+                    self.advance(&slot, &mut st);
+                    drop(st);
+                    self.bump();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A round as `who` sees it (`None`: no member view).
@@ -884,32 +1008,74 @@ impl App {
 
     /// The open round, else the latest one.
     pub fn current_round(&self, fid: i64) -> Result<Option<u64>, ApiError> {
-        if let Some(s) = self.slots().get(&fid) {
-            return Ok(Some(s.round));
+        if let Some(r) = self.open_round_number(fid)? {
+            return Ok(Some(r));
         }
         Ok(self.store.latest_round(fid)?.map(|r| r.round))
     }
 
     /// Long poll: wait until `check` yields a value or `wait` passes (then the last value).
-    pub async fn wait_for<T>(
+    /// `check` reads the store, so it runs on the blocking pool.
+    pub async fn wait_for<T: Send + 'static>(
         &self,
         wait: Duration,
-        mut check: impl FnMut() -> Result<(T, bool), ApiError>,
+        check: impl Fn() -> Result<(T, bool), ApiError> + Send + Sync + 'static,
     ) -> Result<T, ApiError> {
+        let check = Arc::new(check);
+        let run = || {
+            let c = check.clone();
+            async move {
+                tokio::task::spawn_blocking(move || c())
+                    .await
+                    .map_err(|e| ApiError::internal(format!("worker: {e}")))?
+            }
+        };
         let mut rx = self.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             rx.borrow_and_update();
-            let (v, ready) = check()?;
+            let (v, ready) = run().await?;
             if ready {
                 return Ok(v);
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return Ok(check()?.0),
+                _ => return Ok(run().await?.0),
             }
         }
     }
+}
+
+/// Feed logged events to an engine (replay after a restart, catch-up between replicas); adds the
+/// submissions' sizes to `bytes` and returns how many events it applied.
+fn replay(engine: &mut Engine, events: Vec<Event>, bytes: &mut u64) -> Result<u64, ApiError> {
+    // Non-final closes draw no randomness; `close` still takes an RNG.
+    let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut n = 0;
+    for ev in events {
+        match ev {
+            Event::Submit { member, body, .. } => {
+                *bytes += body.len() as u64;
+                engine.accept(member, &body)?;
+            }
+            Event::Close { phase } => {
+                if engine.phase() != phase {
+                    return Err(ApiError::internal(format!(
+                        "event log closes {phase} while the engine is in {}",
+                        engine.phase()
+                    )));
+                }
+                match engine.close(&mut rng) {
+                    Ok(None) => {}
+                    Ok(Some(_)) | Err(_) => {
+                        return Err(ApiError::internal("a logged close ended the round"))
+                    }
+                }
+            }
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn failure_record(reason: String, cohort: u32, bytes: u64, duration: f64) -> String {

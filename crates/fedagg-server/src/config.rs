@@ -1,6 +1,7 @@
 //! Configuration: defaults, then a TOML file, then `FEDAGG_*` environment variables, then
 //! command-line flags (applied by the CLI). `fedagg serve` with nothing set listens on
-//! 127.0.0.1:8470 and keeps its SQLite database in `./fedagg-data`.
+//! 127.0.0.1:8470 and keeps its SQLite database in `./fedagg-data`; a `postgres://` database URL
+//! selects PostgreSQL instead (required for several replicas).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database file (default `<data_dir>/fedagg.db`).
     pub database: Option<PathBuf>,
+    /// Database URL: `postgres://user:password@host:port/dbname` (or `postgresql://`) selects
+    /// PostgreSQL; `sqlite:<path>` a SQLite file. Overrides `database` when set.
+    pub database_url: Option<String>,
     /// Admin bearer token. When unset and none is stored, one is generated and printed once.
     pub admin_token: Option<String>,
     /// Largest request body, in bytes.
@@ -35,6 +39,10 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database", &self.database)
             .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
@@ -51,6 +59,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             data_dir: PathBuf::from("fedagg-data"),
             database: None,
+            database_url: None,
             admin_token: None,
             max_body_bytes: 1 << 30,
             max_wait_secs: 60,
@@ -61,7 +70,8 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, overlaid with `file` (TOML) when given, then with the environment as read by
-    /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_ADMIN_TOKEN`,
+    /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_DATABASE_URL`,
+    /// `FEDAGG_ADMIN_TOKEN`,
     /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut c = match file {
@@ -80,6 +90,9 @@ impl Config {
         }
         if let Some(v) = env("FEDAGG_DATABASE") {
             c.database = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("FEDAGG_DATABASE_URL") {
+            c.database_url = Some(v);
         }
         if let Some(v) = env("FEDAGG_ADMIN_TOKEN") {
             c.admin_token = Some(v);
@@ -128,14 +141,69 @@ impl Config {
                 return Err("admin_token must be at least 16 characters".into());
             }
         }
+        self.storage()?;
         Ok(())
     }
 
-    /// The database file.
+    /// The database file (when SQLite is used).
     pub fn database_path(&self) -> PathBuf {
         self.database
             .clone()
             .unwrap_or_else(|| self.data_dir.join("fedagg.db"))
+    }
+
+    /// Which store the settings select.
+    pub fn storage(&self) -> Result<Storage, String> {
+        let Some(url) = self.database_url.as_deref() else {
+            return Ok(Storage::Sqlite(self.database_path()));
+        };
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("database_url sqlite: needs a file path".into());
+            }
+            return Ok(Storage::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Storage::Postgres(url.to_string()));
+        }
+        Err(format!(
+            "database_url {} must start with postgres://, postgresql:// or sqlite:",
+            redact_url(url)
+        ))
+    }
+}
+
+/// Where the service keeps its state.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A SQLite file (one server process).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (one or several server processes).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            Storage::Postgres(u) => write!(f, "Postgres({})", redact_url(u)),
+        }
+    }
+}
+
+/// A database URL with its password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(x) => x,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_string(),
     }
 }
 
@@ -161,6 +229,24 @@ mod tests {
         std::fs::write(&f, "lisen = 1\n").unwrap();
         assert!(Config::load(Some(&f), |_| None).is_err());
         assert!(Config::load(None, |k| (k == "FEDAGG_LISTEN").then(|| "x".into())).is_err());
+        // The database URL picks the store; a password never reaches Debug output.
+        let url = "postgres://fedagg:s3cret@127.0.0.1:5432/fedagg";
+        let c = Config::load(None, |k| (k == "FEDAGG_DATABASE_URL").then(|| url.into())).unwrap();
+        assert_eq!(c.storage().unwrap(), Storage::Postgres(url.into()));
+        assert!(!format!("{c:?} {:?}", c.storage().unwrap()).contains("s3cret"));
+        let c = Config::load(None, |k| {
+            (k == "FEDAGG_DATABASE_URL").then(|| "sqlite:///var/lib/f.db".into())
+        })
+        .unwrap();
+        assert_eq!(
+            c.storage().unwrap(),
+            Storage::Sqlite("/var/lib/f.db".into())
+        );
+        let err = Config::load(None, |k| {
+            (k == "FEDAGG_DATABASE_URL").then(|| "mysql://u:pw@h/db".into())
+        })
+        .unwrap_err();
+        assert!(err.contains("postgres://") && !err.contains("pw@"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

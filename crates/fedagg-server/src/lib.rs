@@ -2,9 +2,10 @@
 //!
 //! Its central choice is that every round is an event log. The mode engines (SecAgg, Paillier,
 //! DP) are deterministic state machines from the protocol crates; the service writes each accepted
-//! submission and each phase closure to SQLite before acknowledging it, and after a crash it
-//! rebuilds every open round by replaying its log. Memory holds running sums, never the n x m
-//! submissions: those live on disk until the round ends.
+//! submission and each phase closure to its store (SQLite, or PostgreSQL for several replicas)
+//! before acknowledging it, and after a crash it rebuilds every open round by replaying its log;
+//! replicas sharing PostgreSQL replay each other's events the same way. Memory holds running
+//! sums, never the n x m submissions: those live on disk until the round ends.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -23,6 +24,8 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Config, Storage};
 pub use error::ApiError;
 
 /// A bound, initialised server, not yet serving.
@@ -43,19 +46,31 @@ pub struct Server {
 }
 
 impl Server {
-    /// Open the database (creating the data directory), set up the admin token, resume open
-    /// rounds and bind the listener.
+    /// Open the database (creating the data directory for SQLite, connecting to PostgreSQL), set
+    /// up the admin token, resume open rounds and bind the listener.
     pub async fn start(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         config.validate()?;
-        let path = config.database_path();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let store = store::Store::open(&path)?;
-        let generated_admin_token = setup_admin(&store, config.admin_token.as_deref())?;
+        let storage = config.storage()?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let app = tokio::task::spawn_blocking(move || App::new(config, store)).await??;
+        let (app, generated_admin_token) =
+            tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+                let store = match &storage {
+                    Storage::Sqlite(path) => {
+                        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                            std::fs::create_dir_all(dir).map_err(|e| {
+                                ApiError::internal(format!("creating {}: {e}", dir.display()))
+                            })?;
+                        }
+                        store::Store::open(path)?
+                    }
+                    Storage::Postgres(url) => store::Store::postgres(url)?,
+                };
+                tracing::info!(storage = ?storage, "store opened");
+                let generated = setup_admin(&store, config.admin_token.as_deref())?;
+                Ok((App::new(config, store)?, generated))
+            })
+            .await??;
         Ok(Server {
             app,
             listener,
@@ -108,6 +123,8 @@ fn setup_admin(store: &store::Store, configured: Option<&str>) -> Result<Option<
         store.set_meta("admin_generated", "1")?;
         return Ok(None);
     }
+    // Replicas starting together on one PostgreSQL: one generates, the others see its mark.
+    let _lock = store.lock_setup()?;
     if store.meta("admin_generated")?.is_some() {
         return Ok(None);
     }

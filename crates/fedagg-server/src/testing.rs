@@ -1,0 +1,99 @@
+//! Test support: a fresh PostgreSQL database per test, on the server named by
+//! `FEDAGG_TEST_POSTGRES` (a URL whose role may create databases, e.g.
+//! `postgres://fedagg:fedagg@127.0.0.1:5432/postgres`). `.ci/run` starts one and sets it.
+
+/// The variable naming the test server.
+pub const ENV: &str = "FEDAGG_TEST_POSTGRES";
+
+/// An empty database, dropped (connections closed) with the guard.
+pub struct TestDatabase {
+    /// URL of the new database, for [`crate::Config::database_url`] or `Store::postgres`.
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+/// Run `f` on a plain thread: the synchronous PostgreSQL client must not run on an async one.
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    std::thread::spawn(f)
+        .join()
+        .map_err(|_| "database helper thread panicked".to_string())
+}
+
+impl TestDatabase {
+    /// A new database, or `Ok(None)` when `FEDAGG_TEST_POSTGRES` is unset outside CI (the caller
+    /// says it skipped). Under CI (`CI` set) an unset variable is an error: the PostgreSQL half
+    /// of the suite must run there.
+    pub fn create(tag: &str) -> Result<Option<Self>, String> {
+        let Ok(server) = std::env::var(ENV) else {
+            if std::env::var_os("CI").is_some() {
+                return Err(format!("{ENV} is not set under CI"));
+            }
+            return Ok(None);
+        };
+        let name = format!(
+            "fedagg_t_{}_{}_{}",
+            tag.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(24)
+                .collect::<String>()
+                .to_ascii_lowercase(),
+            std::process::id(),
+            rand_core::RngCore::next_u32(&mut rand_core::OsRng)
+        );
+        let url = with_dbname(&server, &name)?;
+        let (s, n) = (server.clone(), name.clone());
+        off_runtime(move || -> Result<(), String> {
+            let mut c = postgres::Client::connect(&s, postgres::NoTls)
+                .map_err(|e| format!("{ENV}: {e}"))?;
+            c.batch_execute(&format!("CREATE DATABASE {n}"))
+                .map_err(|e| format!("CREATE DATABASE {n}: {e}"))
+        })??;
+        Ok(Some(TestDatabase { url, server, name }))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (s, n) = (self.server.clone(), self.name.clone());
+        let _ = off_runtime(move || {
+            if let Ok(mut c) = postgres::Client::connect(&s, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"));
+            }
+        });
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_dbname(url: &str, name: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{ENV} must be a postgres:// URL"))?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    let host = rest.split_once('/').map_or(rest, |(h, _)| h);
+    Ok(format!("{scheme}://{host}/{name}{query}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn database_name_replaced_keeping_the_rest() {
+        assert_eq!(
+            super::with_dbname(
+                "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable",
+                "x"
+            )
+            .unwrap(),
+            "postgres://u:p@127.0.0.1:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_dbname("postgresql://u@h", "y").unwrap(),
+            "postgresql://u@h/y"
+        );
+    }
+}
