@@ -39,5 +39,25 @@ for target in "-p fedagg-server" "-p fedagg-client" "-p fedagg-api" "-p fedagg -
     fi
 done
 
+# 5. The compose file (no Docker engine runs here to try it) parses, every service has a health
+#    check, and the servers share the PostgreSQL service by database URL.
+python3 -c "import yaml" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml >/dev/null
+if ! python3 - docker/compose.yaml <<'PY'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+s = d["services"]
+bad = [n for n, v in s.items() if "healthcheck" not in v]
+servers = [n for n, v in s.items() if v.get("image", "").startswith("fedagg")]
+urls = {s[n]["environment"]["FEDAGG_DATABASE_URL"] for n in servers}
+ok = not bad and "postgres" in s and len(servers) >= 2 and len(urls) == 1 \
+    and next(iter(urls)).startswith("postgres://")
+if not ok:
+    sys.exit(f"compose: services without health check {bad}, servers {servers}, urls {urls}")
+PY
+then
+    echo "invariant broken: docker/compose.yaml"
+    fail=1
+fi
+
 if [ "$fail" -ne 0 ]; then exit 1; fi
 echo "architecture invariants hold"

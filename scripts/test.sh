@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 # (it links the cached folder as .libtorch, where .cargo/config.toml points LIBTORCH; a LIBTORCH
 # set in the environment wins)
 scripts/libtorch.sh >/dev/null
+# PostgreSQL for the service tests' PostgreSQL half (the store's and the server's tests run
+# against SQLite and PostgreSQL; two replicas share one). Outside CI, when it cannot be started,
+# those tests say SKIPPED; under CI they fail.
+if [ -z "${FEDAGG_TEST_POSTGRES:-}" ]; then
+    if url=$(scripts/postgres.sh); then
+        export FEDAGG_TEST_POSTGRES="$url"
+    else
+        echo "could not start PostgreSQL: its half of the service tests will be skipped" >&2
+    fi
+fi
 
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then
