@@ -17,6 +17,9 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from machine import describe  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import grid  # noqa: E402
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -36,7 +39,7 @@ for meta in sorted(root.glob("*/*/new/benchmark.json")) + sorted(root.glob("*/*/
     e = json.load(open(est))
     mean = e["mean"]
     elements = (b.get("throughput") or {}).get("Elements")
-    m = re.search(r"m=1e(\d+)", b["full_id"])
+    m = re.search(r"m=(\d+(?:\.\d+)?)e(\d+)", b["full_id"])
     benches.append(
         {
             "group": b["group_id"],
@@ -46,7 +49,7 @@ for meta in sorted(root.glob("*/*/new/benchmark.json")) + sorted(root.glob("*/*/
             "lo": mean["confidence_interval"]["lower_bound"],
             "hi": mean["confidence_interval"]["upper_bound"],
             "elements": elements,
-            "m": 10 ** int(m.group(1)) if m else None,
+            "m": round(float(m.group(1)) * 10 ** int(m.group(2))) if m else None,
         }
     )
 if not benches:
@@ -135,6 +138,15 @@ lines = [
     "(`plain/add`) stays in cache up to 10^6 values and is memory-bound at 10^7, which is why the",
     "ratios drop there.",
     "",
+    "The first section is the overhead grid the issue asked for: every mode against the model",
+    "size, the cohort and the dropout rate, for the client, the server and the key holder, with",
+    "bytes on the wire. The sections after it are the per-operation benchmarks of each crate.",
+    "",
+]
+lines += grid.section(benches, root, plots, rel, loglog, fmt_time)
+lines += [
+    "## Per-operation costs",
+    "",
     f"![cost per value]({rel}/per-value.png)",
     "",
 ]
@@ -145,7 +157,7 @@ if plain:
     lines.append("")
 groups = sorted({b["group"] for b in benches})
 for g in groups:
-    lines += [f"## {g}", "", "| benchmark | mean | 95 % interval | per value |", "| --- | --- | --- | --- |"]
+    lines += [f"### {g}", "", "| benchmark | mean | 95 % interval | per value |", "| --- | --- | --- | --- |"]
     for b in sorted((b for b in benches if b["group"] == g), key=lambda b: (b["m"] or 0, b["id"])):
         per = fmt_time(b["ns"] / b["elements"]) if b["elements"] else ""
         lines.append(f"| {b['id']} | {fmt_time(b['ns'])} | {fmt_time(b['lo'])} to {fmt_time(b['hi'])} | {per} |")

@@ -87,7 +87,7 @@ impl Mode {
 
     /// Quantization parameters of the quantized modes for `max_clients` contributions; `None`
     /// for DP, which sends floats.
-    fn quant(&self, max_clients: u64) -> Option<Result<fedagg_quant::QuantParams, String>> {
+    pub fn quant(&self, max_clients: u64) -> Option<Result<fedagg_quant::QuantParams, String>> {
         match *self {
             Mode::Secagg {
                 clip,

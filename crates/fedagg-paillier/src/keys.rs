@@ -7,6 +7,7 @@ use num_integer::Integer;
 use num_traits::{One, Zero};
 use rand_core::{CryptoRng, RngCore};
 
+use crate::arith::{self, pow_mod, Fast};
 use crate::prime::{coprime, random_below, random_bits, random_blum_prime};
 use crate::Error;
 
@@ -114,7 +115,7 @@ pub fn keygen<R: RngCore + CryptoRng>(bits: u32, rng: &mut R) -> Result<PrivateK
             }
         };
         let minus_x2 = &n - (&x * &x) % &n;
-        let hs = minus_x2.modpow(&n, &n_sq);
+        let hs = pow_mod(&minus_x2, &n, &n_sq);
         let public = PublicKey { n, n_sq, hs };
         return PrivateKey::from_primes(public, p, q);
     }
@@ -173,7 +174,7 @@ impl PublicKey {
     /// offline and use [`PublicKey::encrypt_with_mask`].
     pub fn random_mask<R: RngCore + CryptoRng>(&self, rng: &mut R) -> BigUint {
         let r = random_bits(self.n.bits().div_ceil(2) + DJN_EXTRA_BITS, rng);
-        self.hs.modpow(&r, &self.n_sq)
+        pow_mod(&self.hs, &r, &self.n_sq)
     }
 
     /// Encrypt with a precomputed mask from [`PublicKey::random_mask`] (one multiplication).
@@ -208,7 +209,7 @@ impl PublicKey {
             }
         };
         Ok(Ciphertext(
-            (self.g_pow(m) * r.modpow(&self.n, &self.n_sq)) % &self.n_sq,
+            (self.g_pow(m) * pow_mod(&r, &self.n, &self.n_sq)) % &self.n_sq,
         ))
     }
 
@@ -232,7 +233,7 @@ impl PublicKey {
 
     /// Scalar multiplication: decrypts to `k m mod n`.
     pub fn mul_scalar(&self, c: &Ciphertext, k: &BigUint) -> Ciphertext {
-        Ciphertext(c.0.modpow(k, &self.n_sq))
+        Ciphertext(pow_mod(&c.0, k, &self.n_sq))
     }
 
     /// Re-randomisation: the same plaintext under fresh randomness.
@@ -249,14 +250,15 @@ impl PublicKey {
         let exp_bits = self.n.bits().div_ceil(2) + DJN_EXTRA_BITS;
         let windows = exp_bits.div_ceil(u64::from(WINDOW)) as usize;
         let per = (1usize << WINDOW) - 1;
+        let n_sq = arith::from_big(&self.n_sq);
         let mut table = Vec::with_capacity(windows);
-        let mut base = self.hs.clone(); // hs^(2^(w i))
+        let mut base = arith::from_big(&self.hs); // hs^(2^(w i))
         for _ in 0..windows {
             let mut row = Vec::with_capacity(per);
             let mut acc = base.clone();
             for _ in 0..per {
                 row.push(acc.clone());
-                acc = (&acc * &base) % &self.n_sq;
+                acc = arith::mul_mod(&acc, &base, &n_sq);
             }
             // acc is now base^(2^w)
             base = acc;
@@ -267,6 +269,7 @@ impl PublicKey {
             window: WINDOW,
             exp_bits,
             table,
+            n_sq,
         }
     }
 
@@ -283,8 +286,9 @@ pub struct Encryptor<'a> {
     pk: &'a PublicKey,
     window: u32,
     exp_bits: u64,
-    /// `table[i][j - 1] = hs^(j 2^(w i)) mod n^2`
-    table: Vec<Vec<BigUint>>,
+    /// `table[i][j - 1] = hs^(j 2^(w i)) mod n^2`, in the build's fast integers.
+    table: Vec<Vec<Fast>>,
+    n_sq: Fast,
 }
 
 impl Encryptor<'_> {
@@ -298,7 +302,7 @@ impl Encryptor<'_> {
         let r = random_bits(self.exp_bits, rng);
         let digits = r.to_u64_digits();
         let mask = (1u64 << self.window) - 1;
-        let mut acc = BigUint::one();
+        let mut acc = arith::one();
         for (i, row) in self.table.iter().enumerate() {
             let bit = i as u64 * u64::from(self.window);
             let (word, shift) = ((bit / 64) as usize, bit % 64);
@@ -310,10 +314,10 @@ impl Encryptor<'_> {
             };
             let d = ((lo | hi) & mask) as usize;
             if let Some(t) = d.checked_sub(1).and_then(|j| row.get(j)) {
-                acc = (acc * t) % &self.pk.n_sq;
+                acc = arith::mul_mod(&acc, t, &self.n_sq);
             }
         }
-        acc
+        arith::into_big(acc)
     }
 
     /// Encrypt `m < n`.
@@ -373,7 +377,7 @@ impl PrivateKey {
     }
 
     fn half(c: &BigUint, p: &BigUint, p_sq: &BigUint, hp: &BigUint) -> BigUint {
-        let x = (c % p_sq).modpow(&(p - 1u32), p_sq);
+        let x = pow_mod(&(c % p_sq), &(p - 1u32), p_sq);
         let l = (x - 1u32) / p;
         (l * hp) % p
     }

@@ -56,12 +56,14 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod arith;
 mod keyfile;
 mod keys;
 mod packing;
 mod prime;
 mod wire;
 
+pub use arith::BACKEND;
 pub use keys::{keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS};
 pub use packing::Packing;
 pub use wire::{decode_ciphertexts, encode_ciphertexts};

@@ -77,7 +77,7 @@ pub(crate) fn is_probable_prime<R: RngCore + CryptoRng>(n: &BigUint, rng: &mut R
     let bound = n - 3u32; // bases in [2, n - 2]
     'rounds: for _ in 0..MR_ROUNDS {
         let a = random_below(&bound, rng) + 1u32;
-        let mut x = a.modpow(&d, n);
+        let mut x = crate::arith::pow_mod(&a, &d, n);
         if x.is_one() || x == n1 {
             continue;
         }

@@ -12,7 +12,7 @@
 //! closes the last phase writes the result, and the others drop their copy when the log says the
 //! round is over. Long polls on one replica learn of another's events from the 200 ms tick.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -905,14 +905,15 @@ impl App {
     }
 
     fn tick_shared(&self) -> Result<(), ApiError> {
-        let open: HashSet<i64> = self
+        let open = self
             .store
             .open_rounds()?
             .into_iter()
-            .map(|r| r.federation_id)
-            .collect();
-        let known: Vec<i64> = self.slots().keys().copied().collect();
-        for fid in known.into_iter().chain(open.iter().copied()) {
+            .map(|r| r.federation_id);
+        let mut fids: Vec<i64> = self.slots().keys().copied().chain(open).collect();
+        fids.sort_unstable();
+        fids.dedup();
+        for fid in fids {
             let due = |slot: &Slot, st: &SlotState| {
                 !st.ended
                     && now_ms()

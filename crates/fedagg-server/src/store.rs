@@ -565,7 +565,7 @@ thread_local! {
 enum Backend {
     /// One connection behind a mutex: SQLite serialises writers anyway, and every call is short.
     Sqlite(Mutex<Connection>),
-    Postgres(Pool),
+    Postgres(Box<Pool>),
 }
 
 /// The store.
@@ -659,7 +659,7 @@ impl Store {
         // Fail at start, with the reason, rather than at the first request.
         pool.put(pool.get()?);
         let store = Store {
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(Box::new(pool)),
         };
         // Replicas starting together migrate one at a time.
         store.migrate(PG_MIGRATIONS, Some("SELECT pg_advisory_xact_lock(?1)"))?;

@@ -1,0 +1,342 @@
+//! The overhead grid: what each mode costs a client, the server and the key holder per round, and
+//! what it puts on the wire, against the model size (10^3 to 2.5 x 10^7 values, ResNet-50's
+//! size), the number of clients (10, 100, 1000) and the dropout rate (0, 10, 30 %), beside
+//! plaintext FedAvg.
+//!
+//! A round's cost is a sum of per-value operations whose counts the protocol fixes, so criterion
+//! measures those operations, with the library code the SDK and the server run, at every model
+//! size, and `scripts/bench-report.sh` composes each (mode, m, n, dropout) cell from them:
+//!
+//! - plaintext: client `grid/plain/encode` (the f32 frame), server n x `grid/plain/add`;
+//! - DP: client as plaintext; server (survivors) x `grid/dp/accept` (decode, clip, add) plus one
+//!   `grid/dp/noise`;
+//! - SecAgg: client `grid/secagg/encode` (quantize and weight) plus (k + 1) mask streams
+//!   (`grid/secagg/stream`, 8 streams per iteration), k the neighbourhood the service derives for
+//!   (n, dropout); server (survivors) x `grid/secagg/add` plus the unmasking streams: one self mask
+//!   per survivor and the pairwise masks of each dropped client with its surviving neighbours;
+//! - Paillier (2048-bit): `grid/paillier/{encrypt,add,decrypt}/n=.../m=1e4` (the slot width, so
+//!   the values per ciphertext, depends on n), scaled by the ciphertext count to larger m.
+//!
+//! Bytes on the wire come from the real encoders: frame sizes for plaintext, DP and Paillier, and
+//! for SecAgg every message of a simulated round (`fedagg_secagg::sim`) counted per client, in
+//! and out; they are written to `<criterion dir>/grid-wire.json`.
+//!
+//! `cargo bench --no-default-features --bench grid` runs it all (about 15 minutes on two cores);
+//! `FEDAGG_BENCH_QUICK=1` keeps m = 10^3 and 10^4 with a 1024-bit key.
+
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use fedagg_api::{f32_bytes, f32_values, Frame, FrameKind, Mode, SecaggSession};
+use fedagg_paillier::{keygen, Ciphertext, Packing};
+use fedagg_quant::QuantParams;
+use fedagg_secagg::crypto::{apply_masks, MaskStream};
+use fedagg_secagg::sim::{run_round, Direction, DropPoint};
+use fedagg_secagg::{Adversary, ClientId, GraphParams, Phase, ThreatModel};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+const CLIENTS: [u32; 3] = [10, 100, 1000];
+const DROPOUTS: [u32; 3] = [0, 10, 30];
+/// Mask streams per `grid/secagg/stream` iteration.
+const STREAMS: u32 = 8;
+
+fn quick() -> bool {
+    std::env::var_os("FEDAGG_BENCH_QUICK").is_some()
+}
+
+fn sizes() -> Vec<usize> {
+    if quick() {
+        vec![1_000, 10_000]
+    } else {
+        vec![1_000, 10_000, 100_000, 1_000_000, 10_000_000, 25_000_000]
+    }
+}
+
+fn label(m: usize) -> String {
+    match m {
+        25_000_000 => "2.5e7".into(),
+        _ => format!("1e{}", m.ilog10()),
+    }
+}
+
+/// The quantization the service uses for a federation of `n` clients (clip 1, T = 2^16,
+/// weights up to 100).
+fn secagg_mode(dropout_pct: u32) -> Mode {
+    Mode::Secagg {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+        dropout_rate: f64::from(dropout_pct) / 100.0,
+        corrupt_fraction: 0.05,
+    }
+}
+
+fn quant(n: u32) -> QuantParams {
+    secagg_mode(0)
+        .quant(u64::from(n))
+        .expect("a quantized mode")
+        .expect("valid quantization")
+}
+
+/// The graph the service derives for a cohort of n with this dropout rate.
+fn graph(n: u32, dropout_pct: u32) -> GraphParams {
+    let threat = ThreatModel {
+        dropout_rate: f64::from(dropout_pct) / 100.0,
+        corrupt_fraction: 0.05,
+        adversary: Adversary::Curious,
+        ..ThreatModel::default()
+    };
+    GraphParams::derive(n, &threat).expect("derivable")
+}
+
+fn update(m: usize) -> Vec<f32> {
+    (0..m)
+        .map(|i| ((i % 2001) as f32 - 1000.0) * 1e-3)
+        .collect()
+}
+
+fn plain_and_dp(c: &mut Criterion) {
+    let mut g = c.benchmark_group("grid");
+    g.sample_size(10);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    for m in sizes() {
+        let u = update(m);
+        let frame = Frame::encode(FrameKind::F32, 1, &f32_bytes(&u));
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(format!("plain/encode/m={}", label(m)), |b| {
+            b.iter(|| Frame::encode(FrameKind::F32, 1, &f32_bytes(&u)))
+        });
+        // The plaintext server: decode the frame and add the update into the running sum.
+        let mut acc = vec![0f64; m];
+        g.bench_function(format!("plain/add/m={}", label(m)), |b| {
+            b.iter(|| {
+                let payload = Frame::decode(&frame, FrameKind::F32, 1).expect("frame");
+                let v = f32_values(payload, m).expect("values");
+                for (a, x) in acc.iter_mut().zip(&v) {
+                    *a += f64::from(*x);
+                }
+            })
+        });
+        // The DP server: the same, with the update clipped first.
+        g.bench_function(format!("dp/accept/m={}", label(m)), |b| {
+            b.iter(|| {
+                let payload = Frame::decode(&frame, FrameKind::F32, 1).expect("frame");
+                let mut v = f32_values(payload, m).expect("values");
+                fedagg_dp::clip::clip_l2(&mut v, 1.0).expect("clip");
+                for (a, x) in acc.iter_mut().zip(&v) {
+                    *a += f64::from(*x);
+                }
+            })
+        });
+        g.bench_function(format!("dp/noise/m={}", label(m)), |b| {
+            b.iter(|| fedagg_dp::noise::add_gaussian(&mut acc, 1.0, &mut rng).expect("noise"))
+        });
+    }
+    g.finish();
+}
+
+fn secagg(c: &mut Criterion) {
+    let mut g = c.benchmark_group("grid");
+    g.sample_size(10);
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let q = quant(1000);
+    let modulus = q.modulus();
+    for m in sizes() {
+        let u = update(m);
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(format!("secagg/encode/m={}", label(m)), |b| {
+            b.iter(|| q.encode_weighted(&u, 37, &mut rng).expect("encodes"))
+        });
+        let mut acc = vec![0u64; m + 1];
+        let x = q.encode_weighted(&u, 37, &mut rng).expect("encodes");
+        g.bench_function(format!("secagg/add/m={}", label(m)), |b| {
+            b.iter(|| modulus.add_assign(&mut acc, &x))
+        });
+        g.bench_function(format!("secagg/stream/m={}", label(m)), |b| {
+            b.iter(|| {
+                let mut streams: Vec<MaskStream> = (0..STREAMS)
+                    .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
+                    .collect();
+                apply_masks(&mut acc, &mut streams, modulus)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn paillier(c: &mut Criterion) {
+    let bits = if quick() { 1024 } else { 2048 };
+    let sk = keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("key");
+    let pk = sk.public();
+    let m = if quick() { 1_000 } else { 10_000 };
+    let u = update(m);
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut g = c.benchmark_group("grid");
+    g.sample_size(10);
+    for n in CLIENTS {
+        let q = quant(n);
+        let packing = Packing::new(pk, &q).expect("fits the key");
+        let values = q.encode_weighted(&u, 37, &mut rng).expect("encodes");
+        let id = |op: &str| format!("paillier/{op}/{bits}/n={n}/m={}", label(m));
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(id("encrypt"), |b| {
+            b.iter(|| {
+                let cts = packing.encrypt(pk, &values, &mut rng).expect("encrypts");
+                fedagg_paillier::encode_ciphertexts(pk, &cts)
+            })
+        });
+        let cts = packing.encrypt(pk, &values, &mut rng).expect("encrypts");
+        let wire = fedagg_paillier::encode_ciphertexts(pk, &cts);
+        let count = cts.len();
+        g.bench_function(id("add"), |b| {
+            b.iter_batched(
+                || vec![pk.zero(); count],
+                |mut acc: Vec<Ciphertext>| {
+                    let got =
+                        fedagg_paillier::decode_ciphertexts(pk, &wire, count).expect("decodes");
+                    for (a, c) in acc.iter_mut().zip(&got) {
+                        pk.add_assign(a, c);
+                    }
+                    acc
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(id("decrypt"), |b| {
+            b.iter(|| packing.decrypt(&sk, &cts, m + 1).expect("decrypts"))
+        });
+    }
+    g.finish();
+}
+
+/// Bytes per client and round, from the real encoders, written beside criterion's results.
+fn wire() {
+    let mut out = BTreeMap::new();
+    let bits = if quick() { 1024 } else { 2048 };
+    let sk = keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("key");
+    let pk = sk.public();
+    for m in sizes() {
+        let f32_frame = Frame::encode(FrameKind::F32, 1, &f32_bytes(&vec![0.0; m])).len();
+        out.insert(
+            format!("plain/m={}", label(m)),
+            serde_json::json!({"up": f32_frame, "down": f32_frame}),
+        );
+        for n in CLIENTS {
+            let packing = Packing::new(pk, &quant(n)).expect("fits the key");
+            let count = packing.ciphertexts_for(m + 1);
+            let up = Frame::encode(
+                FrameKind::Paillier,
+                1,
+                &fedagg_paillier::encode_ciphertexts(pk, &vec![pk.zero(); count]),
+            )
+            .len();
+            out.insert(
+                format!("paillier/{bits}/n={n}/m={}", label(m)),
+                serde_json::json!({"up": up, "down": f32_frame, "ciphertexts": count, "slots": packing.slots()}),
+            );
+        }
+    }
+    // SecAgg: every message of a simulated round, per client (averaged), at two sizes; the
+    // masked input grows linearly with m and nothing else does.
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    // (A round of 1000 simulated clients takes seconds: the quick run stops at 100.)
+    let cohorts: &[u32] = if quick() { &CLIENTS[..2] } else { &CLIENTS };
+    for &n in cohorts {
+        for pct in DROPOUTS {
+            let gp = graph(n, pct);
+            let mut fit = Vec::new();
+            for m in [1_000usize, 2_000] {
+                let q = quant(n);
+                let mut sid = [0u8; 32];
+                rng.fill_bytes(&mut sid);
+                let session = SecaggSession {
+                    session_id: hex::encode(sid),
+                    n,
+                    half_degree: gp.half_degree,
+                    graph_seed: hex::encode([7u8; 32]),
+                    threshold: gp.threshold as u32,
+                    modulus_bits: q.modulus().bits(),
+                };
+                let cfg = Arc::new(session.config(m).expect("session"));
+                let inputs: Vec<Vec<u64>> = (0..n)
+                    .map(|_| {
+                        q.encode_weighted(&update(m), 37, &mut rng)
+                            .expect("encodes")
+                    })
+                    .collect();
+                let dropped = n * pct / 100;
+                let drops: BTreeMap<ClientId, DropPoint> = (0..dropped)
+                    .map(|i| (ClientId(i), DropPoint::AfterShareKeys))
+                    .collect();
+                let (mut up, mut down) = (0u64, 0u64);
+                let mut hook = |_: Phase, _: ClientId, d: Direction, bytes: &mut Vec<u8>| {
+                    // Each message travels in a frame with a 24-byte header.
+                    let len = (bytes.len() + fedagg_api::FRAME_HEADER) as u64;
+                    match d {
+                        Direction::ToServer => up += len,
+                        Direction::ToClient => down += len,
+                    }
+                };
+                let clock = Instant::now;
+                let outcome = run_round(
+                    cfg,
+                    &inputs,
+                    &drops,
+                    None,
+                    Some(&mut hook),
+                    &clock,
+                    &mut rng,
+                );
+                outcome.result.expect("the round completes");
+                fit.push((
+                    m as f64,
+                    up as f64 / f64::from(n),
+                    down as f64 / f64::from(n),
+                ));
+            }
+            let (m0, u0, d0) = fit[0];
+            let (m1, u1, d1) = fit[1];
+            let (su, sd) = ((u1 - u0) / (m1 - m0), (d1 - d0) / (m1 - m0));
+            let k = gp.half_degree.map_or(n - 1, |h| 2 * h);
+            for m in sizes() {
+                let mf = m as f64;
+                out.insert(
+                    format!("secagg/n={n}/dropout={pct}%/m={}", label(m)),
+                    serde_json::json!({
+                        "up": (u0 + su * (mf - m0)).round(),
+                        "down": (d0 + sd * (mf - m0)).round() + (Frame::encode(FrameKind::F32, 1, &[]).len() + 4 * m) as f64,
+                        "k": k,
+                        "threshold": gp.threshold,
+                    }),
+                );
+            }
+        }
+    }
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = std::path::Path::new(&dir).join("criterion");
+    std::fs::create_dir_all(&path).expect("criterion folder");
+    let text = serde_json::to_string_pretty(&out).expect("json");
+    std::fs::write(path.join("grid-wire.json"), text).expect("writing grid-wire.json");
+}
+
+fn all(c: &mut Criterion) {
+    let t = Instant::now();
+    wire();
+    eprintln!("grid: wire sizes in {:.1} s", t.elapsed().as_secs_f64());
+    plain_and_dp(c);
+    secagg(c);
+    paillier(c);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    targets = all
+}
+criterion_main!(benches);

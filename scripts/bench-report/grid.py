@@ -1,0 +1,242 @@
+"""The overhead grid of docs/benchmarks.md: each (mode, m, n, dropout) cell's client, server and
+key-holder cost and bytes per client, composed from the per-operation times `benches/grid.rs`
+measures (see that file for the composition rules) and the wire sizes it writes.
+
+Called by report.py with criterion's parsed results; writes docs/benchmarks/grid.csv and two
+plots, and returns the Markdown section.
+"""
+import csv
+import json
+import re
+
+CLIENTS = [10, 100, 1000]
+DROPOUTS = [0, 10, 30]
+MODES = ["plaintext", "dp", "secagg", "paillier", "lattice"]
+STREAMS = 8  # mask streams per grid/secagg/stream iteration
+
+
+def label(m):
+    return "2.5e7" if m == 25_000_000 else f"1e{len(str(m)) - 1}"
+
+
+def size_of(label_text):
+    mant, exp = label_text.split("e")
+    return int(round(float(mant) * 10 ** int(exp)))
+
+
+def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
+    ns = {b["full"]: b["ns"] for b in benches}
+    wire_path = criterion_dir / "grid-wire.json"
+    if not wire_path.exists() or not any(k.startswith("grid/") for k in ns):
+        return ["## The overhead grid", "", "Not measured yet: run `cargo bench --no-default-features --bench grid`.", ""]
+    wire = json.load(open(wire_path))
+    sizes = sorted({size_of(m) for k in ns if k.startswith("grid/plain/add/") for m in re.findall(r"m=([\d.]+e\d+)", k)})
+
+    def t(op, m):
+        return ns.get(f"grid/{op}/m={label(m)}")
+
+    # Paillier: measured at one size per n, scaled by the ciphertext count.
+    pai = {}
+    for k, v in ns.items():
+        mm = re.match(r"grid/paillier/(\w+)/(\d+)/n=(\d+)/m=([\d.]+e\d+)$", k)
+        if mm:
+            op, bits, n, m0 = mm.group(1), mm.group(2), int(mm.group(3)), size_of(mm.group(4))
+            pai[(op, n)] = (v, m0, bits)
+
+    def pai_cost(op, n, m):
+        if (op, n) not in pai:
+            return None, False
+        v, m0, bits = pai[(op, n)]
+        c = wire.get(f"paillier/{bits}/n={n}/m={label(m)}")
+        c0 = wire.get(f"paillier/{bits}/n={n}/m={label(m0)}")
+        if not c or not c0:
+            return None, False
+        return v * c["ciphertexts"] / c0["ciphertexts"], m != m0
+
+    pai_bits = next(iter(pai.values()))[2] if pai else "2048"
+
+    # SecAgg key agreement and sharing, from benches/secagg.rs when present (linear in k).
+    share_pts = sorted(
+        (int(mm.group(1)), v)
+        for k, v in ns.items()
+        for mm in [re.match(r"secagg/client/share_keys/k=(\d+)$", k)]
+        if mm
+    )
+    keygen = ns.get("secagg/client/keygen", 0.0)
+
+    def share_cost(k):
+        if len(share_pts) < 2:
+            return 0.0
+        (k0, v0), (k1, v1) = share_pts[0], share_pts[-1]
+        return keygen + v0 + (v1 - v0) * (k - k0) / (k1 - k0)
+
+    # Lattice, from benches/lattice.rs when present (no n dependence but the vector count).
+    lat = {}
+    for k, v in ns.items():
+        mm = re.match(r"lattice/(encrypt|decrypt)/m=([\d.]+e\d+)$", k)
+        if mm:
+            lat[(mm.group(1), size_of(mm.group(2)))] = v
+        mm = re.match(r"lattice/add/m=([\d.]+e\d+)/n=(\d+)$", k)
+        if mm:
+            lat[("add", size_of(mm.group(1)))] = v / int(mm.group(2))
+
+    rows = []
+    for m in sizes:
+        enc, add = t("plain/encode", m), t("plain/add", m)
+        if enc is None or add is None:
+            continue
+        for n in CLIENTS:
+            for d in DROPOUTS:
+                dropped = n * d // 100
+                s = n - dropped
+                plain = {"client": enc, "server": s * add, "keyholder": 0.0, "up": wire[f"plain/m={label(m)}"]["up"]}
+                cells = {"plaintext": (plain, False)}
+                if t("dp/accept", m) is not None:
+                    cells["dp"] = (
+                        {"client": enc, "server": s * t("dp/accept", m) + t("dp/noise", m), "keyholder": 0.0, "up": plain["up"]},
+                        False,
+                    )
+                w = wire.get(f"secagg/n={n}/dropout={d}%/m={label(m)}")
+                if w and t("secagg/stream", m) is not None:
+                    k = w["k"]
+                    stream = t("secagg/stream", m) / STREAMS
+                    unmask_streams = s + dropped * k * s / n
+                    cells["secagg"] = (
+                        {
+                            "client": t("secagg/encode", m) + (k + 1) * stream + share_cost(k),
+                            "server": s * t("secagg/add", m) + unmask_streams * stream,
+                            "keyholder": 0.0,
+                            "up": w["up"],
+                            "k": k,
+                        },
+                        False,
+                    )
+                ce, s1 = pai_cost("encrypt", n, m)
+                ca, s2 = pai_cost("add", n, m)
+                cd, s3 = pai_cost("decrypt", n, m)
+                if ce is not None and ca is not None and cd is not None:
+                    cells["paillier"] = (
+                        {"client": ce, "server": s * ca, "keyholder": cd,
+                         "up": wire[f"paillier/{pai_bits}/n={n}/m={label(m)}"]["up"]},
+                        s1 or s2 or s3,
+                    )
+                if all((op, m) in lat for op in ("encrypt", "add", "decrypt")):
+                    cells["lattice"] = (
+                        {"client": lat[("encrypt", m)], "server": s * lat[("add", m)],
+                         "keyholder": lat[("decrypt", m)], "up": None},
+                        False,
+                    )
+                for mode, (c, scaled) in cells.items():
+                    rows.append(
+                        {
+                            "mode": mode, "m": m, "n": n, "dropout": d, "scaled": scaled,
+                            "client_s": c["client"] / 1e9, "server_s": c["server"] / 1e9,
+                            "keyholder_s": c["keyholder"] / 1e9,
+                            "bytes_up": c["up"],
+                            "client_x": c["client"] / plain["client"],
+                            "server_x": c["server"] / plain["server"],
+                            "bytes_x": (c["up"] / plain["up"]) if c["up"] else None,
+                            "k": c.get("k"),
+                        }
+                    )
+
+    with open(plots / "grid.csv", "w", newline="") as f:
+        cols = ["mode", "m", "n", "dropout", "scaled", "k", "client_s", "server_s", "keyholder_s",
+                "bytes_up", "client_x", "server_x", "bytes_x"]
+        wr = csv.DictWriter(f, fieldnames=cols)
+        wr.writeheader()
+        for r in rows:
+            wr.writerow({c: r[c] for c in cols})
+
+    def pts(mode, key, n=100, d=10):
+        return [(r["m"], r[key]) for r in rows if r["mode"] == mode and r["n"] == n and r["dropout"] == d and r[key]]
+
+    for key, name, what in (("client_x", "grid-client.png", "client"), ("server_x", "grid-server.png", "server")):
+        loglog(
+            [(mode, pts(mode, key)) for mode in MODES[1:] if pts(mode, key)],
+            plots / name,
+            f"{what} time / plaintext {what} time",
+            f"Overhead of each mode over plaintext FedAvg, {what} side (n = 100, 10 % dropout)",
+        )
+
+    def secs(x):
+        return fmt_time(x * 1e9) if x else "0"
+
+    def star(r):
+        return "*" if r["scaled"] else ""
+
+    out = [
+        "## The overhead grid",
+        "",
+        "What a round costs in each mode against the model size m, the cohort n and the dropout",
+        "rate, beside plaintext FedAvg (`benches/grid.rs`, composed here; every cell is in",
+        f"[grid.csv]({rel}/grid.csv)). Client: one participant's work to produce its upload (SecAgg:",
+        "quantize, key agreement and sharing for its k neighbours, k + 1 mask streams). Server: the",
+        "whole round's aggregation (survivors' uploads added into the running sum; DP: clipping",
+        "each and one noise draw; SecAgg: unmasking, one self mask per survivor and each dropped",
+        "client's pairwise masks with its surviving neighbours). Key holder: decrypting the sum.",
+        "Bytes: one participant's upload in its frames, averaged over the cohort (the model",
+        "download, 4m + 24 bytes, is the same in every mode). Ratios are against plaintext in the",
+        f"same cell. Paillier is {pai_bits}-bit; its cells marked * are scaled by the ciphertext count",
+        "from the size measured. Lattice cells need `cargo bench --features lattice --bench lattice`.",
+        "",
+        f"![client overhead]({rel}/grid-client.png)",
+        "",
+        f"![server overhead]({rel}/grid-server.png)",
+        "",
+        "### n = 100, 10 % dropout",
+        "",
+        "| mode | m | client | server (round) | key holder | bytes up | client x | server x | bytes x |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r["n"] == 100 and r["dropout"] == 10:
+            bx = f"{r['bytes_x']:.2f}" if r["bytes_x"] else "—"
+            up = f"{r['bytes_up']:,.0f}" if r["bytes_up"] else "—"
+            out.append(
+                f"| {r['mode']} | {label(r['m'])}{star(r)} | {secs(r['client_s'])} | {secs(r['server_s'])} | "
+                f"{secs(r['keyholder_s'])} | {up} | {r['client_x']:,.1f} | {r['server_x']:,.1f} | {bx} |"
+            )
+    biggest = max(sizes) if sizes else None
+    for m_show in [1_000_000, biggest]:
+        if m_show not in sizes:
+            continue
+        out += [
+            "",
+            f"### m = {label(m_show)}: clients and dropout",
+            "",
+            "| mode | n | dropout | client | server (round) | key holder | bytes up | server x |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in rows:
+            if r["m"] == m_show and r["mode"] != "plaintext":
+                up = f"{r['bytes_up']:,.0f}" if r["bytes_up"] else "—"
+                k = f" (k = {r['k']})" if r.get("k") else ""
+                out.append(
+                    f"| {r['mode']}{star(r)} | {r['n']}{k} | {r['dropout']} % | {secs(r['client_s'])} | "
+                    f"{secs(r['server_s'])} | {secs(r['keyholder_s'])} | {up} | {r['server_x']:,.1f} |"
+                )
+    # The composition checked against a direct measurement: SecAgg unmasking (benches/secagg.rs,
+    # complete graph, n = 100).
+    checks = []
+    for d in DROPOUTS:
+        for k, v in ns.items():
+            mm = re.match(rf"secagg/unmask/n=(\d+)/m=([\d.]+e\d+)/dropout={d}%$", k)
+            if mm and t("secagg/stream", size_of(mm.group(2))) is not None:
+                n, m = int(mm.group(1)), size_of(mm.group(2))
+                dropped = n * d // 100
+                s = n - dropped
+                composed = (s + dropped * s) * t("secagg/stream", m) / STREAMS
+                checks.append((n, label(m), d, composed, v))
+    if checks:
+        out += [
+            "",
+            "Check of the composition against a direct measurement (`secagg/unmask`: the server's",
+            "whole unmasking of a complete-graph round, Shamir reconstruction included):",
+            "",
+            "| n | m | dropout | composed from mask streams | measured |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        out += [f"| {n} | {m} | {d} % | {fmt_time(c)} | {fmt_time(v)} |" for n, m, d, c, v in checks]
+    out.append("")
+    return out
