@@ -10,9 +10,10 @@
 //! - plaintext: client `grid/plain/encode` (the f32 frame), server n x `grid/plain/add`;
 //! - DP: client as plaintext; server (survivors) x `grid/dp/accept` (decode, clip, add) plus one
 //!   `grid/dp/noise`;
-//! - SecAgg: client `grid/secagg/encode` (quantize and weight) plus (k + 1) mask streams
+//! - SecAgg (per element width b of the cohort's modulus): client `grid/secagg/encode` (quantize, weight, write the message) plus (k + 1) mask streams
 //!   (`grid/secagg/stream`, 8 streams per iteration), k the neighbourhood the service derives for
-//!   (n, dropout); server (survivors) x `grid/secagg/add` plus the unmasking streams: one self mask
+//!   (n, dropout); server (survivors) x `grid/secagg/add` (read the message, add) plus the
+//!   unmasking streams: one self mask
 //!   per survivor and the pairwise masks of each dropped client with its surviving neighbours;
 //! - Paillier (2048-bit): `grid/paillier/{encrypt,add,decrypt}/n=.../m=1e4` (the slot width, so
 //!   the values per ciphertext, depends on n), scaled by the ciphertext count to larger m.
@@ -37,7 +38,8 @@ use fedagg_paillier::{keygen, Ciphertext, Packing};
 use fedagg_quant::QuantParams;
 use fedagg_secagg::crypto::{apply_masks, MaskStream};
 use fedagg_secagg::sim::{run_round, Direction, DropPoint};
-use fedagg_secagg::{Adversary, ClientId, GraphParams, Phase, ThreatModel};
+use fedagg_secagg::wire::{decode_masked_input, encode_masked_input};
+use fedagg_secagg::{Adversary, ClientId, Graph, GraphParams, Phase, SessionConfig, ThreatModel};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -141,31 +143,60 @@ fn plain_and_dp(c: &mut Criterion) {
     g.finish();
 }
 
+/// The SecAgg operations depend on the modulus only through its element width (4 bytes up to 32
+/// bits, 5 above: the modulus grows with the cohort), so each is measured once per width, with the
+/// quantization of the largest cohort of that width.
 fn secagg(c: &mut Criterion) {
     let mut g = c.benchmark_group("grid");
     g.sample_size(10);
     let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let q = quant(1000);
-    let modulus = q.modulus();
-    for m in sizes() {
-        let u = update(m);
-        g.throughput(Throughput::Elements(m as u64));
-        g.bench_function(format!("secagg/encode/m={}", label(m)), |b| {
-            b.iter(|| q.encode_weighted(&u, 37, &mut rng).expect("encodes"))
-        });
-        let mut acc = vec![0u64; m + 1];
-        let x = q.encode_weighted(&u, 37, &mut rng).expect("encodes");
-        g.bench_function(format!("secagg/add/m={}", label(m)), |b| {
-            b.iter(|| modulus.add_assign(&mut acc, &x))
-        });
-        g.bench_function(format!("secagg/stream/m={}", label(m)), |b| {
-            b.iter(|| {
-                let mut streams: Vec<MaskStream> = (0..STREAMS)
-                    .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
-                    .collect();
-                apply_masks(&mut acc, &mut streams, modulus)
-            })
-        });
+    let mut widths = BTreeMap::new();
+    for n in CLIENTS {
+        let q = quant(n);
+        widths.insert(q.modulus().bytes_per_element(), q);
+    }
+    for (bytes, q) in widths {
+        let modulus = q.modulus();
+        for m in sizes() {
+            let u = update(m);
+            let id = |op: &str| format!("secagg/{op}/b={bytes}/m={}", label(m));
+            // A session for vectors of this size (the graph does not matter to these costs).
+            let cfg = SessionConfig::new(
+                [5; 32],
+                Graph::complete(2).expect("graph"),
+                2,
+                modulus,
+                m + 1,
+                None,
+            )
+            .expect("session");
+            g.throughput(Throughput::Elements(m as u64));
+            // Client, besides the masks: quantize and weight, then write the masked input.
+            g.bench_function(id("encode"), |b| {
+                b.iter(|| {
+                    let x = q.encode_weighted(&u, 37, &mut rng).expect("encodes");
+                    encode_masked_input(&x, modulus)
+                })
+            });
+            let mut acc = vec![0u64; m + 1];
+            let x = q.encode_weighted(&u, 37, &mut rng).expect("encodes");
+            let msg = encode_masked_input(&x, modulus);
+            // Server, per survivor: read the masked input (checked) and add it into the sum.
+            g.bench_function(id("add"), |b| {
+                b.iter(|| {
+                    let y = decode_masked_input(&cfg, &msg).expect("decodes");
+                    modulus.add_assign(&mut acc, &y)
+                })
+            });
+            g.bench_function(id("stream"), |b| {
+                b.iter(|| {
+                    let mut streams: Vec<MaskStream> = (0..STREAMS)
+                        .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
+                        .collect();
+                    apply_masks(&mut acc, &mut streams, modulus)
+                })
+            });
+        }
     }
     g.finish();
 }
@@ -313,6 +344,7 @@ fn wire() {
                         "down": (d0 + sd * (mf - m0)).round() + (Frame::encode(FrameKind::F32, 1, &[]).len() + 4 * m) as f64,
                         "k": k,
                         "threshold": gp.threshold,
+                        "element_bytes": quant(n).modulus().bytes_per_element(),
                     }),
                 );
             }

@@ -89,7 +89,10 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
             for d in DROPOUTS:
                 dropped = n * d // 100
                 s = n - dropped
-                plain = {"client": enc, "server": s * add, "keyholder": 0.0, "up": wire[f"plain/m={label(m)}"]["up"]}
+                # Bytes are averaged over the cohort: a client that drops out before its upload
+                # sends nothing (SecAgg's counts come from the simulated round itself).
+                plain = {"client": enc, "server": s * add, "keyholder": 0.0,
+                         "up": wire[f"plain/m={label(m)}"]["up"] * s / n}
                 cells = {"plaintext": (plain, False)}
                 if t("dp/accept", m) is not None:
                     cells["dp"] = (
@@ -97,14 +100,15 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
                         False,
                     )
                 w = wire.get(f"secagg/n={n}/dropout={d}%/m={label(m)}")
-                if w and t("secagg/stream", m) is not None:
+                b = w and f"b={w['element_bytes']}"
+                if w and t(f"secagg/stream/{b}", m) is not None:
                     k = w["k"]
-                    stream = t("secagg/stream", m) / STREAMS
+                    stream = t(f"secagg/stream/{b}", m) / STREAMS
                     unmask_streams = s + dropped * k * s / n
                     cells["secagg"] = (
                         {
-                            "client": t("secagg/encode", m) + (k + 1) * stream + share_cost(k),
-                            "server": s * t("secagg/add", m) + unmask_streams * stream,
+                            "client": t(f"secagg/encode/{b}", m) + (k + 1) * stream + share_cost(k),
+                            "server": s * t(f"secagg/add/{b}", m) + unmask_streams * stream,
                             "keyholder": 0.0,
                             "up": w["up"],
                             "k": k,
@@ -117,7 +121,7 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
                 if ce is not None and ca is not None and cd is not None:
                     cells["paillier"] = (
                         {"client": ce, "server": s * ca, "keyholder": cd,
-                         "up": wire[f"paillier/{pai_bits}/n={n}/m={label(m)}"]["up"]},
+                         "up": wire[f"paillier/{pai_bits}/n={n}/m={label(m)}"]["up"] * s / n},
                         s1 or s2 or s3,
                     )
                 if all((op, m) in lat for op in ("encrypt", "add", "decrypt")):
@@ -153,7 +157,8 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
 
     for key, name, what in (("client_x", "grid-client.png", "client"), ("server_x", "grid-server.png", "server")):
         loglog(
-            [(mode, pts(mode, key)) for mode in MODES[1:] if pts(mode, key)],
+            [(mode + (" (additions only: a lower bound)" if mode == "lattice" and what == "server" else ""),
+              pts(mode, key)) for mode in MODES[1:] if pts(mode, key)],
             plots / name,
             f"{what} time / plaintext {what} time",
             f"Overhead of each mode over plaintext FedAvg, {what} side (n = 100, 10 % dropout)",
@@ -175,10 +180,13 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
         "whole round's aggregation (survivors' uploads added into the running sum; DP: clipping",
         "each and one noise draw; SecAgg: unmasking, one self mask per survivor and each dropped",
         "client's pairwise masks with its surviving neighbours). Key holder: decrypting the sum.",
-        "Bytes: one participant's upload in its frames, averaged over the cohort (the model",
+        "Bytes: one participant's uploads in their frames, averaged over the cohort, dropouts",
+        "included (SecAgg's from every message of a simulated round with those dropouts; the model",
         "download, 4m + 24 bytes, is the same in every mode). Ratios are against plaintext in the",
         f"same cell. Paillier is {pai_bits}-bit; its cells marked * are scaled by the ciphertext count",
-        "from the size measured. Lattice cells need `cargo bench --features lattice --bench lattice`.",
+        "from the size measured. Lattice cells come from `cargo bench --features lattice --bench",
+        "lattice` at the sizes it measures; its server time counts the ciphertext additions only",
+        "(that bench does not decode uploads), so the lattice server ratio is a lower bound.",
         "",
         f"![client overhead]({rel}/grid-client.png)",
         "",
@@ -222,11 +230,12 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
     for d in DROPOUTS:
         for k, v in ns.items():
             mm = re.match(rf"secagg/unmask/n=(\d+)/m=([\d.]+e\d+)/dropout={d}%$", k)
-            if mm and t("secagg/stream", size_of(mm.group(2))) is not None:
+            # (that bench uses a 32-bit modulus: 4-byte elements)
+            if mm and t("secagg/stream/b=4", size_of(mm.group(2))) is not None:
                 n, m = int(mm.group(1)), size_of(mm.group(2))
                 dropped = n * d // 100
                 s = n - dropped
-                composed = (s + dropped * s) * t("secagg/stream", m) / STREAMS
+                composed = (s + dropped * s) * t("secagg/stream/b=4", m) / STREAMS
                 checks.append((n, label(m), d, composed, v))
     if checks:
         out += [

@@ -316,8 +316,7 @@ impl ExpectShares {
         }
         let mut y = input.to_vec();
         crypto::apply_masks(&mut y, &mut streams, modulus);
-        let mut w = Writer::new(Kind::MaskedInput, 8 + y.len() * modulus.bytes_per_element());
-        w.elements(&y, modulus);
+        let msg = wire::encode_masked_input(&y, modulus);
         held.insert(self.id, HeldShares(self.own_shares));
         Ok((
             ExpectUnmask {
@@ -327,7 +326,7 @@ impl ExpectShares {
                 identity: self.identity,
                 signed_survivors: None,
             },
-            w.finish(),
+            msg,
         ))
     }
 }

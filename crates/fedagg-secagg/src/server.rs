@@ -405,14 +405,7 @@ impl CollectingMasked {
             });
         }
         let cfg = &*core.cfg;
-        let mut r = Reader::new(
-            msg,
-            Kind::MaskedInput,
-            wire::max_len(Kind::MaskedInput, cfg),
-            cfg,
-        )?;
-        let y = r.elements()?;
-        r.end()?;
+        let y = wire::decode_masked_input(cfg, msg)?;
         cfg.modulus().add_assign(&mut core.sum, &y);
         core.u3.insert(from);
         Ok(())

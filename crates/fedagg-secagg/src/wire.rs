@@ -72,6 +72,22 @@ pub fn peek_kind(bytes: &[u8]) -> Result<Kind, Error> {
     Kind::from_u8(bytes[3]).ok_or_else(|| malformed(format!("unknown message type {}", bytes[3])))
 }
 
+/// A masked input message carrying `y` (the client's last step of round 2).
+pub fn encode_masked_input(y: &[u64], modulus: Modulus) -> Vec<u8> {
+    let mut w = Writer::new(Kind::MaskedInput, 8 + y.len() * modulus.bytes_per_element());
+    w.elements(y, modulus);
+    w.finish()
+}
+
+/// The vector of a masked input message, checked against the session (kind, length, every
+/// element reduced): what the server adds into its sum.
+pub fn decode_masked_input(cfg: &SessionConfig, msg: &[u8]) -> Result<Vec<u64>, Error> {
+    let mut r = Reader::new(msg, Kind::MaskedInput, max_len(Kind::MaskedInput, cfg), cfg)?;
+    let y = r.elements()?;
+    r.end()?;
+    Ok(y)
+}
+
 pub(crate) struct Writer(Vec<u8>);
 
 impl Writer {

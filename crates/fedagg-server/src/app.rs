@@ -300,6 +300,13 @@ impl App {
     /// log, loading a round another replica opened and dropping one another replica ended.
     /// Returns the open round, if any.
     fn sync(&self, fid: i64) -> Result<Option<Arc<Slot>>, ApiError> {
+        // A reader without the lock can see a round open, then find its log already emptied by
+        // another replica completing it (bodies are dropped at the end): the state has moved on,
+        // and a second look sees it. A log that fails twice is an error.
+        self.sync_once(fid).or_else(|_| self.sync_once(fid))
+    }
+
+    fn sync_once(&self, fid: i64) -> Result<Option<Arc<Slot>>, ApiError> {
         let row = self.store.latest_round(fid)?;
         let local = self.slots().get(&fid).cloned();
         let Some(row) = row.filter(|r| r.status == "open") else {
