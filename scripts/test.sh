@@ -13,6 +13,7 @@ scripts/libtorch.sh >/dev/null
 if [ -z "${FEDAGG_TEST_POSTGRES:-}" ]; then
     if url=$(scripts/postgres.sh); then
         export FEDAGG_TEST_POSTGRES="$url"
+        export FEDAGG_TEST_POSTGRES_CA=/var/lib/postgresql/fedagg-test-tls/ca.pem
     else
         echo "could not start PostgreSQL: its half of the service tests will be skipped" >&2
     fi

@@ -705,11 +705,19 @@ async fn openapi_document_is_served_and_matches_the_checked_in_copy(store: Store
     }
 }
 
-/// Environment for a `fedagg serve` child using `store`.
+/// Environment for a `fedagg serve` child using `store`. Child servers reach PostgreSQL over
+/// TLS (verified against the test CA) when the test cluster has one, so the restart and replica
+/// tests also cover `sslmode=require` and `FEDAGG_DATABASE_CA_FILE` end to end.
 fn store_env(store: &Store) -> Vec<(&'static str, String)> {
     match store {
         Store::Sqlite => vec![],
-        Store::Postgres(db) => vec![("FEDAGG_DATABASE_URL", db.url.clone())],
+        Store::Postgres(db) => match std::env::var("FEDAGG_TEST_POSTGRES_CA") {
+            Ok(ca) => vec![
+                ("FEDAGG_DATABASE_URL", format!("{}?sslmode=require", db.url)),
+                ("FEDAGG_DATABASE_CA_FILE", ca),
+            ],
+            Err(_) => vec![("FEDAGG_DATABASE_URL", db.url.clone())],
+        },
     }
 }
 

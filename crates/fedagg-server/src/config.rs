@@ -21,6 +21,9 @@ pub struct Config {
     /// Database URL: `postgres://user:password@host:port/dbname` (or `postgresql://`) selects
     /// PostgreSQL; `sqlite:<path>` a SQLite file. Overrides `database` when set.
     pub database_url: Option<String>,
+    /// PEM file of the certificate authorities to trust for PostgreSQL's certificate when the
+    /// URL says `sslmode=require` (default: the system's roots).
+    pub database_ca_file: Option<PathBuf>,
     /// Admin bearer token. When unset and none is stored, one is generated and printed once.
     pub admin_token: Option<String>,
     /// Largest request body, in bytes.
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Config {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_ca_file", &self.database_ca_file)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
@@ -60,6 +64,7 @@ impl Default for Config {
             data_dir: PathBuf::from("fedagg-data"),
             database: None,
             database_url: None,
+            database_ca_file: None,
             admin_token: None,
             max_body_bytes: 1 << 30,
             max_wait_secs: 60,
@@ -71,6 +76,7 @@ impl Default for Config {
 impl Config {
     /// Defaults, overlaid with `file` (TOML) when given, then with the environment as read by
     /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_DATABASE_URL`,
+    /// `FEDAGG_DATABASE_CA_FILE`,
     /// `FEDAGG_ADMIN_TOKEN`,
     /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
@@ -93,6 +99,9 @@ impl Config {
         }
         if let Some(v) = env("FEDAGG_DATABASE_URL") {
             c.database_url = Some(v);
+        }
+        if let Some(v) = env("FEDAGG_DATABASE_CA_FILE") {
+            c.database_ca_file = Some(PathBuf::from(v));
         }
         if let Some(v) = env("FEDAGG_ADMIN_TOKEN") {
             c.admin_token = Some(v);

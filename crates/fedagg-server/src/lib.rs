@@ -64,7 +64,9 @@ impl Server {
                         }
                         store::Store::open(path)?
                     }
-                    Storage::Postgres(url) => store::Store::postgres(url)?,
+                    Storage::Postgres(url) => {
+                        store::Store::postgres(url, config.database_ca_file.as_deref())?
+                    }
                 };
                 tracing::info!(storage = ?storage, "store opened");
                 let generated = setup_admin(&store, config.admin_token.as_deref())?;

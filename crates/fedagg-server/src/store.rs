@@ -377,6 +377,18 @@ fn lite_err(e: rusqlite::Error) -> ApiError {
     ApiError::internal(format!("database: {e}"))
 }
 
+/// An error with its causes ("error performing TLS handshake: invalid peer certificate: ...").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 fn pg_err(e: postgres::Error) -> ApiError {
     if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
         return ApiError::conflict(format!("database: {e}"));
@@ -491,6 +503,8 @@ impl<C: GenericClient> Sql for Pg<'_, C> {
 struct Pool {
     id: u64,
     config: postgres::Config,
+    /// TLS (with `sslmode=require`), else plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Vec<postgres::Client>>,
 }
 
@@ -501,9 +515,11 @@ impl Pool {
                 return Ok(c);
             }
         }
-        self.config
-            .connect(postgres::NoTls)
-            .map_err(|e| ApiError::unavailable(format!("database unavailable: {e}")))
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(postgres::NoTls),
+        }
+        .map_err(|e| ApiError::unavailable(format!("database unavailable: {}", chain(&e))))
     }
 
     fn put(&self, c: postgres::Client) {
@@ -528,6 +544,47 @@ impl Drop for Pool {
                 .spawn(move || drop(idle));
         }
     }
+}
+
+/// A TLS connector trusting the certificates in `ca_file`, or the system's roots.
+fn tls_connector(
+    ca_file: Option<&Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, ApiError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let bad = |what: String| ApiError::invalid(format!("database TLS: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(bad(format!("{} holds no certificate", path.display())));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(bad(
+                    "no system root certificates found; set the database CA file".into(),
+                ));
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// The connection a thread holds while it holds a federation lock: every query the thread runs
@@ -619,12 +676,24 @@ impl Store {
 
     /// Connect to PostgreSQL (a `postgres://user:password@host:port/database` URL, or the
     /// key-value form) and run pending migrations. Blocking: call it off the async threads.
-    /// Connections are plain TCP: run the database on a trusted network or loopback.
-    pub fn postgres(url: &str) -> Result<Self, ApiError> {
+    ///
+    /// With `sslmode=require` in the URL every connection uses TLS and verifies the server's
+    /// certificate and host name against `ca_file` (PEM) or, without one, the system's roots
+    /// (stricter than libpq's `require`, which checks neither). Otherwise connections are plain
+    /// TCP, for a database on loopback or a private network.
+    pub fn postgres(url: &str, ca_file: Option<&Path>) -> Result<Self, ApiError> {
         static POOLS: AtomicU64 = AtomicU64::new(1);
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| ApiError::invalid(format!("database URL: {e}")))?;
+        let tls =
+            match (config.get_ssl_mode(), ca_file) {
+                (postgres::config::SslMode::Require, ca) => Some(tls_connector(ca)?),
+                (_, Some(_)) => return Err(ApiError::invalid(
+                    "a database CA file is set but the database URL does not say sslmode=require",
+                )),
+                _ => None,
+            };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -634,6 +703,7 @@ impl Store {
         let pool = Pool {
             id: POOLS.fetch_add(1, Ordering::Relaxed),
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
         };
         // Fail at start, with the reason, rather than at the first request.
@@ -1386,7 +1456,7 @@ mod tests {
     #[test]
     fn postgres_migrations_are_idempotent_and_events_replay_in_order() {
         let Some(db) = pg("store") else { return };
-        round_trip(&|| Store::postgres(&db.url).unwrap());
+        round_trip(&|| Store::postgres(&db.url, None).unwrap());
     }
 
     #[test]
@@ -1402,10 +1472,43 @@ mod tests {
     }
 
     #[test]
+    fn postgres_over_tls_verifies_the_server_certificate() {
+        let Some(db) = pg("tls") else { return };
+        let Some(ca) = std::env::var_os("FEDAGG_TEST_POSTGRES_CA") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "FEDAGG_TEST_POSTGRES_CA is not set under CI"
+            );
+            eprintln!("SKIPPED (loudly): FEDAGG_TEST_POSTGRES_CA is not set, TLS not tested");
+            return;
+        };
+        let ca = std::path::PathBuf::from(ca);
+        let url = format!("{}?sslmode=require", db.url);
+        let s = Store::postgres(&url, Some(&ca)).unwrap();
+        let encrypted = s
+            .with(|c| {
+                c.first(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )?
+                .map(|mut r| r.int(0))
+                .transpose()
+            })
+            .unwrap();
+        assert_eq!(encrypted, Some(1), "the session is not encrypted");
+        // The system's roots do not know the test CA: the certificate is refused, not ignored.
+        let e = Store::postgres(&url, None).err().unwrap();
+        assert!(e.detail.contains("certificate"), "{}", e.detail);
+        // A CA file without sslmode=require is a configuration error, not silent plain TCP.
+        let e = Store::postgres(&db.url, Some(&ca)).err().unwrap();
+        assert!(e.detail.contains("sslmode=require"), "{}", e.detail);
+    }
+
+    #[test]
     fn postgres_federation_lock_excludes_other_processes_and_is_reentrant() {
         let Some(db) = pg("lock") else { return };
-        let a = std::sync::Arc::new(Store::postgres(&db.url).unwrap());
-        let b = Store::postgres(&db.url).unwrap();
+        let a = std::sync::Arc::new(Store::postgres(&db.url, None).unwrap());
+        let b = Store::postgres(&db.url, None).unwrap();
         let f = a.create_federation("{}", None, &[], 1).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let held = {
