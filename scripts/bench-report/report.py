@@ -138,7 +138,7 @@ lines = [
     "(`plain/add`) stays in cache up to 10^6 values and is memory-bound at 10^7, which is why the",
     "ratios drop there.",
     "",
-    "The first section is the overhead grid the issue asked for: every mode against the model",
+    "The first section is the overhead grid: every mode against the model",
     "size, the cohort and the dropout rate, for the client, the server and the key holder, with",
     "bytes on the wire. The sections after it are the per-operation benchmarks of each crate.",
     "",
