@@ -200,7 +200,8 @@ impl App {
         });
         for row in app.store.open_rounds()? {
             let (fid, r) = (row.federation_id, row.round);
-            match app.rebuild(row) {
+            let events = app.store.events(fid, r);
+            match events.and_then(|ev| app.rebuild(row, ev)) {
                 Ok(slot) => {
                     tracing::info!(federation = fid, round = r, "resumed open round");
                     app.slots().insert(fid, Arc::new(slot));
@@ -266,7 +267,7 @@ impl App {
     }
 
     /// Replay an open round's events into a fresh engine.
-    fn rebuild(&self, row: RoundRow) -> Result<Slot, ApiError> {
+    fn rebuild(&self, row: RoundRow, events: Vec<Event>) -> Result<Slot, ApiError> {
         let (frow, spec) = self.federation_spec(row.federation_id)?;
         let params: RoundParams = serde_json::from_str(&row.params)
             .map_err(|e| ApiError::internal(format!("stored round params: {e}")))?;
@@ -277,7 +278,6 @@ impl App {
             Self::ledger_of(&frow)?,
         )?;
         let mut bytes = 0u64;
-        let events = self.store.events(row.federation_id, row.round)?;
         let revision = 1 + replay(&mut engine, events, &mut bytes)?;
         Ok(Slot {
             federation_id: row.federation_id,
@@ -300,53 +300,54 @@ impl App {
     /// log, loading a round another replica opened and dropping one another replica ended.
     /// Returns the open round, if any.
     fn sync(&self, fid: i64) -> Result<Option<Arc<Slot>>, ApiError> {
-        // A reader without the lock can see a round open, then find its log already emptied by
-        // another replica completing it (bodies are dropped at the end): the state has moved on,
-        // and a second look sees it. A log that fails twice is an error.
-        self.sync_once(fid).or_else(|_| self.sync_once(fid))
-    }
-
-    fn sync_once(&self, fid: i64) -> Result<Option<Arc<Slot>>, ApiError> {
-        let row = self.store.latest_round(fid)?;
         let local = self.slots().get(&fid).cloned();
-        let Some(row) = row.filter(|r| r.status == "open") else {
-            if let Some(slot) = local {
-                slot.lock().ended = true;
-                self.forget(&slot);
+        // Held from reading the log to applying it: no other thread applies the same events.
+        let st = local.as_ref().map(|s| s.lock());
+        let log = self
+            .store
+            .latest_round_log(fid, |round| match (&local, &st) {
+                (Some(s), Some(st)) if s.round == round => st.revision - 1,
+                _ => 0,
+            })?;
+        let Some((row, events)) = log.filter(|(r, _)| r.status == "open") else {
+            if let (Some(slot), Some(mut st)) = (&local, st) {
+                st.ended = true;
+                drop(st);
+                self.forget(slot);
                 self.bump();
             }
             return Ok(None);
         };
-        if let Some(slot) = local.filter(|s| s.round == row.round) {
-            let mut st = slot.lock();
-            if st.ended {
-                return Ok(None);
-            }
-            let seen = st.revision - 1;
-            let events = self.store.events_after(fid, row.round, seen)?;
-            let mut bytes = st.bytes;
-            match replay(&mut st.engine, events, &mut bytes) {
-                Ok(0) => {}
-                Ok(n) => {
-                    st.revision += n;
-                    st.bytes = bytes;
-                    drop(st);
-                    self.bump();
-                    st = slot.lock();
+        match (&local, st) {
+            (Some(slot), Some(mut st)) if slot.round == row.round => {
+                if st.ended {
+                    return Ok(None);
                 }
-                Err(e) => {
-                    // The copy may be half-updated: drop it, the next call rebuilds it whole.
-                    st.ended = true;
-                    drop(st);
-                    self.forget(&slot);
-                    return Err(e);
-                }
+                let mut bytes = st.bytes;
+                return match replay(&mut st.engine, events, &mut bytes) {
+                    Ok(n) => {
+                        st.revision += n;
+                        st.bytes = bytes;
+                        st.phase_started_ms = row.phase_started_ms;
+                        drop(st);
+                        if n > 0 {
+                            self.bump();
+                        }
+                        Ok(Some(slot.clone()))
+                    }
+                    Err(e) => {
+                        // The copy may be half-updated: drop it, the next call rebuilds it whole.
+                        st.ended = true;
+                        drop(st);
+                        self.forget(slot);
+                        Err(e)
+                    }
+                };
             }
-            st.phase_started_ms = row.phase_started_ms;
-            drop(st);
-            return Ok(Some(slot));
+            // A stale copy (another round) is replaced below; release it first.
+            (_, st) => drop(st),
         }
-        let slot = Arc::new(self.rebuild(row)?);
+        let slot = Arc::new(self.rebuild(row, events)?);
         {
             let mut slots = self.slots();
             slots.insert(fid, slot.clone());
@@ -384,7 +385,8 @@ impl App {
 
     fn reload(&self, slot: &Slot) {
         if let Ok(Some(row)) = self.store.round(slot.federation_id, slot.round) {
-            match self.rebuild(row) {
+            let events = self.store.events(row.federation_id, row.round);
+            match events.and_then(|ev| self.rebuild(row, ev)) {
                 Ok(fresh) => {
                     self.slots().insert(slot.federation_id, Arc::new(fresh));
                 }

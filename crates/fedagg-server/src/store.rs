@@ -1189,16 +1189,44 @@ impl Store {
 
     /// The latest round of a federation.
     pub fn latest_round(&self, federation_id: i64) -> Result<Option<RoundRow>, ApiError> {
-        self.with(|c| {
-            c.first(
-                &format!(
-                    "SELECT {} FROM rounds WHERE federation_id = ?1 ORDER BY round DESC LIMIT 1",
-                    Self::ROUND_COLS
-                ),
-                params![federation_id],
-            )?
-            .map(Self::round_from)
-            .transpose()
+        self.with(|c| Self::latest_round_in(c, federation_id))
+    }
+
+    fn latest_round_in(c: &mut dyn Sql, federation_id: i64) -> Result<Option<RoundRow>, ApiError> {
+        c.first(
+            &format!(
+                "SELECT {} FROM rounds WHERE federation_id = ?1 ORDER BY round DESC LIMIT 1",
+                Self::ROUND_COLS
+            ),
+            params![federation_id],
+        )?
+        .map(Self::round_from)
+        .transpose()
+    }
+
+    /// A federation's latest round and, when it is open, its events after the first
+    /// `seen(round)`, read from one snapshot: a round another replica completes meanwhile (which
+    /// drops its event bodies) is seen either open with its whole log or ended.
+    pub fn latest_round_log(
+        &self,
+        federation_id: i64,
+        seen: impl FnOnce(u64) -> u64,
+    ) -> Result<Option<(RoundRow, Vec<Event>)>, ApiError> {
+        let shared = self.is_shared();
+        self.tx(|c| {
+            if shared {
+                // (SQLite's read transaction is a snapshot already.)
+                c.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", &[])?;
+            }
+            let Some(row) = Self::latest_round_in(c, federation_id)? else {
+                return Ok(None);
+            };
+            let events = if row.status == "open" {
+                Self::events_in(c, federation_id, row.round, seen(row.round))?
+            } else {
+                Vec::new()
+            };
+            Ok(Some((row, events)))
         })
     }
 
@@ -1304,31 +1332,38 @@ impl Store {
         round: u64,
         seen: u64,
     ) -> Result<Vec<Event>, ApiError> {
-        self.with(|c| {
-            c.query(
-                "SELECT kind, member, phase, body FROM events
-                 WHERE federation_id = ?1 AND round = ?2 AND seq > ?3 ORDER BY seq",
-                params![federation_id, round, seen],
-            )?
-            .into_iter()
-            .map(|mut r| {
-                let kind = r.text(0)?;
-                let phase = r.text(2)?;
-                Ok(if kind == "submit" {
-                    Event::Submit {
-                        member: r
-                            .opt_int(1)?
-                            .and_then(|m| u32::try_from(m).ok())
-                            .unwrap_or(u32::MAX),
-                        phase,
-                        body: r.opt_blob(3)?.unwrap_or_default(),
-                    }
-                } else {
-                    Event::Close { phase }
-                })
+        self.with(|c| Self::events_in(c, federation_id, round, seen))
+    }
+
+    fn events_in(
+        c: &mut dyn Sql,
+        federation_id: i64,
+        round: u64,
+        seen: u64,
+    ) -> Result<Vec<Event>, ApiError> {
+        c.query(
+            "SELECT kind, member, phase, body FROM events
+             WHERE federation_id = ?1 AND round = ?2 AND seq > ?3 ORDER BY seq",
+            params![federation_id, round, seen],
+        )?
+        .into_iter()
+        .map(|mut r| {
+            let kind = r.text(0)?;
+            let phase = r.text(2)?;
+            Ok(if kind == "submit" {
+                Event::Submit {
+                    member: r
+                        .opt_int(1)?
+                        .and_then(|m| u32::try_from(m).ok())
+                        .unwrap_or(u32::MAX),
+                    phase,
+                    body: r.opt_blob(3)?.unwrap_or_default(),
+                }
+            } else {
+                Event::Close { phase }
             })
-            .collect()
         })
+        .collect()
     }
 
     /// End a round: new model, ledger, status and record together; the round's event bodies are
