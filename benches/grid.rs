@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use fedagg_api::{f32_bytes, f32_values, Frame, FrameKind, Mode, SecaggSession};
-use fedagg_paillier::{keygen, Ciphertext, Packing};
+use fedagg_paillier::{keygen, Ciphertext, Packing, PrivateKey};
 use fedagg_quant::QuantParams;
 use fedagg_secagg::crypto::{apply_masks, MaskStream};
 use fedagg_secagg::sim::{run_round, Direction, DropPoint};
@@ -201,9 +201,14 @@ fn secagg(c: &mut Criterion) {
     g.finish();
 }
 
-fn paillier(c: &mut Criterion) {
+/// The Paillier key of the grid (2048 bits; 1024 when quick), made once.
+fn paillier_key() -> PrivateKey {
     let bits = if quick() { 1024 } else { 2048 };
-    let sk = keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("key");
+    keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("key")
+}
+
+fn paillier(c: &mut Criterion, sk: &PrivateKey) {
+    let bits = sk.public().bits();
     let pk = sk.public();
     let m = if quick() { 1_000 } else { 10_000 };
     let u = update(m);
@@ -240,18 +245,17 @@ fn paillier(c: &mut Criterion) {
             )
         });
         g.bench_function(id("decrypt"), |b| {
-            b.iter(|| packing.decrypt(&sk, &cts, m + 1).expect("decrypts"))
+            b.iter(|| packing.decrypt(sk, &cts, m + 1).expect("decrypts"))
         });
     }
     g.finish();
 }
 
 /// Bytes per client and round, from the real encoders, written beside criterion's results.
-fn wire() {
+fn wire(sk: &PrivateKey) {
     let mut out = BTreeMap::new();
-    let bits = if quick() { 1024 } else { 2048 };
-    let sk = keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("key");
     let pk = sk.public();
+    let bits = pk.bits();
     for m in sizes() {
         let f32_frame = Frame::encode(FrameKind::F32, 1, &f32_bytes(&vec![0.0; m])).len();
         out.insert(
@@ -295,11 +299,9 @@ fn wire() {
                     modulus_bits: q.modulus().bits(),
                 };
                 let cfg = Arc::new(session.config(m).expect("session"));
+                let u = update(m);
                 let inputs: Vec<Vec<u64>> = (0..n)
-                    .map(|_| {
-                        q.encode_weighted(&update(m), 37, &mut rng)
-                            .expect("encodes")
-                    })
+                    .map(|_| q.encode_weighted(&u, 37, &mut rng).expect("encodes"))
                     .collect();
                 let dropped = n * pct / 100;
                 let drops: BTreeMap<ClientId, DropPoint> = (0..dropped)
@@ -358,12 +360,13 @@ fn wire() {
 }
 
 fn all(c: &mut Criterion) {
+    let sk = paillier_key();
     let t = Instant::now();
-    wire();
+    wire(&sk);
     eprintln!("grid: wire sizes in {:.1} s", t.elapsed().as_secs_f64());
     plain_and_dp(c);
     secagg(c);
-    paillier(c);
+    paillier(c, &sk);
 }
 
 criterion_group! {

@@ -60,16 +60,7 @@ enum Store {
 impl Store {
     /// A fresh PostgreSQL database, or `None` (said loudly) when none is configured outside CI.
     fn postgres(test: &str) -> Option<Store> {
-        match TestDatabase::create(test).unwrap() {
-            Some(db) => Some(Store::Postgres(db)),
-            None => {
-                eprintln!(
-                    "SKIPPED (loudly): {} is not set, {test} not run against PostgreSQL",
-                    fedagg_server::testing::ENV
-                );
-                None
-            }
-        }
+        TestDatabase::for_test(test).map(Store::Postgres)
     }
 }
 

@@ -1478,14 +1478,7 @@ mod tests {
     }
 
     fn pg(tag: &str) -> Option<TestDatabase> {
-        let db = TestDatabase::create(tag).unwrap();
-        if db.is_none() {
-            eprintln!(
-                "SKIPPED (loudly): {} is not set, PostgreSQL store test not run",
-                crate::testing::ENV
-            );
-        }
-        db
+        TestDatabase::for_test(tag)
     }
 
     #[test]

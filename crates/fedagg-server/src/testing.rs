@@ -53,6 +53,21 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// [`TestDatabase::create`] for a test: `None` after saying loudly that `test` was skipped;
+    /// panics on an error (or an unset variable under CI).
+    pub fn for_test(test: &str) -> Option<Self> {
+        match Self::create(test) {
+            Ok(Some(db)) => Some(db),
+            Ok(None) => {
+                eprintln!("SKIPPED (loudly): {ENV} is not set, {test} not run against PostgreSQL");
+                None
+            }
+            Err(e) => panic!("{test}: {e}"),
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (s, n) = (self.server.clone(), self.name.clone());
