@@ -227,7 +227,7 @@ async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean(store: Store) {
     let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
     let round = srv.admin.open_round(fed.id).await.unwrap();
     assert_eq!(round.round, 1);
-    assert_eq!(round.phase, "advertise_keys");
+    assert_eq!(round.phase, fedagg_api::Phase::AdvertiseKeys);
     let ups = updates(10, m, 1);
     let results = contribute_all(&clients, &ups, &[None; 10]).await;
     for r in &results {
@@ -739,7 +739,7 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input(store: Store) {
     };
     loop {
         let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
-        if info.phase == "masked_input" && info.received == 4 {
+        if info.phase == fedagg_api::Phase::MaskedInput && info.received == 4 {
             break;
         }
         assert_eq!(info.status, RoundStatus::Open);
@@ -753,7 +753,10 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input(store: Store) {
     assert_eq!(restarted.base, base);
     let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
     assert_eq!(info.status, RoundStatus::Open);
-    assert_eq!((info.phase.as_str(), info.received), ("masked_input", 4));
+    assert_eq!(
+        (info.phase, info.received),
+        (fedagg_api::Phase::MaskedInput, 4)
+    );
     let results = run.await.unwrap();
     for r in &results[2..] {
         assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed, "{r:?}");

@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod routes;
+
 /// The `Content-Type` of vector bodies.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -262,6 +264,67 @@ pub struct PublicKeyBody {
     pub lattice: Option<String>,
 }
 
+/// A round's phase, spelled one way on the wire, in the store's event log and in logs.
+///
+/// SecAgg rounds go through `advertise_keys`, `share_keys`, `masked_input` and `unmask`;
+/// Paillier and lattice rounds through `submit` and `decrypt`; DP rounds through `submit`. A round
+/// that ended is in `done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// SecAgg round 0: participants advertise their two public keys.
+    AdvertiseKeys,
+    /// SecAgg round 1: participants send encrypted shares for their neighbours.
+    ShareKeys,
+    /// SecAgg round 2: participants send their masked inputs.
+    MaskedInput,
+    /// SecAgg round 4: survivors send the shares that remove the masks.
+    Unmask,
+    /// Paillier, lattice and DP: participants send their (encrypted or plaintext) updates.
+    Submit,
+    /// Paillier and lattice: the key holder sends the decrypted aggregate.
+    Decrypt,
+    /// The round has ended.
+    Done,
+}
+
+impl Phase {
+    /// Every phase, in no particular order.
+    pub const ALL: [Phase; 7] = [
+        Phase::AdvertiseKeys,
+        Phase::ShareKeys,
+        Phase::MaskedInput,
+        Phase::Unmask,
+        Phase::Submit,
+        Phase::Decrypt,
+        Phase::Done,
+    ];
+
+    /// The wire spelling, e.g. `advertise_keys`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::AdvertiseKeys => "advertise_keys",
+            Phase::ShareKeys => "share_keys",
+            Phase::MaskedInput => "masked_input",
+            Phase::Unmask => "unmask",
+            Phase::Submit => "submit",
+            Phase::Decrypt => "decrypt",
+            Phase::Done => "done",
+        }
+    }
+
+    /// The phase a wire spelling names.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// State of a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -329,8 +392,8 @@ pub struct RoundInfo {
     pub round: u64,
     /// Status.
     pub status: RoundStatus,
-    /// Current phase name (mode-specific, e.g. `advertise_keys`, `submit`, `decrypt`, `done`).
-    pub phase: String,
+    /// Current phase (mode-specific, e.g. `advertise_keys`, `submit`, `decrypt`, `done`).
+    pub phase: Phase,
     /// Changes whenever anything observable changes; pass it as `after` to long-poll.
     pub revision: u64,
     /// Milliseconds until the current phase's deadline.
@@ -633,6 +696,17 @@ mod tests {
                 "{cut}"
             );
         }
+    }
+
+    #[test]
+    fn phases_have_one_spelling() {
+        for p in Phase::ALL {
+            let j = serde_json::to_string(&p).unwrap();
+            assert_eq!(j, format!("\"{}\"", p.as_str()));
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+            assert_eq!(serde_json::from_str::<Phase>(&j).unwrap(), p);
+        }
+        assert_eq!(Phase::parse("advertise-keys"), None);
     }
 
     #[test]

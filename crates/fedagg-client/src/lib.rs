@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedagg_api::{
-    f32_bytes, f32_values, u64_bytes, EnrollRequest, Enrolled, EnrollmentCode,
-    EnrollmentCodeRequest, ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode,
+    f32_bytes, f32_values, routes, u64_bytes, EnrollRequest, Enrolled, EnrollmentCode,
+    EnrollmentCodeRequest, ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode, Phase,
     PublicKeyBody, Role, RoundInfo, RoundRecord, RoundStatus, OCTET_STREAM,
 };
 use fedagg_paillier::{Packing, PrivateKey, PublicKey};
@@ -261,7 +261,7 @@ impl Client {
         let e: Enrolled = http
             .json(
                 Method::POST,
-                "/v1/enroll",
+                routes::ENROLL,
                 to_json(&EnrollRequest { code: code.into() })?,
             )
             .await?;
@@ -294,14 +294,21 @@ impl Client {
         self.participant_id
     }
 
-    fn fpath(&self, rest: &str) -> String {
-        format!("/v1/federations/{}{rest}", self.federation_id)
+    /// A route of this client's federation.
+    fn fpath(&self, route: &str, rest: &[&(dyn std::fmt::Display + Sync)]) -> String {
+        let mut args: Vec<&(dyn std::fmt::Display + Sync)> = vec![&self.federation_id];
+        args.extend_from_slice(rest);
+        routes::fill(route, &args)
     }
 
     /// The federation.
     pub async fn federation(&self) -> Result<Federation> {
         self.http
-            .json(Method::GET, &self.fpath(""), Body::None)
+            .json(
+                Method::GET,
+                &self.fpath(routes::FEDERATION, &[]),
+                Body::None,
+            )
             .await
     }
 
@@ -311,7 +318,7 @@ impl Client {
         let v = fed.model_version;
         let bytes = self
             .http
-            .octets(&self.fpath(&format!("/model?version={v}")))
+            .octets(&format!("{}?version={v}", self.fpath(routes::MODEL, &[])))
             .await?;
         let payload =
             Frame::decode(&bytes, FrameKind::F32, v).map_err(|e| Error::Protocol(e.to_string()))?;
@@ -322,7 +329,11 @@ impl Client {
 
     /// A round, long-polling up to `wait` for a revision above `after`.
     pub async fn round(&self, round: u64, after: Option<u64>, wait: Duration) -> Result<RoundInfo> {
-        let mut path = self.fpath(&format!("/rounds/{round}?wait={}", wait.as_secs()));
+        let mut path = format!(
+            "{}?wait={}",
+            self.fpath(routes::ROUND, &[&round]),
+            wait.as_secs()
+        );
         if let Some(a) = after {
             path.push_str(&format!("&after={a}"));
         }
@@ -331,10 +342,11 @@ impl Client {
 
     /// Wait for a round numbered above `after` (long polling), up to `wait`.
     pub async fn next_round(&self, after: u64, wait: Duration) -> Result<Option<RoundInfo>> {
-        let path = self.fpath(&format!(
-            "/rounds/current?after={after}&wait={}",
+        let path = format!(
+            "{}?after={after}&wait={}",
+            self.fpath(routes::CURRENT_ROUND, &[]),
             wait.as_secs()
-        ));
+        );
         match self.http.json(Method::GET, &path, Body::None).await {
             Ok(r) => Ok(Some(r)),
             Err(Error::Api { status: 404, .. }) => Ok(None),
@@ -344,7 +356,11 @@ impl Client {
 
     async fn public_key(&self) -> Result<PublicKeyBody> {
         self.http
-            .json(Method::GET, &self.fpath("/public-key"), Body::None)
+            .json(
+                Method::GET,
+                &self.fpath(routes::PUBLIC_KEY, &[]),
+                Body::None,
+            )
             .await
     }
 
@@ -376,7 +392,7 @@ impl Client {
         self.http
             .send(
                 Method::POST,
-                &self.fpath(&format!("/rounds/{round}/submissions")),
+                &self.fpath(routes::SUBMISSIONS, &[&round]),
                 Body::Octets(body.into()),
             )
             .await
@@ -386,7 +402,7 @@ impl Client {
     async fn inbox(&self, round: u64, kind: FrameKind) -> Result<Vec<u8>> {
         let bytes = self
             .http
-            .octets(&self.fpath(&format!("/rounds/{round}/inbox")))
+            .octets(&self.fpath(routes::INBOX, &[&round]))
             .await?;
         Frame::decode(&bytes, kind, round)
             .map(<[u8]>::to_vec)
@@ -395,10 +411,10 @@ impl Client {
 
     /// Wait until the round is in `phase` (or has ended, which is an error unless `phase` is
     /// `done`).
-    async fn await_phase(&self, info: &mut RoundInfo, phase: &str, until: Instant) -> Result<()> {
+    async fn await_phase(&self, info: &mut RoundInfo, phase: Phase, until: Instant) -> Result<()> {
         loop {
             if info.status != RoundStatus::Open {
-                if phase == "done" {
+                if phase == Phase::Done {
                     return Ok(());
                 }
                 let reason = info
@@ -536,7 +552,7 @@ impl Client {
                 }
             }
         }
-        self.await_phase(&mut info, "done", until).await?;
+        self.await_phase(&mut info, Phase::Done, until).await?;
         report(format!("round {:?}", info.status));
         Ok(Outcome {
             round,
@@ -568,7 +584,7 @@ impl Client {
         if stop(DropPoint::BeforeAdvertise) {
             return Ok(());
         }
-        self.await_phase(info, "advertise_keys", until).await?;
+        self.await_phase(info, Phase::AdvertiseKeys, until).await?;
         let (st, msg) =
             fedagg_secagg::client::start(cfg, ClientId(member), None, rng).map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
@@ -576,7 +592,7 @@ impl Client {
         if stop(DropPoint::AfterAdvertise) {
             return Ok(());
         }
-        self.await_phase(info, "share_keys", until).await?;
+        self.await_phase(info, Phase::ShareKeys, until).await?;
         let keys = self.inbox(round, FrameKind::Secagg).await?;
         let (st, msg) = st.share_keys(&keys, rng).map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
@@ -584,7 +600,7 @@ impl Client {
         if stop(DropPoint::AfterShareKeys) {
             return Ok(());
         }
-        self.await_phase(info, "masked_input", until).await?;
+        self.await_phase(info, Phase::MaskedInput, until).await?;
         let shares = self.inbox(round, FrameKind::Secagg).await?;
         let values = values.to_vec();
         let (st, msg) = offload(move || st.mask(&shares, &values))
@@ -595,7 +611,7 @@ impl Client {
         if stop(DropPoint::AfterMaskedInput) {
             return Ok(());
         }
-        self.await_phase(info, "unmask", until).await?;
+        self.await_phase(info, Phase::Unmask, until).await?;
         let request = self.inbox(round, FrameKind::Secagg).await?;
         let msg = st.unmask(&request).map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
@@ -700,7 +716,7 @@ impl KeyHolder {
             .http
             .send(
                 Method::PUT,
-                &self.client.fpath("/public-key"),
+                &self.client.fpath(routes::PUBLIC_KEY, &[]),
                 to_json(&body)?,
             )
             .await
@@ -715,14 +731,14 @@ impl KeyHolder {
         let fed = c.federation().await?;
         let quant = quant_of(&fed.spec)?;
         let mut info = c.round(round, None, Duration::ZERO).await?;
-        c.await_phase(&mut info, "decrypt", until).await?;
+        c.await_phase(&mut info, Phase::Decrypt, until).await?;
         let len = QuantParams::encoded_len(fed.spec.vector_len);
         let bytes = c.inbox(round, self.key.frame_kind()).await?;
         let key = self.key.clone();
         // Decoding and decrypting are CPU work on the whole aggregate: off the async threads.
         let sum = offload(move || key.decrypt_sum(&quant, &bytes, len)).await??;
         c.submit(round, FrameKind::U64, &u64_bytes(&sum)).await?;
-        c.await_phase(&mut info, "done", until).await?;
+        c.await_phase(&mut info, Phase::Done, until).await?;
         Ok(Outcome {
             round,
             status: info.status,
@@ -748,14 +764,18 @@ impl Admin {
     /// Create a federation.
     pub async fn create_federation(&self, spec: &FederationSpec) -> Result<Federation> {
         self.http
-            .json(Method::POST, "/v1/federations", to_json(spec)?)
+            .json(Method::POST, routes::FEDERATIONS, to_json(spec)?)
             .await
     }
 
     /// A federation.
     pub async fn federation(&self, id: i64) -> Result<Federation> {
         self.http
-            .json(Method::GET, &format!("/v1/federations/{id}"), Body::None)
+            .json(
+                Method::GET,
+                &routes::fill(routes::FEDERATION, &[&id]),
+                Body::None,
+            )
             .await
     }
 
@@ -764,7 +784,7 @@ impl Admin {
         self.http
             .send(
                 Method::PUT,
-                &format!("/v1/federations/{id}/model"),
+                &routes::fill(routes::MODEL, &[&id]),
                 Body::Octets(Frame::encode(FrameKind::F32, 0, &f32_bytes(model)).into()),
             )
             .await
@@ -776,7 +796,7 @@ impl Admin {
         self.http
             .json(
                 Method::POST,
-                &format!("/v1/federations/{id}/enrollment-codes"),
+                &routes::fill(routes::ENROLLMENT_CODES, &[&id]),
                 to_json(&EnrollmentCodeRequest { role, label: None })?,
             )
             .await
@@ -787,7 +807,7 @@ impl Admin {
         self.http
             .json(
                 Method::POST,
-                &format!("/v1/federations/{id}/rounds"),
+                &routes::fill(routes::ROUNDS, &[&id]),
                 Body::None,
             )
             .await
@@ -802,7 +822,8 @@ impl Admin {
         wait: Duration,
     ) -> Result<RoundInfo> {
         let mut path = format!(
-            "/v1/federations/{id}/rounds/{round}?wait={}",
+            "{}?wait={}",
+            routes::fill(routes::ROUND, &[&id, &round]),
             wait.as_secs()
         );
         if let Some(a) = after {
@@ -837,7 +858,10 @@ impl Admin {
         let fed = self.federation(id).await?;
         let bytes = self
             .http
-            .octets(&format!("/v1/federations/{id}/model?version={version}"))
+            .octets(&format!(
+                "{}?version={version}",
+                routes::fill(routes::MODEL, &[&id])
+            ))
             .await?;
         let payload = Frame::decode(&bytes, FrameKind::F32, version)
             .map_err(|e| Error::Protocol(e.to_string()))?;

@@ -73,6 +73,38 @@ fn expect_member(set: &BTreeSet<ClientId>, c: ClientId, phase: Phase) -> Result<
     }
 }
 
+/// A validated AdvertiseKeys, ready for [`CollectingKeys::apply`].
+pub struct CheckedKeys {
+    from: ClientId,
+    keys: Advertised,
+}
+
+/// A validated ShareKeys, ready for [`CollectingShares::apply`].
+pub struct CheckedShares {
+    from: ClientId,
+    commitment: [u8; 32],
+    entries: Vec<(ClientId, Vec<u8>)>,
+}
+
+/// A validated, decoded masked input, ready for [`CollectingMasked::apply`].
+pub struct CheckedMasked {
+    from: ClientId,
+    y: Vec<u64>,
+}
+
+/// A validated consistency signature, ready for [`CollectingSignatures::apply`].
+pub struct CheckedSignature {
+    from: ClientId,
+    sig: [u8; 64],
+}
+
+/// A validated unmasking response, ready for [`Unmasking::apply`]: (owner, survived, share
+/// point, share) per share.
+pub struct CheckedUnmask {
+    from: ClientId,
+    shares: Vec<(ClientId, bool, u8, Zeroizing<[u8; 32]>)>,
+}
+
 /// Round 0: collecting AdvertiseKeys.
 pub struct CollectingKeys {
     cfg: Arc<SessionConfig>,
@@ -100,6 +132,14 @@ impl CollectingKeys {
 
     /// Accept one client's AdvertiseKeys.
     pub fn receive(&mut self, from: ClientId, msg: &[u8]) -> Result<(), Error> {
+        let checked = self.check(from, msg)?;
+        self.apply(checked);
+        Ok(())
+    }
+
+    /// Validate one client's AdvertiseKeys without changing the state (a server logs it, then
+    /// [`apply`](Self::apply)s it).
+    pub fn check(&self, from: ClientId, msg: &[u8]) -> Result<CheckedKeys, Error> {
         let cfg = &*self.cfg;
         let phase = Phase::AdvertiseKeys;
         if !cfg.graph().contains(from) {
@@ -137,12 +177,20 @@ impl CollectingKeys {
         if c_pk == s_pk {
             return Err(protocol("the two advertised keys are equal"));
         }
-        self.keys.insert(from, Advertised { c_pk, s_pk, sig });
-        Ok(())
+        Ok(CheckedKeys {
+            from,
+            keys: Advertised { c_pk, s_pk, sig },
+        })
     }
 
-    /// Close round 0: the responders form U1; each gets its live neighbours' keys.
-    pub fn finish(self) -> Result<(CollectingShares, Outbox), Error> {
+    /// Record a checked AdvertiseKeys.
+    pub fn apply(&mut self, checked: CheckedKeys) {
+        self.keys.insert(checked.from, checked.keys);
+    }
+
+    /// Close round 0: the responders form U1; each gets its live neighbours' keys. The state is
+    /// left as it was, so a server can keep it until the closure is durable.
+    pub fn finish(&self) -> Result<(CollectingShares, Outbox), Error> {
         let cfg = &*self.cfg;
         let u1: BTreeSet<ClientId> = self.keys.keys().copied().collect();
         check_alive(cfg, &u1, &u1, Phase::AdvertiseKeys)?;
@@ -171,8 +219,8 @@ impl CollectingKeys {
         }
         Ok((
             CollectingShares {
-                cfg: self.cfg,
-                keys: self.keys,
+                cfg: Arc::clone(&self.cfg),
+                keys: self.keys.clone(),
                 inbox: BTreeMap::new(),
                 commitments: BTreeMap::new(),
             },
@@ -203,6 +251,13 @@ impl CollectingShares {
 
     /// Accept one client's ShareKeys: one ciphertext for each live neighbour, no more, no less.
     pub fn receive(&mut self, from: ClientId, msg: &[u8]) -> Result<(), Error> {
+        let checked = self.check(from, msg)?;
+        self.apply(checked);
+        Ok(())
+    }
+
+    /// Validate one client's ShareKeys without changing the state.
+    pub fn check(&self, from: ClientId, msg: &[u8]) -> Result<CheckedShares, Error> {
         let cfg = &*self.cfg;
         let phase = Phase::ShareKeys;
         if !self.keys.contains_key(&from) {
@@ -247,21 +302,31 @@ impl CollectingShares {
                 "shares are not addressed to exactly the live neighbours of the sender",
             ));
         }
-        for (v, ct) in entries {
-            self.inbox.entry(v).or_default().push((from, ct));
-        }
-        self.commitments.insert(from, commitment);
-        Ok(())
+        Ok(CheckedShares {
+            from,
+            commitment,
+            entries,
+        })
     }
 
-    /// Close round 1: the senders form U2; each gets the shares addressed to it.
-    pub fn finish(mut self) -> Result<(CollectingMasked, Outbox), Error> {
+    /// Record a checked ShareKeys.
+    pub fn apply(&mut self, checked: CheckedShares) {
+        let from = checked.from;
+        for (v, ct) in checked.entries {
+            self.inbox.entry(v).or_default().push((from, ct));
+        }
+        self.commitments.insert(from, checked.commitment);
+    }
+
+    /// Close round 1: the senders form U2; each gets the shares addressed to it. The state is
+    /// left as it was.
+    pub fn finish(&self) -> Result<(CollectingMasked, Outbox), Error> {
         let cfg = &*self.cfg;
         let u2: BTreeSet<ClientId> = self.commitments.keys().copied().collect();
         check_alive(cfg, &u2, &u2, Phase::ShareKeys)?;
         let mut out = Vec::with_capacity(u2.len());
         for &u in &u2 {
-            let mut items = self.inbox.remove(&u).unwrap_or_default();
+            let mut items = self.inbox.get(&u).cloned().unwrap_or_default();
             items.retain(|(s, _)| u2.contains(s));
             items.sort_by_key(|(s, _)| *s);
             let mut w = Writer::new(Kind::ForwardedShares, 4 + items.len() * 84);
@@ -282,9 +347,9 @@ impl CollectingShares {
             CollectingMasked {
                 core: Core {
                     sum: vec![0; cfg.vector_len()],
-                    cfg: self.cfg,
+                    cfg: Arc::clone(&self.cfg),
                     s_pks,
-                    commitments: self.commitments,
+                    commitments: self.commitments.clone(),
                     u2,
                     u3: BTreeSet::new(),
                 },
@@ -295,6 +360,7 @@ impl CollectingShares {
 }
 
 /// What the server keeps from round 2 on.
+#[derive(Clone)]
 struct Core {
     cfg: Arc<SessionConfig>,
     s_pks: BTreeMap<ClientId, [u8; 32]>,
@@ -395,8 +461,15 @@ impl CollectingMasked {
 
     /// Accept one masked input and add it to the running sum.
     pub fn receive(&mut self, from: ClientId, msg: &[u8]) -> Result<(), Error> {
+        let checked = self.check(from, msg)?;
+        self.apply(checked);
+        Ok(())
+    }
+
+    /// Validate and decode one masked input without changing the state.
+    pub fn check(&self, from: ClientId, msg: &[u8]) -> Result<CheckedMasked, Error> {
         let phase = Phase::MaskedInputCollection;
-        let core = &mut self.core;
+        let core = &self.core;
         expect_member(&core.u2, from, phase)?;
         if core.u3.contains(&from) {
             return Err(Error::Duplicate {
@@ -404,17 +477,21 @@ impl CollectingMasked {
                 phase,
             });
         }
-        let cfg = &*core.cfg;
-        let y = wire::decode_masked_input(cfg, msg)?;
-        cfg.modulus().add_assign(&mut core.sum, &y);
-        core.u3.insert(from);
-        Ok(())
+        let y = wire::decode_masked_input(&core.cfg, msg)?;
+        Ok(CheckedMasked { from, y })
+    }
+
+    /// Add a checked masked input to the running sum.
+    pub fn apply(&mut self, checked: CheckedMasked) {
+        let core = &mut self.core;
+        core.cfg.modulus().add_assign(&mut core.sum, &checked.y);
+        core.u3.insert(checked.from);
     }
 
     /// Close round 2: the senders form U3; from now on the others are dropped and a late masked
-    /// input of theirs is refused.
-    pub fn finish(self) -> Result<AfterMasking, Error> {
-        let core = self.core;
+    /// input of theirs is refused. The state is left as it was.
+    pub fn finish(&self) -> Result<AfterMasking, Error> {
+        let core = self.core.clone();
         check_alive(&core.cfg, &core.u2, &core.u3, Phase::MaskedInputCollection)?;
         if core.cfg.identities().is_some() {
             let u3: Vec<ClientId> = core.u3.iter().copied().collect();
@@ -445,6 +522,13 @@ pub struct CollectingSignatures {
 impl CollectingSignatures {
     /// Accept one signature on U3.
     pub fn receive(&mut self, from: ClientId, msg: &[u8]) -> Result<(), Error> {
+        let checked = self.check(from, msg)?;
+        self.apply(checked);
+        Ok(())
+    }
+
+    /// Validate one signature on U3 without changing the state.
+    pub fn check(&self, from: ClientId, msg: &[u8]) -> Result<CheckedSignature, Error> {
         let phase = Phase::ConsistencyCheck;
         self.core.refuse_late(from, msg)?;
         expect_member(&self.core.u3, from, phase)?;
@@ -473,12 +557,17 @@ impl CollectingSignatures {
             &sig,
             from,
         )?;
-        self.sigs.insert(from, sig);
-        Ok(())
+        Ok(CheckedSignature { from, sig })
     }
 
-    /// Close round 3: the signers are asked to unmask, each shown every signature.
-    pub fn finish(self) -> Result<(Unmasking, Outbox), Error> {
+    /// Record a checked signature.
+    pub fn apply(&mut self, checked: CheckedSignature) {
+        self.sigs.insert(checked.from, checked.sig);
+    }
+
+    /// Close round 3: the signers are asked to unmask, each shown every signature. The state is
+    /// left as it was.
+    pub fn finish(&self) -> Result<(Unmasking, Outbox), Error> {
         let signers: BTreeSet<ClientId> = self.sigs.keys().copied().collect();
         check_alive(
             &self.core.cfg,
@@ -486,7 +575,7 @@ impl CollectingSignatures {
             &signers,
             Phase::ConsistencyCheck,
         )?;
-        Ok(self.core.into_unmasking(Some(&self.sigs)))
+        Ok(self.core.clone().into_unmasking(Some(&self.sigs)))
     }
 }
 
@@ -521,6 +610,13 @@ impl Unmasking {
     /// Accept one client's shares. The share kinds must match the server's own record: self-seed
     /// shares for survivors, mask-key shares for dropped clients, exactly as requested.
     pub fn receive(&mut self, from: ClientId, msg: &[u8]) -> Result<(), Error> {
+        let checked = self.check(from, msg)?;
+        self.apply(checked);
+        Ok(())
+    }
+
+    /// Validate one client's shares without changing the state.
+    pub fn check(&self, from: ClientId, msg: &[u8]) -> Result<CheckedUnmask, Error> {
         let phase = Phase::Unmasking;
         self.core.refuse_late(from, msg)?;
         expect_member(&self.expected, from, phase)?;
@@ -572,8 +668,16 @@ impl Unmasking {
             parsed.push((v, survived, y));
         }
         r.end()?;
-        for (v, survived, y) in parsed {
-            let x = graph.share_point(v, from);
+        let shares = parsed
+            .into_iter()
+            .map(|(v, survived, y)| (v, survived, graph.share_point(v, from), y))
+            .collect();
+        Ok(CheckedUnmask { from, shares })
+    }
+
+    /// Record a checked response's shares.
+    pub fn apply(&mut self, checked: CheckedUnmask) {
+        for (v, survived, x, y) in checked.shares {
             let book = if survived {
                 &mut self.self_seed_shares
             } else {
@@ -581,12 +685,11 @@ impl Unmasking {
             };
             book.entry(v).or_default().push((x, y));
         }
-        self.responded.insert(from);
-        Ok(())
+        self.responded.insert(checked.from);
     }
 
     /// Close round 4: reconstruct every needed secret, verify it, and remove the masks.
-    pub fn finish(self) -> Result<Aggregate, Error> {
+    pub fn finish(&self) -> Result<Aggregate, Error> {
         self.aggregate()
     }
 

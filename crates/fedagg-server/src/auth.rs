@@ -76,23 +76,6 @@ pub fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-pub(crate) fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Admin => "admin",
-        Role::Participant => "participant",
-        Role::KeyHolder => "key_holder",
-    }
-}
-
-pub(crate) fn parse_role(s: &str) -> Result<Role, ApiError> {
-    match s {
-        "admin" => Ok(Role::Admin),
-        "participant" => Ok(Role::Participant),
-        "key_holder" => Ok(Role::KeyHolder),
-        _ => Err(ApiError::internal(format!("stored role {s:?}"))),
-    }
-}
-
 /// Resolve the `Authorization: Bearer` header.
 pub fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let value = headers
@@ -110,7 +93,7 @@ pub fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principal, Api
     // comparison is constant-time anyway.
     match store.token(&h)? {
         Some((stored, row)) if bool::from(stored.ct_eq(&h)) => Ok(Principal {
-            role: parse_role(&row.role)?,
+            role: row.role,
             federation_id: row.federation_id,
             participant_id: row.participant_id,
         }),

@@ -1,11 +1,17 @@
 //! The one error type of the service, and its mapping to an HTTP status and a JSON
 //! `{error, detail}` body. Client errors pass their reason through; internal errors are logged
 //! and answered with a generic message.
+//!
+//! This is the only place that decides statuses: the round engine ([`RoundError`]) and the store
+//! ([`StoreError`]) say what went wrong in their own terms, and the `From` impls below map them.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fedagg_api::ErrorBody;
+use fedagg_round::RoundError;
+
+use crate::store::StoreError;
 
 /// An error answered to a client.
 #[derive(Debug, Clone)]
@@ -146,6 +152,33 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(r: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<RoundError> for ApiError {
+    fn from(e: RoundError) -> Self {
+        let status = match &e {
+            RoundError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RoundError::Malformed(_) => StatusCode::BAD_REQUEST,
+            RoundError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RoundError::WrongPhase(_) | RoundError::Duplicate(_) | RoundError::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.kind(), e.detail())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(d) => ApiError::conflict(d),
+            StoreError::NotFound(d) => ApiError::not_found(d),
+            StoreError::Unavailable(d) => ApiError::unavailable(d),
+            StoreError::Config(d) => ApiError::invalid(d),
+            other => ApiError::internal(other.to_string()),
+        }
     }
 }
 

@@ -19,7 +19,6 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -131,7 +130,7 @@ fn setup_admin(store: &store::Store, configured: Option<&str>) -> Result<Option<
         return Ok(None);
     }
     let t = auth::new_secret("fa_");
-    store.insert_token(&auth::hash(&t), "admin", None, None)?;
+    store.insert_token(&auth::hash(&t), fedagg_api::Role::Admin, None, None)?;
     store.set_meta("admin_generated", "1")?;
     Ok(Some(t))
 }

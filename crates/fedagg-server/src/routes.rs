@@ -12,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use fedagg_api::{
-    EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation, FederationSpec,
-    Frame, FrameKind, Health, PublicKeyBody, Role, RoundInfo, RoundStatus, OCTET_STREAM,
+    routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation,
+    FederationSpec, Frame, FrameKind, Health, PublicKeyBody, Role, RoundInfo, RoundStatus,
+    OCTET_STREAM,
 };
 use serde::Deserialize;
 
-use crate::app::{now_ms, Accepted, App};
+use crate::app::{Accepted, App};
 use crate::auth::{self, authenticate, Principal};
 use crate::error::ApiError;
 
@@ -65,30 +66,21 @@ fn require_octet(headers: &HeaderMap) -> Result<(), ApiError> {
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
     Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
-        .route("/v1/federations", post(create_federation))
-        .route("/v1/federations/{fid}", get(get_federation))
-        .route("/v1/federations/{fid}/model", get(get_model).put(put_model))
-        .route("/v1/federations/{fid}/enrollment-codes", post(create_code))
-        .route("/v1/enroll", post(enroll))
-        .route(
-            "/v1/federations/{fid}/participants/{pid}/token",
-            post(rotate_token),
-        )
-        .route(
-            "/v1/federations/{fid}/public-key",
-            put(put_public_key).get(get_public_key),
-        )
-        .route("/v1/federations/{fid}/rounds", post(open_round))
-        .route("/v1/federations/{fid}/rounds/current", get(current_round))
-        .route("/v1/federations/{fid}/rounds/{round}", get(get_round))
-        .route(
-            "/v1/federations/{fid}/rounds/{round}/submissions",
-            post(submit),
-        )
-        .route("/v1/federations/{fid}/rounds/{round}/inbox", get(inbox))
+        .route(routes::HEALTH, get(health))
+        .route(routes::OPENAPI, get(openapi))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::FEDERATIONS, post(create_federation))
+        .route(routes::FEDERATION, get(get_federation))
+        .route(routes::MODEL, get(get_model).put(put_model))
+        .route(routes::ENROLLMENT_CODES, post(create_code))
+        .route(routes::ENROLL, post(enroll))
+        .route(routes::TOKEN, post(rotate_token))
+        .route(routes::PUBLIC_KEY, put(put_public_key).get(get_public_key))
+        .route(routes::ROUNDS, post(open_round))
+        .route(routes::CURRENT_ROUND, get(current_round))
+        .route(routes::ROUND, get(get_round))
+        .route(routes::SUBMISSIONS, post(submit))
+        .route(routes::INBOX, get(inbox))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
@@ -240,12 +232,8 @@ async fn create_code(
     let code = blocking(move || {
         app.federation(fid)?;
         let code = auth::new_secret("fe_");
-        app.store.insert_code(
-            &auth::hash(&code),
-            fid,
-            auth::role_name(req.role),
-            req.label.as_deref(),
-        )?;
+        app.store
+            .insert_code(&auth::hash(&code), fid, req.role, req.label.as_deref())?;
         Ok(EnrollmentCode {
             code,
             federation_id: fid,
@@ -265,13 +253,13 @@ async fn enroll(
         let token = auth::new_secret("ft_");
         let (pid, fid, role) = app
             .store
-            .enroll(&auth::hash(&req.code), &auth::hash(&token), now_ms())?
+            .enroll(&auth::hash(&req.code), &auth::hash(&token), app.now_ms())?
             .ok_or_else(|| ApiError::unauthorized("unknown or already used enrollment code"))?;
         app.bump();
         Ok(Enrolled {
             participant_id: pid,
             federation_id: fid,
-            role: auth::parse_role(&role)?,
+            role,
             token,
         })
     })
@@ -305,7 +293,7 @@ async fn rotate_token(
         Ok(Enrolled {
             participant_id: pid,
             federation_id: fid,
-            role: auth::parse_role(&row.1)?,
+            role: row.1,
             token,
         })
     })
@@ -324,46 +312,7 @@ async fn put_public_key(
         .await?
         .member(fid, Role::KeyHolder, false)?;
     let body = json_body(body)?;
-    blocking(move || {
-        let fed = app.federation(fid)?;
-        let stored = match (&fed.spec.mode, &body) {
-            (
-                fedagg_api::Mode::Paillier { .. },
-                PublicKeyBody {
-                    paillier: Some(text),
-                    lattice: None,
-                },
-            ) => fedagg_paillier::PublicKey::from_text(text)
-                .map_err(|e| ApiError::bad_request(format!("public key: {e}")))?
-                .to_text(),
-            (
-                fedagg_api::Mode::Lattice { .. },
-                PublicKeyBody {
-                    paillier: None,
-                    lattice: Some(hex_key),
-                },
-            ) => crate::engine::lattice_key(&fed.spec, hex_key)?,
-            (mode, _) if mode.is_he() => {
-                return Err(ApiError::bad_request(format!(
-                    "a {} federation takes exactly the `{}` field",
-                    mode.name(),
-                    mode.name()
-                )))
-            }
-            _ => {
-                return Err(ApiError::conflict(
-                    "this federation's mode has no key holder",
-                ))
-            }
-        };
-        if fed.open_round.is_some() {
-            return Err(ApiError::conflict("the key cannot change during a round"));
-        }
-        app.store.set_public_key(fid, &stored)?;
-        app.bump();
-        Ok(())
-    })
-    .await?;
+    blocking(move || app.set_public_key(fid, &body)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

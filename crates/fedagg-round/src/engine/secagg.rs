@@ -1,0 +1,168 @@
+//! SecAgg / SecAgg+: `fedagg-secagg`'s server machine plus the messages waiting for each member.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use fedagg_api::{Phase, SecaggSession};
+use fedagg_quant::QuantParams;
+use fedagg_secagg::server::{
+    AfterMasking, CheckedKeys, CheckedMasked, CheckedShares, CheckedUnmask, CollectingKeys,
+    CollectingMasked, CollectingShares, Outbox, Unmasking,
+};
+use fedagg_secagg::ClientId;
+
+use super::{Finished, Step};
+use crate::error::{from_secagg, Result, RoundError};
+
+enum State {
+    Keys(CollectingKeys),
+    Shares(CollectingShares),
+    Masked(CollectingMasked),
+    Unmask(Unmasking),
+}
+
+/// A checked SecAgg message, for the phase it was checked in.
+pub(crate) enum Checked {
+    Keys(CheckedKeys),
+    Shares(CheckedShares),
+    Masked(CheckedMasked),
+    Unmask(CheckedUnmask),
+}
+
+/// The state after a closed phase, held until the closure is durable.
+pub(crate) struct Next {
+    state: State,
+    outbox: Outbox,
+}
+
+pub(crate) struct SecaggEngine {
+    quant: QuantParams,
+    state: State,
+    outbox: BTreeMap<u32, Vec<u8>>,
+    submitted: BTreeSet<u32>,
+    n: usize,
+    min: usize,
+}
+
+impl SecaggEngine {
+    pub(crate) fn new(
+        quant: QuantParams,
+        session: &SecaggSession,
+        vector_len: usize,
+        n: usize,
+        min: usize,
+    ) -> Result<Self> {
+        let cfg = session.config(vector_len).map_err(RoundError::Invalid)?;
+        Ok(SecaggEngine {
+            quant,
+            state: State::Keys(CollectingKeys::new(Arc::new(cfg))),
+            outbox: BTreeMap::new(),
+            submitted: BTreeSet::new(),
+            n,
+            min,
+        })
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        match self.state {
+            State::Keys(_) => Phase::AdvertiseKeys,
+            State::Shares(_) => Phase::ShareKeys,
+            State::Masked(_) => Phase::MaskedInput,
+            State::Unmask(_) => Phase::Unmask,
+        }
+    }
+
+    pub(crate) fn expected(&self) -> usize {
+        match &self.state {
+            State::Keys(_) => self.n,
+            State::Shares(s) => s.expected().len(),
+            State::Masked(s) => s.expected().len(),
+            State::Unmask(s) => s.expected().len(),
+        }
+    }
+
+    pub(crate) fn submitted(&self) -> &BTreeSet<u32> {
+        &self.submitted
+    }
+
+    pub(crate) fn cohort(&self) -> usize {
+        self.n
+    }
+
+    pub(crate) fn check(&self, member: u32, msg: &[u8]) -> Result<Checked> {
+        let from = ClientId(member);
+        match &self.state {
+            State::Keys(s) => s.check(from, msg).map(Checked::Keys),
+            State::Shares(s) => s.check(from, msg).map(Checked::Shares),
+            State::Masked(s) => s.check(from, msg).map(Checked::Masked),
+            State::Unmask(s) => s.check(from, msg).map(Checked::Unmask),
+        }
+        .map_err(from_secagg)
+    }
+
+    pub(crate) fn apply(&mut self, member: u32, checked: Checked) -> Result<()> {
+        match (&mut self.state, checked) {
+            (State::Keys(s), Checked::Keys(c)) => s.apply(c),
+            (State::Shares(s), Checked::Shares(c)) => s.apply(c),
+            (State::Masked(s), Checked::Masked(c)) => s.apply(c),
+            (State::Unmask(s), Checked::Unmask(c)) => s.apply(c),
+            _ => {
+                return Err(RoundError::Internal(
+                    "a submission checked in another phase".into(),
+                ))
+            }
+        }
+        self.submitted.insert(member);
+        Ok(())
+    }
+
+    pub(crate) fn download(&self, member: u32) -> Option<&[u8]> {
+        self.outbox.get(&member).map(Vec::as_slice)
+    }
+
+    pub(crate) fn prepare_close(&self) -> Result<Step<Next>, String> {
+        let text = |e: fedagg_secagg::Error| e.to_string();
+        let (state, outbox) = match &self.state {
+            State::Keys(s) => {
+                let (next, out) = s.finish().map_err(text)?;
+                (State::Shares(next), out)
+            }
+            State::Shares(s) => {
+                let (next, out) = s.finish().map_err(text)?;
+                (State::Masked(next), out)
+            }
+            State::Masked(s) => match s.finish().map_err(text)? {
+                AfterMasking::Unmasking(next, out) => (State::Unmask(next), out),
+                AfterMasking::ConsistencyCheck(..) => {
+                    return Err("the consistency check is not offered by this server".into())
+                }
+            },
+            State::Unmask(s) => {
+                let agg = s.finish().map_err(text)?;
+                if agg.included.len() < self.min {
+                    return Err(format!(
+                        "{} inputs in the aggregate, the federation requires {}",
+                        agg.included.len(),
+                        self.min
+                    ));
+                }
+                let (mean, _w) = self
+                    .quant
+                    .decode_weighted_mean(&agg.sum)
+                    .map_err(|e| e.to_string())?;
+                return Ok(Step::Finished(Finished {
+                    update: mean.iter().map(|&x| x as f32).collect(),
+                    participants: agg.included.len() as u32,
+                    ledger: None,
+                }));
+            }
+        };
+        Ok(Step::Next(Next { state, outbox }))
+    }
+
+    pub(crate) fn commit(&mut self, next: Next) {
+        self.state = next.state;
+        self.outbox = next.outbox.into_iter().map(|(c, m)| (c.0, m)).collect();
+        self.submitted.clear();
+    }
+}

@@ -1,0 +1,171 @@
+//! Planning a round: who is in its cohort (uniform, or Poisson sampling for DP), whether the DP
+//! budget allows it, and the SecAgg session it runs (graph and threshold from the threat model).
+
+use fedagg_api::{FederationSpec, Mode, SecaggSession};
+use fedagg_dp::Ledger;
+use fedagg_secagg::{Adversary, GraphParams, ThreatModel};
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RoundError};
+
+/// A round's fixed parameters, stored when it opens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundParams {
+    /// Participant ids of the cohort, ascending; a member's index is its position.
+    pub cohort: Vec<i64>,
+    /// SecAgg session (SecAgg mode).
+    pub secagg: Option<SecaggSession>,
+}
+
+impl RoundParams {
+    /// The stored text.
+    pub fn to_text(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| RoundError::Internal(e.to_string()))
+    }
+
+    /// From the stored text.
+    pub fn from_text(text: &str) -> Result<Self> {
+        serde_json::from_str(text)
+            .map_err(|e| RoundError::Internal(format!("stored round params: {e}")))
+    }
+
+    /// A participant's index in the cohort.
+    pub fn member(&self, participant_id: i64) -> Option<u32> {
+        self.cohort
+            .binary_search(&participant_id)
+            .ok()
+            .map(|i| i as u32)
+    }
+}
+
+/// Plan the next round of `spec` among the enrolled `contributors`, with the federation's
+/// `ledger` (DP mode). Refuses a round that cannot run: too few participants, a DP budget that
+/// one more round would exceed, a cohort no SecAgg graph protects.
+pub fn plan<R: RngCore + CryptoRng>(
+    spec: &FederationSpec,
+    contributors: Vec<i64>,
+    ledger: Option<&Ledger>,
+    rng: &mut R,
+) -> Result<RoundParams> {
+    let cohort = select_cohort(spec, contributors, rng);
+    if !matches!(spec.mode, Mode::Dp { .. }) && cohort.len() < spec.min_clients as usize {
+        return Err(RoundError::Conflict(format!(
+            "{} participants enrolled, the federation requires {}",
+            cohort.len(),
+            spec.min_clients
+        )));
+    }
+    check_budget(spec, ledger)?;
+    let secagg = match spec.mode {
+        Mode::Secagg {
+            dropout_rate,
+            corrupt_fraction,
+            ..
+        } => Some(secagg_session(
+            spec,
+            cohort.len() as u32,
+            dropout_rate,
+            corrupt_fraction,
+            rng,
+        )?),
+        _ => None,
+    };
+    Ok(RoundParams { cohort, secagg })
+}
+
+/// The cohort, ascending: a uniformly random subset of at most `max_clients`, or (DP) Poisson
+/// sampling at the rate the accountant assumes.
+pub fn select_cohort<R: RngCore + CryptoRng>(
+    spec: &FederationSpec,
+    mut contributors: Vec<i64>,
+    rng: &mut R,
+) -> Vec<i64> {
+    shuffle(&mut contributors, rng);
+    let max = spec.max_clients as usize;
+    let mut cohort: Vec<i64> = match spec.mode {
+        Mode::Dp { sampling_rate, .. } => {
+            let threshold = (sampling_rate * (u64::MAX as f64)) as u64;
+            contributors
+                .into_iter()
+                .filter(|_| sampling_rate >= 1.0 || rng.next_u64() < threshold)
+                .take(max)
+                .collect()
+        }
+        _ => contributors.into_iter().take(max).collect(),
+    };
+    cohort.sort_unstable();
+    cohort
+}
+
+/// Refuse a DP round that would spend more than the budget.
+fn check_budget(spec: &FederationSpec, ledger: Option<&Ledger>) -> Result<()> {
+    let (
+        Some(l),
+        Mode::Dp {
+            sampling_rate,
+            noise_multiplier,
+            ..
+        },
+    ) = (ledger, &spec.mode)
+    else {
+        return Ok(());
+    };
+    let next = l
+        .preview(*sampling_rate, *noise_multiplier, 1)
+        .map_err(|e| RoundError::Internal(e.to_string()))?;
+    if next.epsilon > l.budget() {
+        return Err(RoundError::Conflict(format!(
+            "one more round would spend epsilon {:.4}, over the budget {}",
+            next.epsilon,
+            l.budget()
+        )));
+    }
+    Ok(())
+}
+
+/// A fresh SecAgg session for a cohort of `n`: graph and threshold from the threat model, a
+/// random session id and graph seed.
+fn secagg_session<R: RngCore + CryptoRng>(
+    spec: &FederationSpec,
+    n: u32,
+    dropout_rate: f64,
+    corrupt_fraction: f64,
+    rng: &mut R,
+) -> Result<SecaggSession> {
+    let threat = ThreatModel {
+        dropout_rate,
+        corrupt_fraction,
+        adversary: Adversary::Curious,
+        ..ThreatModel::default()
+    };
+    let gp = GraphParams::derive(n, &threat).map_err(|e| RoundError::Conflict(e.to_string()))?;
+    let quant = spec.quant().map_err(RoundError::Invalid)?;
+    let mut sid = [0u8; 32];
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut sid);
+    rng.fill_bytes(&mut seed);
+    Ok(SecaggSession {
+        session_id: hex::encode(sid),
+        n,
+        half_degree: gp.half_degree,
+        graph_seed: hex::encode(seed),
+        threshold: gp.threshold as u32,
+        modulus_bits: quant.modulus().bits(),
+    })
+}
+
+/// Fisher-Yates with an unbiased bounded draw.
+fn shuffle<T, R: RngCore>(v: &mut [T], rng: &mut R) {
+    for i in (1..v.len()).rev() {
+        let bound = (i + 1) as u64;
+        let zone = u64::MAX - (u64::MAX % bound);
+        let j = loop {
+            let x = rng.next_u64();
+            if x < zone {
+                break (x % bound) as usize;
+            }
+        };
+        v.swap(i, j);
+    }
+}

@@ -1,0 +1,119 @@
+//! Validation of a federation's spec, before it is created.
+
+use fedagg_api::{FederationSpec, Mode};
+use fedagg_dp::Ledger;
+
+use crate::error::{Result, RoundError};
+
+/// Why a server without the `lattice` feature refuses lattice federations.
+pub(crate) const NO_LATTICE: &str =
+    "this server was built without the lattice mode (cargo feature `lattice`)";
+
+/// Largest cohort a federation may declare.
+pub const MAX_CLIENTS: u32 = 100_000;
+
+/// Longest phase deadline, in seconds (a day).
+pub const MAX_PHASE_TIMEOUT_SECS: u64 = 86_400;
+
+/// Check a federation spec: every parameter in range, and the quantization, the SecAgg threat
+/// model, the lattice noise budget or the DP parameters valid for its mode.
+pub fn validate(spec: &FederationSpec) -> Result<()> {
+    let bad = |s: String| Err(RoundError::Invalid(s));
+    if spec.name.trim().is_empty() || spec.name.len() > 200 {
+        return bad("name must be 1 to 200 characters".into());
+    }
+    if spec.vector_len == 0 || spec.vector_len > fedagg_api::MAX_VECTOR_LEN {
+        return bad(format!(
+            "vector_len {} must lie in 1..={}",
+            spec.vector_len,
+            fedagg_api::MAX_VECTOR_LEN
+        ));
+    }
+    if spec.min_clients == 0 || spec.min_clients > spec.max_clients {
+        return bad(format!(
+            "min_clients {} must lie in 1..=max_clients ({})",
+            spec.min_clients, spec.max_clients
+        ));
+    }
+    if spec.max_clients > MAX_CLIENTS {
+        return bad(format!("max_clients must be at most {MAX_CLIENTS}"));
+    }
+    if spec.phase_timeout_secs == 0 || spec.phase_timeout_secs > MAX_PHASE_TIMEOUT_SECS {
+        return bad(format!(
+            "phase_timeout_secs must lie in 1..={MAX_PHASE_TIMEOUT_SECS}"
+        ));
+    }
+    if !(spec.server_lr.is_finite() && spec.server_lr > 0.0) {
+        return bad("server_lr must be positive".into());
+    }
+    if !matches!(spec.mode, Mode::Dp { .. }) {
+        spec.quant().map_err(RoundError::Invalid)?;
+    }
+    validate_mode(spec)
+}
+
+fn validate_mode(spec: &FederationSpec) -> Result<()> {
+    let bad = |s: String| Err(RoundError::Invalid(s));
+    match spec.mode {
+        Mode::Secagg {
+            dropout_rate,
+            corrupt_fraction,
+            ..
+        } => {
+            if spec.min_clients < 2 {
+                return bad("secagg needs min_clients >= 2".into());
+            }
+            // The graph is derived for the actual cohort when a round opens; here the rates
+            // only need to be meaningful.
+            for (name, v) in [
+                ("dropout_rate", dropout_rate),
+                ("corrupt_fraction", corrupt_fraction),
+            ] {
+                if !(0.0..1.0).contains(&v) {
+                    return bad(format!("{name} {v} must lie in [0, 1)"));
+                }
+            }
+        }
+        Mode::Paillier { .. } => {}
+        Mode::Lattice { .. } => {
+            #[cfg(feature = "lattice")]
+            fedagg_lattice::LatticeParams::new(&spec.quant().map_err(RoundError::Invalid)?)
+                .map_err(|e| RoundError::Invalid(e.to_string()))?;
+            #[cfg(not(feature = "lattice"))]
+            return bad(NO_LATTICE.into());
+        }
+        Mode::Dp {
+            clip,
+            noise_multiplier,
+            sampling_rate,
+            epsilon_budget,
+            delta,
+        } => {
+            if !(clip.is_finite() && clip > 0.0) {
+                return bad("clip must be positive".into());
+            }
+            if !(noise_multiplier.is_finite() && noise_multiplier > 0.0) {
+                return bad("noise_multiplier must be positive".into());
+            }
+            if !(sampling_rate > 0.0 && sampling_rate <= 1.0) {
+                return bad("sampling_rate must lie in (0, 1]".into());
+            }
+            Ledger::new(epsilon_budget, delta).map_err(|e| RoundError::Invalid(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The ledger a new federation starts with (DP mode), or `None`.
+pub fn initial_ledger(spec: &FederationSpec) -> Result<Option<Ledger>> {
+    match spec.mode {
+        Mode::Dp {
+            epsilon_budget,
+            delta,
+            ..
+        } => Ledger::new(epsilon_budget, delta)
+            .map(Some)
+            .map_err(|e| RoundError::Invalid(e.to_string())),
+        _ => Ok(None),
+    }
+}

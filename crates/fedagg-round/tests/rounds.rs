@@ -1,0 +1,594 @@
+//! Whole rounds of every mode in memory: the engine driven the way the service drives it
+//! (check, log, apply; prepare a closure, store it, commit), against an in-memory store that can
+//! be told to refuse a write. No sockets, no sleeps: time is a number.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use fedagg_api::{f32_bytes, u64_bytes, FederationSpec, Frame, Mode, Phase, Role, RoundStatus};
+use fedagg_round::{plan, spec, Ending, Event, Round, RoundError, RoundId, KEY_HOLDER};
+use fedagg_secagg::ClientId;
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const LEN: usize = 6;
+const TIMEOUT_MS: i64 = 10_000;
+
+fn spec(mode: Mode, n: u32) -> FederationSpec {
+    FederationSpec {
+        name: "t".into(),
+        vector_len: LEN,
+        mode,
+        min_clients: 2,
+        max_clients: n,
+        phase_timeout_secs: (TIMEOUT_MS / 1000) as u64,
+        server_lr: 1.0,
+        auto_rounds: false,
+    }
+}
+
+fn secagg() -> Mode {
+    Mode::Secagg {
+        clip: 4.0,
+        levels: 1 << 16,
+        max_weight: 10,
+        dropout_rate: 0.3,
+        corrupt_fraction: 0.1,
+    }
+}
+
+fn dp(budget: f64) -> Mode {
+    Mode::Dp {
+        clip: 100.0,
+        noise_multiplier: 1e-6,
+        sampling_rate: 1.0,
+        epsilon_budget: budget,
+        delta: 1e-5,
+    }
+}
+
+fn update(i: u32) -> Vec<f32> {
+    (0..LEN)
+        .map(|j| (i as f32 + 1.0) * 0.25 - j as f32 * 0.1)
+        .collect()
+}
+
+/// Which write the store refuses next.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Write {
+    Submit,
+    Close,
+    Complete,
+}
+
+/// The shell's side, in memory: an event log, the stored ending, and a switch that refuses one
+/// kind of write.
+struct Harness {
+    round: Round,
+    log: Vec<Event>,
+    ending: Option<Ending>,
+    refuse: Option<Write>,
+    base: Vec<f32>,
+    rng: ChaCha20Rng,
+    now: i64,
+    /// The round's snapshot before the first logged event and after each one.
+    snapshots: Vec<String>,
+}
+
+impl Harness {
+    fn open(spec: FederationSpec, n: u32, public_key: Option<&str>, seed: u64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        spec::validate(&spec).unwrap();
+        let ledger = spec::initial_ledger(&spec).unwrap();
+        let params =
+            plan::plan(&spec, (1..=n as i64).collect(), ledger.as_ref(), &mut rng).unwrap();
+        let id = RoundId {
+            federation_id: 1,
+            round: 1,
+            base_version: 0,
+            opened_ms: 1_000,
+        };
+        let round = Round::new(id, spec, params, public_key, ledger).unwrap();
+        let mut h = Harness {
+            round,
+            log: Vec::new(),
+            ending: None,
+            refuse: None,
+            base: vec![0.5; LEN],
+            rng,
+            now: 1_000,
+            snapshots: Vec::new(),
+        };
+        h.snapshots.push(h.snapshot());
+        h
+    }
+
+    fn store(&mut self, w: Write) -> Result<(), RoundError> {
+        if self.refuse == Some(w) {
+            self.refuse = None;
+            return Err(RoundError::Internal(format!(
+                "{w:?}: database or disk is full"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the service does with a submission frame. Once the submission is logged it is
+    /// accepted; a phase closure that then fails to be stored is retried at the next tick.
+    fn submit(&mut self, member: u32, frame: &[u8]) -> Result<(), RoundError> {
+        let payload = self.round.payload(member, frame)?.to_vec();
+        let s = self.round.check(member, &payload)?;
+        self.store(Write::Submit)?;
+        self.log.push(Event::Submit {
+            member,
+            phase: s.phase(),
+            body: payload,
+        });
+        self.round.apply(s)?;
+        self.snapshots.push(self.snapshot());
+        if self.round.due(self.now) {
+            let _ = self.close();
+        }
+        Ok(())
+    }
+
+    /// What the service does when a phase is due.
+    fn close(&mut self) -> Result<(), RoundError> {
+        let c = self.round.prepare_close(&mut self.rng, self.now);
+        let base = self.base.clone();
+        match self.round.ending(&c, || Ok(base))? {
+            None => {
+                self.store(Write::Close)?;
+                self.log.push(Event::Close { phase: c.phase() });
+                self.round.commit(c)?;
+                self.snapshots.push(self.snapshot());
+            }
+            Some(ending) => {
+                self.store(Write::Complete)?;
+                self.ending = Some(ending);
+                self.round.commit(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: i64) -> Result<(), RoundError> {
+        self.now = now;
+        if self.round.due(now) {
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    fn frame(&self, kind: fedagg_api::FrameKind, payload: &[u8]) -> Vec<u8> {
+        Frame::encode(kind, self.round.id().round, payload)
+    }
+
+    fn inbox(&self, member: u32) -> Vec<u8> {
+        let f = self.round.download(member).unwrap();
+        Frame::decode(&f, fedagg_api::FrameKind::Secagg, 1)
+            .unwrap()
+            .to_vec()
+    }
+
+    fn model(&self) -> Vec<f32> {
+        match self.ending.as_ref().unwrap() {
+            Ending::Completed { model, .. } => model.clone(),
+            Ending::Failed { record } => panic!("round failed: {:?}", record.failure),
+        }
+    }
+
+    /// Everything observable about the round, for comparing two of them.
+    fn snapshot(&self) -> String {
+        let r = &self.round;
+        let n = r.params().cohort.len() as u32;
+        let members: Vec<(bool, Option<Vec<u8>>)> = (0..n)
+            .chain([KEY_HOLDER])
+            .map(|m| (r.has_submitted(m), r.download(m).ok()))
+            .collect();
+        format!(
+            "{:?} {} {} {} {} {:?}",
+            r.phase(),
+            r.revision(),
+            r.bytes(),
+            r.received(),
+            r.expected(),
+            members
+        )
+    }
+}
+
+/// Where a SecAgg client stops answering.
+#[derive(Clone, Copy, PartialEq, PartialOrd, Debug)]
+enum Drop {
+    Never,
+    BeforeAdvertise,
+    AfterAdvertise,
+    AfterShares,
+    AfterMasked,
+}
+
+/// A SecAgg round through the engine with real clients; returns the harness after the round.
+fn secagg_round(drops: &[Drop], seed: u64, fault: Option<Write>) -> Harness {
+    use fedagg_api::FrameKind::Secagg;
+    let n = drops.len() as u32;
+    let mut h = Harness::open(spec(secagg(), n), n, None, seed);
+    let session = h.round.params().secagg.clone().unwrap();
+    let cfg = Arc::new(session.config(LEN).unwrap());
+    let quant = h.round.spec().quant().unwrap();
+    let mut crng = ChaCha20Rng::seed_from_u64(seed ^ 0xc1);
+    let inputs: Vec<Vec<u64>> = (0..n)
+        .map(|i| {
+            quant
+                .encode_weighted(&update(i), 1 + u64::from(i % 3), &mut crng)
+                .unwrap()
+        })
+        .collect();
+    let alive = |i: usize, after: Drop| drops[i] == Drop::Never || drops[i] > after;
+    h.refuse = fault;
+    let mut states = Vec::new();
+    for i in 0..n as usize {
+        if !alive(i, Drop::BeforeAdvertise) {
+            states.push(None);
+            continue;
+        }
+        let (st, msg) =
+            fedagg_secagg::client::start(cfg.clone(), ClientId(i as u32), None, &mut crng).unwrap();
+        states.push(Some(st));
+        let f = h.frame(Secagg, &msg);
+        retry(&mut h, i as u32, f);
+    }
+    deadline(&mut h, Phase::AdvertiseKeys);
+    let mut states2 = Vec::new();
+    for (i, st) in states.into_iter().enumerate() {
+        match st.filter(|_| alive(i, Drop::AfterAdvertise)) {
+            Some(st) => {
+                let (st, msg) = st.share_keys(&h.inbox(i as u32), &mut crng).unwrap();
+                let f = h.frame(Secagg, &msg);
+                retry(&mut h, i as u32, f);
+                states2.push(Some(st));
+            }
+            None => states2.push(None),
+        }
+    }
+    deadline(&mut h, Phase::ShareKeys);
+    let mut states3 = Vec::new();
+    for (i, st) in states2.into_iter().enumerate() {
+        match st.filter(|_| alive(i, Drop::AfterShares)) {
+            Some(st) => {
+                let (st, msg) = st.mask(&h.inbox(i as u32), &inputs[i]).unwrap();
+                let f = h.frame(Secagg, &msg);
+                retry(&mut h, i as u32, f);
+                states3.push(Some(st));
+            }
+            None => states3.push(None),
+        }
+    }
+    deadline(&mut h, Phase::MaskedInput);
+    for (i, st) in states3.into_iter().enumerate() {
+        if let Some(st) = st.filter(|_| alive(i, Drop::AfterMasked)) {
+            let msg = st.unmask(&h.inbox(i as u32)).unwrap();
+            let f = h.frame(Secagg, &msg);
+            retry(&mut h, i as u32, f);
+        }
+    }
+    deadline(&mut h, Phase::Unmask);
+    h
+}
+
+/// Submit, and once more if the store refused the write: the same submission is accepted once
+/// the store is back.
+fn retry(h: &mut Harness, member: u32, frame: Vec<u8>) {
+    if let Err(e) = h.submit(member, &frame) {
+        assert!(matches!(e, RoundError::Internal(_)), "{e}");
+        h.submit(member, &frame).unwrap();
+    }
+}
+
+/// If the round still waits in `phase` (someone dropped, or storing its closure failed), let
+/// its deadline pass on the fake clock, retrying a refused write on the next tick.
+fn deadline(h: &mut Harness, phase: Phase) {
+    if h.round.phase() != phase {
+        return;
+    }
+    if h.round.received() < h.round.expected() {
+        let early = h.round.deadline().at_ms() - 1;
+        h.tick(early).unwrap();
+        assert_eq!(h.round.phase(), phase, "closed before its deadline");
+    }
+    let at = h.round.deadline().at_ms();
+    if h.tick(at).is_err() {
+        h.tick(at + 200).unwrap();
+    }
+    assert_ne!(h.round.phase(), phase);
+}
+
+/// The weighted mean of the survivors' updates, as the plaintext computation gives it.
+fn weighted_mean(included: &[u32]) -> Vec<f32> {
+    let w = |i: u32| (1 + u64::from(i % 3)) as f32;
+    let total: f32 = included.iter().map(|&i| w(i)).sum();
+    (0..LEN)
+        .map(|j| included.iter().map(|&i| w(i) * update(i)[j]).sum::<f32>() / total)
+        .collect()
+}
+
+fn assert_close(model: &[f32], base: f32, mean: &[f32], tol: f32) {
+    assert_eq!(model.len(), LEN);
+    for (m, u) in model.iter().zip(mean) {
+        assert!(
+            (m - base - u).abs() < tol,
+            "{model:?} vs base {base} + {mean:?}"
+        );
+    }
+}
+
+#[test]
+fn secagg_round_without_dropouts_gives_the_weighted_mean() {
+    let h = secagg_round(&[Drop::Never; 5], 1, None);
+    assert_eq!(h.round.phase(), Phase::Done);
+    assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 2, 3, 4]), 1e-3);
+    assert_eq!(h.ending.as_ref().unwrap().record().participants, 5);
+}
+
+#[test]
+fn secagg_round_survives_dropouts_at_every_phase() {
+    let drops = [
+        Drop::Never,
+        Drop::BeforeAdvertise,
+        Drop::Never,
+        Drop::AfterShares,
+        Drop::Never,
+        Drop::AfterMasked,
+        Drop::Never,
+    ];
+    let h = secagg_round(&drops, 2, None);
+    // Dropped after masking: its input is in the sum (its self-mask is removed with shares).
+    let included = [0, 2, 4, 5, 6];
+    assert_close(&h.model(), 0.5, &weighted_mean(&included), 1e-3);
+    let r = h.ending.as_ref().unwrap().record();
+    assert_eq!((r.participants, r.dropouts), (5, 2));
+}
+
+#[test]
+fn a_refused_write_leaves_a_secagg_round_completable() {
+    let drops = [
+        Drop::Never,
+        Drop::AfterAdvertise,
+        Drop::Never,
+        Drop::Never,
+        Drop::Never,
+    ];
+    let clean = secagg_round(&drops, 3, None);
+    for fault in [Write::Submit, Write::Close, Write::Complete] {
+        let h = secagg_round(&drops, 3, Some(fault));
+        assert!(h.refuse.is_none(), "{fault:?} was never tried");
+        assert_eq!(h.model(), clean.model(), "{fault:?}");
+        assert_eq!(h.log, clean.log, "{fault:?}");
+    }
+}
+
+#[test]
+fn a_refused_write_changes_nothing() {
+    let mut h = Harness::open(spec(dp(1e15), 3), 3, None, 4);
+    let before = h.snapshot();
+    h.refuse = Some(Write::Submit);
+    let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(0)));
+    assert!(h.submit(0, &f).is_err());
+    assert_eq!(h.snapshot(), before);
+    assert!(h.log.is_empty());
+    h.submit(0, &f).unwrap();
+    h.submit(
+        1,
+        &h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(1))),
+    )
+    .unwrap();
+    // The last submission is logged and accepted; storing the completion fails.
+    h.refuse = Some(Write::Complete);
+    let f2 = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(2)));
+    h.submit(2, &f2).unwrap();
+    assert!(h.refuse.is_none(), "the completion was not tried");
+    let after = h.snapshot();
+    assert_eq!((h.round.phase(), h.round.received()), (Phase::Submit, 3));
+    assert!(h.ending.is_none());
+    // The store is back: the next tick completes the round with all three, and the model has
+    // every value.
+    h.tick(h.now + 1).unwrap();
+    assert_ne!(h.snapshot(), after);
+    assert_close(&h.model(), 0.5, &mean(&[0, 1, 2]), 1e-3);
+    match h.ending.as_ref().unwrap() {
+        Ending::Completed { ledger, record, .. } => {
+            assert_eq!(ledger.as_ref().unwrap().rounds(), 1);
+            assert_eq!(record.participants, 3);
+        }
+        Ending::Failed { .. } => panic!("failed"),
+    }
+}
+
+fn mean(included: &[u32]) -> Vec<f32> {
+    let n = included.len() as f32;
+    (0..LEN)
+        .map(|j| included.iter().map(|&i| update(i)[j]).sum::<f32>() / n)
+        .collect()
+}
+
+#[test]
+fn dp_round_closes_at_its_deadline_with_who_answered() {
+    let mut h = Harness::open(spec(dp(1e15), 4), 4, None, 5);
+    for i in [0u32, 2] {
+        let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(i)));
+        h.submit(i, &f).unwrap();
+    }
+    let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(0)));
+    assert!(matches!(h.submit(0, &f), Err(RoundError::Duplicate(_))));
+    let d = h.round.deadline();
+    assert_eq!(d.remaining_ms(d.started_ms + 4_000), 6_000);
+    h.tick(d.at_ms() - 1).unwrap();
+    assert_eq!(h.round.phase(), Phase::Submit);
+    h.tick(d.at_ms()).unwrap();
+    assert_eq!(h.round.phase(), Phase::Done);
+    assert_close(&h.model(), 0.5, &mean(&[0, 2]), 1e-3);
+    let r = h.ending.as_ref().unwrap().record();
+    assert_eq!((r.participants, r.dropouts), (2, 2));
+    assert!(r.epsilon_spent.unwrap() > 0.0);
+    assert!((r.duration_secs - TIMEOUT_MS as f64 / 1000.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_round_below_its_minimum_fails_at_the_deadline() {
+    let mut h = Harness::open(spec(dp(1e15), 4), 4, None, 6);
+    let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(1)));
+    h.submit(1, &f).unwrap();
+    let at = h.round.deadline().at_ms();
+    h.tick(at).unwrap();
+    assert_eq!(h.round.phase(), Phase::Done);
+    match h.ending.as_ref().unwrap() {
+        Ending::Failed { record } => {
+            assert!(
+                record.failure.as_ref().unwrap().contains("requires 2"),
+                "{record:?}"
+            )
+        }
+        Ending::Completed { .. } => panic!("completed below the minimum"),
+    }
+    assert_eq!(h.ending.as_ref().unwrap().status(), RoundStatus::Failed);
+}
+
+#[test]
+fn submissions_are_refused_with_the_right_kind() {
+    let mut h = Harness::open(spec(dp(1e15), 3), 3, None, 7);
+    let good = f32_bytes(&update(0));
+    // The wrong frame kind, the wrong round, a short body, a non-finite value.
+    let wrong_kind = Frame::encode(fedagg_api::FrameKind::U64, 1, &good);
+    assert!(matches!(
+        h.submit(0, &wrong_kind),
+        Err(RoundError::Malformed(_))
+    ));
+    let wrong_round = Frame::encode(fedagg_api::FrameKind::F32, 2, &good);
+    assert!(matches!(
+        h.submit(0, &wrong_round),
+        Err(RoundError::Malformed(_))
+    ));
+    let short = h.frame(fedagg_api::FrameKind::F32, &good[..8]);
+    assert!(matches!(h.submit(0, &short), Err(RoundError::Malformed(_))));
+    let nan = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&[f32::NAN; LEN]));
+    assert!(matches!(h.submit(0, &nan), Err(RoundError::Malformed(_))));
+    let f = h.frame(fedagg_api::FrameKind::F32, &good);
+    assert!(matches!(
+        h.submit(KEY_HOLDER, &f),
+        Err(RoundError::WrongPhase(_))
+    ));
+    assert!(matches!(
+        h.round.member_of(Role::Participant, Some(99)),
+        Err(RoundError::Forbidden(_))
+    ));
+    assert!(matches!(
+        h.round.member_of(Role::Admin, None),
+        Err(RoundError::Forbidden(_))
+    ));
+    assert_eq!(h.round.received(), 0);
+    assert!(h.log.is_empty());
+}
+
+#[test]
+fn a_spent_budget_refuses_the_next_round() {
+    let s = spec(dp(1e-3), 3);
+    let ledger = spec::initial_ledger(&s).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let e = plan::plan(&s, vec![1, 2, 3], ledger.as_ref(), &mut rng).unwrap_err();
+    assert!(matches!(e, RoundError::Conflict(_)), "{e}");
+}
+
+#[test]
+fn poisson_sampling_follows_the_rate() {
+    let mut s = spec(dp(1e15), 100_000);
+    if let Mode::Dp { sampling_rate, .. } = &mut s.mode {
+        *sampling_rate = 0.1;
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let cohort = plan::select_cohort(&s, (0..20_000).collect(), &mut rng);
+    // Binomial(20000, 0.1): mean 2000, sd 42.
+    assert!((1800..2200).contains(&cohort.len()), "{}", cohort.len());
+    assert!(cohort.windows(2).all(|w| w[0] < w[1]));
+    let uniform = plan::select_cohort(&spec(secagg(), 5), (0..50).collect(), &mut rng);
+    assert_eq!(uniform.len(), 5);
+}
+
+#[test]
+fn paillier_round_with_the_key_holder() {
+    use fedagg_api::FrameKind;
+    let mut krng = ChaCha20Rng::seed_from_u64(10);
+    let sk = fedagg_paillier::keygen(512, &mut krng).unwrap();
+    let pk = sk.public().clone();
+    let mode = Mode::Paillier {
+        clip: 4.0,
+        levels: 1 << 16,
+        max_weight: 10,
+    };
+    let mut h = Harness::open(spec(mode, 4), 4, Some(&pk.to_text()), 11);
+    let quant = h.round.spec().quant().unwrap();
+    let packing = fedagg_paillier::Packing::new(&pk, &quant).unwrap();
+    let frame = |h: &Harness, i: u32, rng: &mut ChaCha20Rng| {
+        let v = quant
+            .encode_weighted(&update(i), 1 + u64::from(i % 3), rng)
+            .unwrap();
+        let cts = packing.encrypt(&pk, &v, rng).unwrap();
+        h.frame(
+            FrameKind::Paillier,
+            &fedagg_paillier::encode_ciphertexts(&pk, &cts),
+        )
+    };
+    for i in [0u32, 1, 3] {
+        let f = frame(&h, i, &mut krng);
+        h.submit(i, &f).unwrap();
+    }
+    let at = h.round.deadline().at_ms();
+    h.tick(at).unwrap();
+    assert_eq!(h.round.phase(), Phase::Decrypt);
+    // Only the key holder downloads the encrypted sum, and only it submits now.
+    assert!(h.round.download(0).is_err());
+    let f = frame(&h, 2, &mut krng);
+    assert!(matches!(h.submit(2, &f), Err(RoundError::WrongPhase(_))));
+    let sum = h.round.download(KEY_HOLDER).unwrap();
+    let sum = Frame::decode(&sum, FrameKind::Paillier, 1).unwrap();
+    let len = fedagg_quant::QuantParams::encoded_len(LEN);
+    let cts = fedagg_paillier::decode_ciphertexts(&pk, sum, packing.ciphertexts_for(len)).unwrap();
+    let plain = packing.decrypt(&sk, &cts, len).unwrap();
+    let f = h.frame(FrameKind::U64, &u64_bytes(&plain));
+    h.submit(KEY_HOLDER, &f).unwrap();
+    assert_eq!(h.round.phase(), Phase::Done);
+    assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// Replaying any prefix of a round's log gives the state the live round had after that
+    /// prefix.
+    #[test]
+    fn replaying_any_prefix_matches_the_live_round(
+        drops in proptest::collection::vec(
+            prop_oneof![
+                4 => Just(Drop::Never),
+                1 => Just(Drop::AfterAdvertise),
+                1 => Just(Drop::AfterShares),
+                1 => Just(Drop::AfterMasked),
+            ],
+            5..8,
+        ),
+        seed in any::<u64>(),
+    ) {
+        // Keep enough survivors for the threshold.
+        prop_assume!(drops.iter().filter(|d| **d == Drop::Never).count() >= 4);
+        let live = secagg_round(&drops, seed, None);
+        prop_assert_eq!(live.round.phase(), Phase::Done);
+        let snapshots = &live.snapshots;
+        prop_assert_eq!(snapshots.len(), live.log.len() + 1);
+        for (cut, expected) in snapshots.iter().enumerate() {
+            let mut fresh = Harness::open(spec(secagg(), drops.len() as u32), drops.len() as u32, None, seed);
+            let started = fresh.round.deadline().started_ms;
+            fresh.round.replay(live.log[..cut].iter().cloned(), started, &mut ChaCha20Rng::seed_from_u64(0)).unwrap();
+            prop_assert_eq!(&fresh.snapshot(), expected, "prefix {}", cut);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Opening a round, accepting submissions durably, downloads, and closing phases.
+
+use std::sync::Arc;
+
+use fedagg_api::{f32_bytes, f32_values, Phase, RoundInfo, RoundStatus};
+use fedagg_round::{Closure, Ending, Round, RoundError, RoundId};
+use sha2::{Digest, Sha256};
+
+use super::{rng, to_json, App, Slot, SlotState};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::store::{Completion, RoundRow, StoreError};
+
+/// Answer to a submission.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Accepted {
+    /// Phase the submission was accepted in.
+    pub phase: Phase,
+    /// True when this exact submission had already been accepted (an idempotent retry).
+    pub replay: bool,
+}
+
+impl App {
+    /// Open the next round of a federation.
+    pub fn open_round(&self, fid: i64) -> Result<RoundInfo, ApiError> {
+        let _lock = self.store.lock_federation(fid)?;
+        let open = if self.store.is_shared() {
+            self.sync(fid)?.is_some()
+        } else {
+            self.slots().contains_key(&fid)
+        };
+        if open {
+            return Err(ApiError::conflict(format!(
+                "federation {fid} already has an open round"
+            )));
+        }
+        let (row, spec) = self.federation_spec(fid)?;
+        let ledger = Self::ledger_of(&row)?;
+        let contributors = self.store.contributors(fid)?;
+        let params = fedagg_round::plan::plan(&spec, contributors, ledger.as_ref(), &mut rng()?)?;
+        let number = self.store.latest_round(fid)?.map_or(1, |r| r.round + 1);
+        let now = self.now_ms();
+        let id = RoundId {
+            federation_id: fid,
+            round: number,
+            base_version: row.model_version,
+            opened_ms: now,
+        };
+        let params_text = params.to_text()?;
+        let round = Round::new(id, spec, params, row.public_key.as_deref(), ledger)?;
+        let rrow = RoundRow {
+            federation_id: fid,
+            round: number,
+            status: RoundStatus::Open,
+            params: params_text,
+            base_version: row.model_version,
+            opened_ms: now,
+            phase_started_ms: now,
+            record: None,
+        };
+        self.store.insert_round(&rrow).map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict(format!(
+                "round {number} of federation {fid} was opened concurrently"
+            )),
+            e => e.into(),
+        })?;
+        {
+            // The round's primary key in the store already refused a concurrent opening.
+            let mut slots = self.slots();
+            slots.insert(fid, Arc::new(Slot::new(round)));
+            self.count_open(slots.len());
+        }
+        tracing::info!(federation = fid, round = number, "round opened");
+        self.bump();
+        self.round_info(fid, number, None)
+    }
+
+    /// The open round `round` of `fid`, brought up to date with the shared log.
+    pub(super) fn slot(&self, fid: i64, round: u64) -> Result<Arc<Slot>, ApiError> {
+        let slot = if self.store.is_shared() {
+            self.sync(fid)?
+        } else {
+            self.slots().get(&fid).cloned()
+        };
+        match slot {
+            Some(s) if s.round == round => Ok(s),
+            _ => Err(RoundError::WrongPhase(format!(
+                "round {round} of federation {fid} is not open"
+            ))
+            .into()),
+        }
+    }
+
+    /// Accept one submission (a frame); durable before this returns `Ok`.
+    pub fn submit(
+        &self,
+        fid: i64,
+        round: u64,
+        who: &Principal,
+        body: &[u8],
+    ) -> Result<Accepted, ApiError> {
+        // Held until the submission is logged: no other replica logs in between.
+        let _lock = self.store.lock_federation(fid)?;
+        let slot = self.slot(fid, round)?;
+        let mut st = slot.lock();
+        if st.gone {
+            return Err(RoundError::WrongPhase("the round has ended".into()).into());
+        }
+        let r = &st.round;
+        let member = r.member_of(who.role, who.participant_id)?;
+        let payload = r.payload(member, body)?;
+        let phase = r.phase();
+        let digest = Sha256::digest(payload).to_vec();
+        if let Some(prev) = self.store.submission_digest(fid, round, member, phase)? {
+            return if prev == digest {
+                Ok(Accepted {
+                    phase,
+                    replay: true,
+                })
+            } else {
+                Err(RoundError::Duplicate(format!(
+                    "member {member} already submitted a different body in phase {phase}"
+                ))
+                .into())
+            };
+        }
+        // Write-ahead: checked, logged, then applied. A failed write changes nothing.
+        let checked = r.check(member, payload)?;
+        self.store
+            .append_submit(fid, round, member, phase, payload, &digest)?;
+        st.round.apply(checked)?;
+        let mode = st.round.spec().mode.name();
+        self.metrics.add(
+            "fedagg_bytes_received_total",
+            &[("mode", mode)],
+            payload.len() as f64,
+        );
+        self.metrics.add(
+            "fedagg_submissions_total",
+            &[("mode", mode), ("phase", phase.as_str())],
+            1.0,
+        );
+        if st.round.due(self.now_ms()) {
+            self.advance(&slot, &mut st);
+        }
+        drop(st);
+        self.bump();
+        Ok(Accepted {
+            phase,
+            replay: false,
+        })
+    }
+
+    /// The server's message for the caller in the current phase.
+    pub fn download(&self, fid: i64, round: u64, who: &Principal) -> Result<Vec<u8>, ApiError> {
+        let slot = self.slot(fid, round)?;
+        let st = slot.lock();
+        let member = st.round.member_of(who.role, who.participant_id)?;
+        Ok(st.round.download(member)?)
+    }
+
+    /// Close the current phase (all answered, or the deadline passed). When storing the
+    /// outcome fails the round stays as it was, and the next tick tries again.
+    pub(super) fn advance(&self, slot: &Arc<Slot>, st: &mut SlotState) {
+        let r = &st.round;
+        let id = *r.id();
+        let phase = r.phase();
+        let mode = r.spec().mode.name();
+        let now = self.now_ms();
+        let mut rng = match rng() {
+            Ok(rng) => rng,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot close a phase");
+                return;
+            }
+        };
+        let closure = r.prepare_close(&mut rng, now);
+        let stored = r
+            .ending(&closure, || self.base_model(r))
+            .map_err(ApiError::from)
+            .and_then(|ending| match &ending {
+                None => Ok(self
+                    .store
+                    .append_close(id.federation_id, id.round, phase, now)?),
+                Some(ending) => self.store_ending(&id, ending),
+            });
+        if let Err(e) = stored {
+            tracing::error!(federation = id.federation_id, round = id.round, %phase, error = %e,
+                "storing a phase closure failed; the round stays as it was");
+            return;
+        }
+        let elapsed = (now - r.deadline().started_ms).max(0) as f64 / 1000.0;
+        let labels = [("mode", mode), ("phase", phase.as_str())];
+        self.metrics
+            .add("fedagg_phase_duration_seconds_sum", &labels, elapsed);
+        self.metrics
+            .add("fedagg_phase_duration_seconds_count", &labels, 1.0);
+        self.record_end(&closure, &id, mode, r.params().cohort.len() as u32);
+        if let Err(e) = st.round.commit(closure) {
+            tracing::error!(error = %e, "committing a stored closure failed; reloading the round");
+            st.gone = true;
+        }
+        if st.round.ended() || st.gone {
+            st.gone = true;
+            self.forget(slot);
+            if st.round.ended() && st.round.spec().auto_rounds {
+                if let Err(e) = self.open_round(id.federation_id) {
+                    tracing::warn!(federation = id.federation_id, error = %e, "next round not opened");
+                }
+            }
+        } else {
+            tracing::info!(federation = id.federation_id, round = id.round, closed = %phase,
+                next = %st.round.phase(), "phase closed");
+        }
+    }
+
+    fn base_model(&self, r: &Round) -> Result<Vec<f32>, RoundError> {
+        let id = r.id();
+        let internal = |e: String| RoundError::Internal(e);
+        let base = self
+            .store
+            .model(id.federation_id, id.base_version)
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| internal("base model missing".into()))?;
+        f32_values(&base, r.spec().vector_len).map_err(|e| internal(e.to_string()))
+    }
+
+    /// Write a round's ending in one transaction: model, ledger, status and record.
+    fn store_ending(&self, id: &RoundId, ending: &Ending) -> Result<(), ApiError> {
+        let (model, ledger) = match ending {
+            Ending::Completed {
+                version,
+                model,
+                ledger,
+                ..
+            } => (
+                Some((*version, f32_bytes(model))),
+                ledger
+                    .as_ref()
+                    .map(fedagg_round::ledger::to_text)
+                    .transpose()?,
+            ),
+            Ending::Failed { .. } => (None, None),
+        };
+        self.store.complete_round(&Completion {
+            federation_id: id.federation_id,
+            round: id.round,
+            model: model.as_ref().map(|(v, b)| (*v, b.as_slice())),
+            ledger,
+            status: ending.status(),
+            record: to_json(ending.record())?,
+        })?;
+        Ok(())
+    }
+
+    /// Metrics and logs of a stored ending.
+    fn record_end(&self, closure: &Closure, id: &RoundId, mode: &str, cohort: u32) {
+        let fid = id.federation_id;
+        if let Some(reason) = closure.failure() {
+            tracing::warn!(federation = fid, round = id.round, %reason, "round failed");
+            self.metrics
+                .add("fedagg_rounds_failed_total", &[("mode", mode)], 1.0);
+        }
+        let Some(done) = closure.finished() else {
+            return;
+        };
+        self.metrics
+            .add("fedagg_rounds_completed_total", &[("mode", mode)], 1.0);
+        self.metrics.add(
+            "fedagg_dropouts_total",
+            &[("mode", mode)],
+            f64::from(cohort.saturating_sub(done.participants)),
+        );
+        if let Some(eps) = done
+            .ledger
+            .as_ref()
+            .and_then(|l| fedagg_round::ledger::epsilon(l).ok())
+        {
+            self.metrics.set(
+                "fedagg_epsilon_spent",
+                &[("federation", &fid.to_string())],
+                eps,
+            );
+        }
+        tracing::info!(
+            federation = fid,
+            round = id.round,
+            participants = done.participants,
+            version = id.base_version + 1,
+            "round completed"
+        );
+    }
+}
