@@ -6,6 +6,7 @@ use fedagg_dp::Ledger;
 use crate::error::{Result, RoundError};
 
 /// Why a server without the `lattice` feature refuses lattice federations.
+#[cfg(not(feature = "lattice"))]
 pub(crate) const NO_LATTICE: &str =
     "this server was built without the lattice mode (cargo feature `lattice`)";
 
