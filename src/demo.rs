@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use fedagg_api::{FederationSpec, Mode, Role, RoundStatus};
 use fedagg_client::{Admin, Client, Contribute, KeyHolder, OnProgress};
-use fedagg_secagg::sim::DropPoint;
+
+use crate::dropout::{self, Vanish, SECAGG_VANISH_POINTS};
 use fedagg_train::local::{Algorithm, LocalConfig};
 use fedagg_train::partition::Partition;
 use fedagg_train::sim::{client_seed, DataSource, Setup};
-use fedagg_train::{Arch, Eval, Net};
+use fedagg_train::{Arch, Dataset, Eval, Net};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
@@ -227,13 +228,6 @@ impl DemoConfig {
     }
 }
 
-const DROP_POINTS: [DropPoint; 4] = [
-    DropPoint::BeforeAdvertise,
-    DropPoint::AfterAdvertise,
-    DropPoint::AfterShareKeys,
-    DropPoint::AfterMaskedInput,
-];
-
 /// Shared by the participant tasks: one network, trained by one participant at a time
 /// (libtorch's generator is global, so serialising keeps runs reproducible; the cores are busy
 /// inside libtorch anyway).
@@ -241,6 +235,65 @@ struct Trainer {
     net: Net,
     local: LocalConfig,
     algorithm: Algorithm,
+}
+
+/// The service, in-process on loopback with its embedded database, and its admin.
+struct Service {
+    base: String,
+    admin: Admin,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Service {
+    async fn start(out: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let data_dir = out.join("server-data");
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut token = [0u8; 32];
+        OsRng.fill_bytes(&mut token);
+        let admin_token = hex::encode(token);
+        let sc = fedagg_server::Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir,
+            admin_token: Some(admin_token.clone()),
+            max_wait_secs: 30,
+            ..Default::default()
+        };
+        let server = fedagg_server::Server::start(sc)
+            .await
+            .map_err(|e| anyhow!("starting the server: {e}"))?;
+        let base = format!("http://{}", server.addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Service {
+            admin: Admin::new(&base, &admin_token)?,
+            base,
+            stop,
+            serving,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+    }
+
+    /// A Paillier key holder that has generated and published its key.
+    async fn key_holder(&self, fid: i64, bits: u32) -> Result<Arc<KeyHolder>> {
+        let code = self.admin.enrollment_code(fid, Role::KeyHolder).await?;
+        let (c, _) = Client::enroll(&self.base, &code.code).await?;
+        let sk = tokio::task::spawn_blocking(move || {
+            let mut rng = ChaCha20Rng::from_rng(OsRng)?;
+            fedagg_paillier::keygen(bits, &mut rng).map_err(anyhow::Error::from)
+        })
+        .await??;
+        let kh = KeyHolder::new(c, sk);
+        kh.publish().await?;
+        Ok(Arc::new(kh))
+    }
 }
 
 /// Run the demo federation. Prints the table unless `quiet`.
@@ -261,58 +314,18 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let initial = net.params()?;
     let params = initial.len();
-    let max_weight = setup
-        .clients
-        .iter()
-        .map(|c| c.len() as u64)
-        .max()
-        .unwrap_or(1);
+    let max_weight = setup.clients.iter().map(|c| c.len() as u64).max();
 
-    // The server, in-process, on loopback, with its embedded database.
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
-    let data_dir = cfg.out.join("server-data");
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut token = [0u8; 32];
-    OsRng.fill_bytes(&mut token);
-    let admin_token = hex::encode(token);
-    let sc = fedagg_server::Config {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir,
-        admin_token: Some(admin_token.clone()),
-        max_wait_secs: 30,
-        ..Default::default()
-    };
-    let server = fedagg_server::Server::start(sc)
-        .await
-        .map_err(|e| anyhow!("starting the server: {e}"))?;
-    let base = format!("http://{}", server.addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
-
-    let admin = Admin::new(&base, &admin_token)?;
+    let service = Service::start(&cfg.out).await?;
+    let admin = &service.admin;
     let fed = admin
-        .create_federation(&cfg.spec(params, max_weight))
+        .create_federation(&cfg.spec(params, max_weight.unwrap_or(1)))
         .await?;
     admin.set_initial_model(fed.id, &initial).await?;
-
-    let key_holder = if cfg.mode == DemoMode::Paillier {
-        let code = admin.enrollment_code(fed.id, Role::KeyHolder).await?;
-        let (c, _) = Client::enroll(&base, &code.code).await?;
-        let bits = cfg.key_bits;
-        let sk = tokio::task::spawn_blocking(move || {
-            let mut rng = ChaCha20Rng::from_rng(OsRng)?;
-            fedagg_paillier::keygen(bits, &mut rng).map_err(anyhow::Error::from)
-        })
-        .await??;
-        let kh = KeyHolder::new(c, sk);
-        kh.publish().await?;
-        Some(Arc::new(kh))
-    } else {
-        None
+    let key_holder = match cfg.mode {
+        DemoMode::Paillier => Some(service.key_holder(fed.id, cfg.key_bits).await?),
+        _ => None,
     };
-
     let trainer = Arc::new(Mutex::new(Trainer {
         net,
         local: LocalConfig {
@@ -324,55 +337,28 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         algorithm,
     }));
     let setup = Arc::new(setup);
-    let mut participants = Vec::with_capacity(cfg.clients);
     let bar = Arc::new(Mutex::new(None::<ProgressBar>));
-    let mut drops = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0xD0D0);
-    for k in 0..cfg.clients {
-        let code = admin.enrollment_code(fed.id, Role::Participant).await?;
-        let (client, _) = Client::enroll(&base, &code.code).await?;
-        // Which rounds this participant will drop out of, and where.
-        let plan: Vec<Option<DropPoint>> = (0..=cfg.rounds)
-            .map(|_| {
-                let u = drops.next_u64() as f64 / u64::MAX as f64;
-                (u < cfg.dropout).then(|| DROP_POINTS[(drops.next_u32() % 4) as usize])
-            })
-            .collect();
-        participants.push(tokio::spawn(participant(
-            k,
-            client,
-            setup.clone(),
-            trainer.clone(),
-            cfg.seed,
-            plan,
-            bar.clone(),
-        )));
+    let participants = spawn_participants(cfg, &service, fed.id, &setup, &trainer, &bar).await?;
+    if !cfg.quiet {
+        print_header(cfg, params, &service.base);
     }
 
-    if !cfg.quiet {
-        println!(
-            "fedagg demo: {} participants, {:?} mode, {} rounds, {} picked per round, model {} ({} parameters), server {}",
-            cfg.clients,
-            cfg.mode,
-            cfg.rounds,
-            if cfg.mode == DemoMode::Dp { format!("~{:.1}", cfg.fraction * cfg.clients as f64) } else { cfg.cohort().to_string() },
-            cfg.model,
-            params,
-            base
-        );
-        println!(
-            "{:>5}  {:>8}  {:>7}  {:>8}  {:>6}  {:>8}  {:>6}",
-            "round", "accuracy", "loss", "clients", "drops", "epsilon", "secs"
-        );
-    }
-    let mut csv =
-        String::from("round,participants,dropouts,test_loss,test_accuracy,epsilon,secs,failure\n");
     let mut rows = Vec::with_capacity(cfg.rounds);
     let mut eval_net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let mut last_test = eval_net.evaluate(&setup.test);
     for _ in 0..cfg.rounds {
-        let t0 = Instant::now();
-        let info = match admin.open_round(fed.id).await {
-            Ok(i) => i,
+        let round = Round {
+            admin,
+            fid: fed.id,
+            key_holder: key_holder.as_ref(),
+            bar: &bar,
+            quiet: cfg.quiet,
+        };
+        match round
+            .play(&mut eval_net, &setup.test, &mut last_test)
+            .await?
+        {
+            Ok(row) => rows.push(row),
             Err(e) if rows.is_empty() => bail!("the first round could not open: {e}"),
             Err(e) => {
                 if !cfg.quiet {
@@ -380,89 +366,18 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
                 }
                 break;
             }
-        };
-        if !cfg.quiet {
-            let b = ProgressBar::new(u64::from(info.cohort));
-            b.set_style(
-                ProgressStyle::with_template("round {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(info.round.to_string());
-            *lock(&bar) = Some(b);
         }
-        let decrypt = key_holder.clone().map(|kh| {
-            let r = info.round;
-            tokio::spawn(async move { kh.decrypt_round(r, Duration::from_secs(3600)).await })
-        });
-        let end = admin
-            .wait_round(fed.id, info.round, Duration::from_secs(3600))
-            .await?;
-        if let Some(d) = decrypt {
-            // The key holder's outcome mirrors the round's, which `end` already has.
-            let _ = d.await;
-        }
-        if let Some(b) = lock(&bar).take() {
-            b.finish_and_clear();
-        }
-        let rec = end.record.clone().context("ended round without a record")?;
-        if end.status == RoundStatus::Completed {
-            let version = rec
-                .model_version
-                .context("completed round without a model version")?;
-            let model = admin.model(fed.id, version).await?;
-            eval_net.set_params(&model)?;
-            last_test = eval_net.evaluate(&setup.test);
-        }
-        let row = RoundRow {
-            round: info.round,
-            participants: if end.status == RoundStatus::Completed {
-                rec.participants
-            } else {
-                0
-            },
-            dropouts: rec.dropouts,
-            test: last_test,
-            epsilon: rec.epsilon_spent,
-            failure: rec.failure.clone(),
-            secs: t0.elapsed().as_secs_f64(),
-        };
-        if !cfg.quiet {
-            println!(
-                "{:>5}  {:>7.2}%  {:>7.4}  {:>8}  {:>6}  {:>8}  {:>6.1}{}",
-                row.round,
-                row.test.accuracy * 100.0,
-                row.test.loss,
-                row.participants,
-                row.dropouts,
-                row.epsilon.map_or("-".into(), |e| format!("{e:.3}")),
-                row.secs,
-                row.failure
-                    .as_ref()
-                    .map_or(String::new(), |f| format!("  failed: {f}"))
-            );
-        }
-        csv.push_str(&format!(
-            "{},{},{},{:.5},{:.5},{},{:.3},{}\n",
-            row.round,
-            row.participants,
-            row.dropouts,
-            row.test.loss,
-            row.test.accuracy,
-            row.epsilon.map_or(String::new(), |e| format!("{e:.5}")),
-            row.secs,
-            row.failure.as_deref().unwrap_or("").replace(',', ";")
-        ));
-        rows.push(row);
     }
     for p in &participants {
         p.abort();
     }
-    let _ = stop.send(());
-    let _ = serving.await;
+    service.stop().await;
 
     let model_path = cfg.out.join("model.safetensors");
     eval_net.save(&model_path)?;
+    let csv = std::iter::once(RoundRow::CSV_HEADER.to_string())
+        .chain(rows.iter().map(RoundRow::csv))
+        .collect::<String>();
     std::fs::write(cfg.out.join("rounds.csv"), csv)?;
     if !cfg.quiet {
         println!(
@@ -483,6 +398,173 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     })
 }
 
+/// One round as the coordinator runs it: open, wait for the end (and the key holder's
+/// decryption), evaluate the new model.
+struct Round<'a> {
+    admin: &'a Admin,
+    fid: i64,
+    key_holder: Option<&'a Arc<KeyHolder>>,
+    bar: &'a Mutex<Option<ProgressBar>>,
+    quiet: bool,
+}
+
+impl Round<'_> {
+    /// The round's row, or why no round opened (for example, the budget is spent).
+    async fn play(
+        &self,
+        eval_net: &mut Net,
+        test: &Dataset,
+        last_test: &mut Eval,
+    ) -> Result<Result<RoundRow, fedagg_client::Error>> {
+        let t0 = Instant::now();
+        let info = match self.admin.open_round(self.fid).await {
+            Ok(i) => i,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !self.quiet {
+            *lock(self.bar) = Some(round_bar(&info));
+        }
+        let decrypt = self.key_holder.cloned().map(|kh| {
+            let r = info.round;
+            tokio::spawn(async move { kh.decrypt_round(r, Duration::from_secs(3600)).await })
+        });
+        let end = self
+            .admin
+            .wait_round(self.fid, info.round, Duration::from_secs(3600))
+            .await?;
+        if let Some(d) = decrypt {
+            // The key holder's outcome mirrors the round's, which `end` already has.
+            let _ = d.await;
+        }
+        if let Some(b) = lock(self.bar).take() {
+            b.finish_and_clear();
+        }
+        let rec = end.record.clone().context("ended round without a record")?;
+        let completed = end.status == RoundStatus::Completed;
+        if completed {
+            let version = rec
+                .model_version
+                .context("completed round without a model version")?;
+            eval_net.set_params(&self.admin.model(self.fid, version).await?)?;
+            *last_test = eval_net.evaluate(test);
+        }
+        let row = RoundRow {
+            round: info.round,
+            participants: if completed { rec.participants } else { 0 },
+            dropouts: rec.dropouts,
+            test: *last_test,
+            epsilon: rec.epsilon_spent,
+            failure: rec.failure.clone(),
+            secs: t0.elapsed().as_secs_f64(),
+        };
+        if !self.quiet {
+            println!("{}", row.line());
+        }
+        Ok(Ok(row))
+    }
+}
+
+/// Enroll every participant through the REST API and start its task, with the rounds it will
+/// drop out of (and where) drawn from the seed.
+async fn spawn_participants(
+    cfg: &DemoConfig,
+    service: &Service,
+    fid: i64,
+    setup: &Arc<Setup>,
+    trainer: &Arc<Mutex<Trainer>>,
+    bar: &Arc<Mutex<Option<ProgressBar>>>,
+) -> Result<Vec<tokio::task::JoinHandle<Result<()>>>> {
+    let mut drops = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0xD0D0);
+    let mut participants = Vec::with_capacity(cfg.clients);
+    for k in 0..cfg.clients {
+        let code = service
+            .admin
+            .enrollment_code(fid, Role::Participant)
+            .await?;
+        let (client, _) = Client::enroll(&service.base, &code.code).await?;
+        let plan: Vec<Option<Vanish>> = (0..=cfg.rounds)
+            .map(|_| {
+                let u = drops.next_u64() as f64 / u64::MAX as f64;
+                (u < cfg.dropout).then(|| SECAGG_VANISH_POINTS[(drops.next_u32() % 4) as usize])
+            })
+            .collect();
+        participants.push(tokio::spawn(participant(
+            k,
+            client,
+            setup.clone(),
+            trainer.clone(),
+            cfg.seed,
+            plan,
+            bar.clone(),
+        )));
+    }
+    Ok(participants)
+}
+
+fn print_header(cfg: &DemoConfig, params: usize, base: &str) {
+    let picked = if cfg.mode == DemoMode::Dp {
+        format!("~{:.1}", cfg.fraction * cfg.clients as f64)
+    } else {
+        cfg.cohort().to_string()
+    };
+    println!(
+        "fedagg demo: {} participants, {:?} mode, {} rounds, {picked} picked per round, model {} ({params} parameters), server {base}",
+        cfg.clients, cfg.mode, cfg.rounds, cfg.model,
+    );
+    println!(
+        "{:>5}  {:>8}  {:>7}  {:>8}  {:>6}  {:>8}  {:>6}",
+        "round", "accuracy", "loss", "clients", "drops", "epsilon", "secs"
+    );
+}
+
+fn round_bar(info: &fedagg_api::RoundInfo) -> ProgressBar {
+    let b = ProgressBar::new(u64::from(info.cohort));
+    b.set_style(
+        ProgressStyle::with_template("round {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b.set_prefix(info.round.to_string());
+    b
+}
+
+impl RoundRow {
+    const CSV_HEADER: &'static str =
+        "round,participants,dropouts,test_loss,test_accuracy,epsilon,secs,failure\n";
+
+    /// The row of the printed table.
+    fn line(&self) -> String {
+        format!(
+            "{:>5}  {:>7.2}%  {:>7.4}  {:>8}  {:>6}  {:>8}  {:>6.1}{}",
+            self.round,
+            self.test.accuracy * 100.0,
+            self.test.loss,
+            self.participants,
+            self.dropouts,
+            self.epsilon.map_or("-".into(), |e| format!("{e:.3}")),
+            self.secs,
+            self.failure
+                .as_ref()
+                .map_or(String::new(), |f| format!("  failed: {f}"))
+        )
+    }
+
+    /// The row of `rounds.csv`.
+    fn csv(&self) -> String {
+        format!(
+            "{},{},{},{:.5},{:.5},{},{:.3},{}\n",
+            self.round,
+            self.participants,
+            self.dropouts,
+            self.test.loss,
+            self.test.accuracy,
+            self.epsilon.map_or(String::new(), |e| format!("{e:.5}")),
+            self.secs,
+            self.failure.as_deref().unwrap_or("").replace(',', ";")
+        )
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -495,7 +577,7 @@ async fn participant(
     setup: Arc<Setup>,
     trainer: Arc<Mutex<Trainer>>,
     seed: u64,
-    drop_plan: Vec<Option<DropPoint>>,
+    drop_plan: Vec<Option<Vanish>>,
     bar: Arc<Mutex<Option<ProgressBar>>>,
 ) -> Result<()> {
     let mut after = 0;
@@ -536,21 +618,22 @@ async fn participant(
                 }
             })
         };
-        if drop.is_some() && info.secagg.is_none() {
-            // Outside SecAgg a dropout simply never sends.
-            continue;
-        }
+        // Outside SecAgg a dropout simply never sends.
+        let vanish = drop.map(|v| {
+            if info.secagg.is_some() {
+                v
+            } else {
+                Vanish::BeforeSending
+            }
+        });
         let opts = Contribute {
             progress: Some(progress),
             timeout: Some(Duration::from_secs(3600)),
-            simulate_drop: drop,
         };
-        // An error is a simulated dropout or a failed round: wait for the next round.
-        if client
-            .contribute_with(&update.delta, update.samples as u64, opts)
-            .await
-            .is_ok()
-        {
+        // An error is a failed round: wait for the next round.
+        let contributed =
+            dropout::contribute(&client, &update.delta, update.samples as u64, opts, vanish).await;
+        if matches!(contributed, Ok(Some(_))) {
             if let Some(b) = lock(&bar).as_ref() {
                 b.inc(1);
             }

@@ -1,5 +1,7 @@
 //! The `fedagg` command's library side: [`demo`], the demo federation (the project's main job),
-//! kept here so that integration tests drive the same code as `fedagg demo`.
+//! kept here so that integration tests drive the same code as `fedagg demo`, and [`dropout`],
+//! the simulated dropouts the demo and the service tests share.
 
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod dropout;

@@ -32,6 +32,8 @@ enum Command {
     Keygen(KeygenArgs),
     /// Run the aggregation service (REST on 127.0.0.1:8470, SQLite in ./fedagg-data by default).
     Serve(ServeArgs),
+    /// Print the service's OpenAPI document (what `GET /v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +82,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(args),
         Command::Keygen(args) => keygen(&args),
         Command::Serve(args) => serve(args),
+        Command::Openapi => {
+            print!("{}", fedagg_server::openapi::document_json());
+            Ok(())
+        }
     }
 }
 

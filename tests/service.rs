@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use fedagg::dropout::{self, Vanish};
+use fedagg_api::Phase;
 use fedagg_api::{FederationSpec, Frame, FrameKind, Mode, Role, RoundStatus};
-use fedagg_client::{Admin, Client, Contribute, Error, KeyHolder};
-use fedagg_secagg::sim::DropPoint;
+use fedagg_client::{Admin, Client, Contribute, Error, KeyHolder, Outcome};
 use fedagg_server::testing::TestDatabase;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -17,6 +18,12 @@ use reqwest::Method;
 
 #[path = "support/serve.rs"]
 mod serve;
+
+#[path = "support/api_doc.rs"]
+mod api_doc;
+use api_doc::{
+    assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
+};
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(120);
@@ -122,6 +129,27 @@ fn spec(mode: Mode, m: usize, min: u32, timeout: u64) -> FederationSpec {
     }
 }
 
+/// A DP mode with room for many rounds.
+fn dp_mode() -> Mode {
+    Mode::Dp {
+        clip: 1.0,
+        noise_multiplier: 1.0,
+        sampling_rate: 1.0,
+        epsilon_budget: 100.0,
+        delta: 1e-5,
+    }
+}
+
+/// `r` is the API error `status` of `kind`.
+fn expect(r: Result<(reqwest::StatusCode, Vec<u8>), Error>, status: u16, kind: &str) {
+    match r {
+        Err(Error::Api {
+            status: s, error, ..
+        }) => assert_eq!((s, error.as_str()), (status, kind)),
+        other => panic!("expected {status}, got {other:?}"),
+    }
+}
+
 fn secagg(dropout_rate: f64) -> Mode {
     Mode::Secagg {
         clip: 1.0,
@@ -172,8 +200,8 @@ fn weighted_mean(ups: &[(Vec<f32>, u64)]) -> Vec<f64> {
 async fn contribute_all(
     clients: &[Client],
     ups: &[(Vec<f32>, u64)],
-    drops: &[Option<DropPoint>],
-) -> Vec<Result<fedagg_client::Outcome, Error>> {
+    drops: &[Option<Vanish>],
+) -> Vec<Result<Option<Outcome>, Error>> {
     let handles: Vec<_> = clients
         .iter()
         .zip(ups)
@@ -182,11 +210,10 @@ async fn contribute_all(
             let (c, u, w, d) = (c.clone(), u.clone(), *w, *d);
             tokio::spawn(async move {
                 let opts = Contribute {
-                    simulate_drop: d,
                     timeout: Some(WAIT),
                     ..Contribute::default()
                 };
-                c.contribute_with(&u, w, opts).await
+                dropout::contribute(&c, &u, w, opts, d).await
             })
         })
         .collect();
@@ -195,6 +222,11 @@ async fn contribute_all(
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// The outcome of a contribution that did not vanish.
+fn done(r: &Result<Option<Outcome>, Error>) -> &Outcome {
+    r.as_ref().unwrap().as_ref().unwrap()
 }
 
 fn assert_close(got: &[f32], want: &[f64], tol: f64) {
@@ -231,14 +263,15 @@ async fn secagg_round_of_ten_equals_the_plaintext_weighted_mean(store: Store) {
     let ups = updates(10, m, 1);
     let results = contribute_all(&clients, &ups, &[None; 10]).await;
     for r in &results {
-        let o = r.as_ref().unwrap();
+        let o = done(r);
         assert_eq!(o.status, RoundStatus::Completed);
     }
-    let record = results[0].as_ref().unwrap().record.clone().unwrap();
+    let record = done(&results[0]).record.clone().unwrap();
     assert_eq!((record.participants, record.dropouts), (10, 0));
     assert_model_is_mean(&srv.admin, fed.id, &ups).await;
     let fed = srv.admin.federation(fed.id).await.unwrap();
     assert_eq!(fed.model_version, 1);
+    assert_statuses_documented(&srv).await;
 }
 
 async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum(store: Store) {
@@ -254,13 +287,13 @@ async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum(store: Store) {
     srv.admin.open_round(fed.id).await.unwrap();
     let ups = updates(n, m, 2);
     let mut drops = vec![None; n];
-    drops[0] = Some(DropPoint::BeforeAdvertise);
-    drops[1] = Some(DropPoint::AfterAdvertise);
-    drops[2] = Some(DropPoint::AfterShareKeys);
-    drops[3] = Some(DropPoint::AfterMaskedInput);
+    drops[0] = Some(Vanish::BeforeSending);
+    drops[1] = Some(Vanish::After(Phase::AdvertiseKeys));
+    drops[2] = Some(Vanish::After(Phase::ShareKeys));
+    drops[3] = Some(Vanish::After(Phase::MaskedInput));
     let results = contribute_all(&clients, &ups, &drops).await;
     for r in &results[4..] {
-        assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed);
+        assert_eq!(done(r).status, RoundStatus::Completed);
     }
     let info = srv.admin.wait_round(fed.id, 1, WAIT).await.unwrap();
     let rec = info.record.unwrap();
@@ -268,6 +301,7 @@ async fn secagg_dropouts_at_every_phase_leave_the_survivors_sum(store: Store) {
     assert_eq!(rec.participants, 11, "{rec:?}");
     assert_eq!(rec.dropouts, 3);
     assert_model_is_mean(&srv.admin, fed.id, &ups[3..]).await;
+    assert_statuses_documented(&srv).await;
 }
 
 async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs(store: Store) {
@@ -301,8 +335,9 @@ async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs(sto
     let results = contribute_all(&clients, &ups, &[None; 10]).await;
     assert!(results
         .iter()
-        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+        .all(|r| done(r).status == RoundStatus::Completed));
     assert_model_is_mean(&srv.admin, fed.id, &ups).await;
+    assert_statuses_documented(&srv).await;
 }
 
 /// A Paillier or lattice round: the key holder publishes, the round opens, every client
@@ -314,7 +349,7 @@ async fn he_round(srv: &Srv, fid: i64, clients: &[Client], kh: KeyHolder, ups: &
     let results = contribute_all(clients, ups, &vec![None; clients.len()]).await;
     assert!(results
         .iter()
-        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+        .all(|r| done(r).status == RoundStatus::Completed));
     assert_eq!(
         key_holder.await.unwrap().unwrap().status,
         RoundStatus::Completed
@@ -346,6 +381,7 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(sto
     let sk = fedagg_paillier::keygen(1024, &mut rng).unwrap();
     let kh = KeyHolder::new(kh, sk);
     he_round(&srv, fed.id, &clients, kh, &updates(10, m, 5)).await;
+    assert_statuses_documented(&srv).await;
 }
 
 #[cfg(feature = "lattice")]
@@ -428,7 +464,7 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
         .map(|(u, w)| (u.iter().map(|x| x * 0.01).collect::<Vec<f32>>(), w))
         .collect();
     let results = contribute_all(&clients, &ups, &[None; 10]).await;
-    let rec = results[0].as_ref().unwrap().record.clone().unwrap();
+    let rec = done(&results[0]).record.clone().unwrap();
     let eps = rec.epsilon_spent.unwrap();
     assert!(eps > 0.0 && eps < 50.0, "{eps}");
     let model = srv.admin.model(fed.id, 1).await.unwrap();
@@ -456,6 +492,7 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
     let p = fed.privacy.unwrap();
     assert_eq!(p.rounds, 1);
     assert!((p.epsilon - eps).abs() < 1e-12);
+    assert_statuses_documented(&srv).await;
 }
 
 async fn auth_is_checked_on_every_route(store: Store) {
@@ -521,6 +558,7 @@ async fn auth_is_checked_on_every_route(store: Store) {
     Client::enroll(&srv.base, &code.code).await.unwrap();
     let e = Client::enroll(&srv.base, &code.code).await.err().unwrap();
     assert!(matches!(e, Error::Api { status: 401, .. }), "{e}");
+    assert_statuses_documented(&srv).await;
 }
 
 async fn token_of(srv: &Srv, fid: i64) -> String {
@@ -533,20 +571,60 @@ async fn token_of(srv: &Srv, fid: i64) -> String {
     e.token
 }
 
+async fn bad_control_requests_get_json_errors(store: Store) {
+    let srv = start(store, 1 << 16).await;
+    // Bad JSON on a JSON route.
+    let r = srv
+        .admin
+        .raw(
+            Method::POST,
+            "/v1/federations",
+            Some(serde_json::json!({"name": 3})),
+            None,
+        )
+        .await;
+    expect(r, 400, "bad_request");
+    // Well-formed, every field in range, but min_clients > max_clients.
+    let mut bad = spec(secagg(0.1), 10, 2, 30);
+    bad.min_clients = bad.max_clients + 1;
+    let e = srv.admin.create_federation(&bad).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
+    // A field out of the range the document states.
+    bad.min_clients = 2;
+    bad.vector_len = 0;
+    let e = srv.admin.create_federation(&bad).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
+    // An integral float is an integer; a fraction is not.
+    let mut j = serde_json::to_value(spec(secagg(0.1), 10, 2, 30)).unwrap();
+    j["max_clients"] = serde_json::json!(64.0);
+    let (s, _) = srv
+        .admin
+        .raw(Method::POST, "/v1/federations", Some(j.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 201);
+    j["max_clients"] = serde_json::json!(64.5);
+    let r = srv
+        .admin
+        .raw(Method::POST, "/v1/federations", Some(j), None)
+        .await;
+    expect(r, 400, "bad_request");
+    // Unknown route.
+    expect(
+        srv.admin.raw(Method::GET, "/v1/nothing", None, None).await,
+        404,
+        "not_found",
+    );
+    assert_statuses_documented(&srv).await;
+}
+
 async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: Store) {
     let limit = 1 << 16;
     let srv = start(store, limit).await;
     let m = 100;
-    let mode = Mode::Dp {
-        clip: 1.0,
-        noise_multiplier: 1.0,
-        sampling_rate: 1.0,
-        epsilon_budget: 100.0,
-        delta: 1e-5,
-    };
     let fed = srv
         .admin
-        .create_federation(&spec(mode, m, 2, 30))
+        .create_federation(&spec(dp_mode(), m, 2, 30))
         .await
         .unwrap();
     let token = token_of(&srv, fed.id).await;
@@ -557,15 +635,6 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: S
         let c = as_member.clone();
         let p = path.clone();
         async move { c.raw(Method::POST, &p, None, Some(body)).await }
-    };
-    let expect = |r: Result<(reqwest::StatusCode, Vec<u8>), Error>, status: u16, kind: &str| match r
-    {
-        Err(Error::Api {
-            status: s, error, ..
-        }) => {
-            assert_eq!((s, error.as_str()), (status, kind))
-        }
-        other => panic!("expected {status}, got {other:?}"),
     };
     let good = Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&vec![0.1; m]));
     // No round open yet: wrong phase.
@@ -598,28 +667,6 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: S
     );
     // Oversized.
     expect(post(vec![0; limit + 1]).await, 413, "payload_too_large");
-    // Bad JSON on a JSON route.
-    let r = srv
-        .admin
-        .raw(
-            Method::POST,
-            "/v1/federations",
-            Some(serde_json::json!({"name": 3})),
-            None,
-        )
-        .await;
-    expect(r, 400, "bad_request");
-    // Invalid but well-formed spec.
-    let mut bad = spec(secagg(0.1), 0, 2, 30);
-    bad.vector_len = 0;
-    let e = srv.admin.create_federation(&bad).await.unwrap_err();
-    assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
-    // Unknown route.
-    expect(
-        srv.admin.raw(Method::GET, "/v1/nothing", None, None).await,
-        404,
-        "not_found",
-    );
     // The good submission, then an identical retry (accepted once), then a different one.
     let (s, body) = post(good.clone()).await.unwrap();
     assert_eq!(s, 200);
@@ -651,49 +698,7 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: S
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains("fedagg_http_requests_total{"), "{metrics}");
     assert!(metrics.contains("status=\"413\""), "{metrics}");
-}
-
-async fn openapi_document_is_served_and_matches_the_checked_in_copy(store: Store) {
-    let srv = start(store, 1 << 20).await;
-    let (s, body) = srv
-        .admin
-        .raw(Method::GET, "/v1/openapi.json", None, None)
-        .await
-        .unwrap();
-    assert_eq!(s, 200);
-    let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let docs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        served, docs,
-        "docs/openapi.json is stale: copy crates/fedagg-server/openapi.json"
-    );
-    let paths = served["paths"].as_object().unwrap();
-    for p in [
-        "/v1/health",
-        "/v1/federations",
-        "/v1/federations/{fid}",
-        "/v1/federations/{fid}/model",
-        "/v1/federations/{fid}/enrollment-codes",
-        "/v1/enroll",
-        "/v1/federations/{fid}/participants/{pid}/token",
-        "/v1/federations/{fid}/public-key",
-        "/v1/federations/{fid}/rounds",
-        "/v1/federations/{fid}/rounds/current",
-        "/v1/federations/{fid}/rounds/{round}",
-        "/v1/federations/{fid}/rounds/{round}/submissions",
-        "/v1/federations/{fid}/rounds/{round}/inbox",
-        "/metrics",
-        "/v1/openapi.json",
-    ] {
-        assert!(
-            paths.contains_key(p),
-            "{p} missing from the OpenAPI document"
-        );
-    }
+    assert_statuses_documented(&srv).await;
 }
 
 /// Environment for a `fedagg serve` child using `store`. Child servers reach PostgreSQL over
@@ -730,8 +735,8 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input(store: Store) {
     // Two clients vanish after sharing keys, so the masked-input phase waits for its deadline
     // with four inputs accepted.
     let mut drops = vec![None; n];
-    drops[0] = Some(DropPoint::AfterShareKeys);
-    drops[1] = Some(DropPoint::AfterShareKeys);
+    drops[0] = Some(Vanish::After(Phase::ShareKeys));
+    drops[1] = Some(Vanish::After(Phase::ShareKeys));
     let run = {
         let clients = clients.clone();
         let ups = ups.clone();
@@ -759,7 +764,7 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input(store: Store) {
     );
     let results = run.await.unwrap();
     for r in &results[2..] {
-        assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed, "{r:?}");
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
     }
     let info = admin.wait_round(fed.id, 1, WAIT).await.unwrap();
     assert_eq!(info.record.as_ref().unwrap().participants, 4);
@@ -778,7 +783,8 @@ on_both_stores! {
     dp_round_adds_the_configured_noise_and_charges_the_ledger: 4,
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
-    openapi_document_is_served_and_matches_the_checked_in_copy: 2,
+    bad_control_requests_get_json_errors: 2,
+    the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,
 }
 
@@ -847,11 +853,11 @@ async fn two_replicas_sharing_postgres_serve_one_federation() {
     // tick gets the lock first) moves the round on.
     let ups = updates(n, m, 11);
     let mut drops = vec![None; n];
-    drops[0] = Some(DropPoint::AfterAdvertise);
-    drops[1] = Some(DropPoint::AfterShareKeys);
+    drops[0] = Some(Vanish::After(Phase::AdvertiseKeys));
+    drops[1] = Some(Vanish::After(Phase::ShareKeys));
     let results = contribute_all(&clients, &ups, &drops).await;
     for r in &results[2..] {
-        assert_eq!(r.as_ref().unwrap().status, RoundStatus::Completed, "{r:?}");
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
     }
     let info = admin.wait_round(fed.id, 1, WAIT).await.unwrap();
     let rec = info.record.unwrap();
@@ -872,7 +878,7 @@ async fn two_replicas_sharing_postgres_serve_one_federation() {
     let results = contribute_all(&clients, &ups2, &vec![None; n]).await;
     assert!(results
         .iter()
-        .all(|r| r.as_ref().unwrap().status == RoundStatus::Completed));
+        .all(|r| done(r).status == RoundStatus::Completed));
     let info = admin.wait_round(fed.id, 2, WAIT).await.unwrap();
     assert_eq!(info.record.unwrap().participants, n as u32);
     let m1 = admin.model(fed.id, 1).await.unwrap();

@@ -28,7 +28,6 @@ use fedagg_api::{
 };
 use fedagg_paillier::{Packing, PrivateKey, PublicKey};
 use fedagg_quant::QuantParams;
-use fedagg_secagg::sim::DropPoint;
 use fedagg_secagg::ClientId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, SeedableRng};
@@ -90,6 +89,9 @@ pub struct Progress {
     pub round: u64,
     /// What just happened, e.g. `joined`, `sent advertise_keys`, `round completed`.
     pub step: String,
+    /// The phase whose message this client has just sent and the server has accepted, if that
+    /// is what happened.
+    pub sent: Option<Phase>,
 }
 
 /// Progress callback.
@@ -123,8 +125,6 @@ pub struct Contribute {
     pub progress: Option<OnProgress>,
     /// Give up waiting after this long (default: 1 hour).
     pub timeout: Option<Duration>,
-    /// Testing only: behave like a client that crashes at this point (SecAgg mode).
-    pub simulate_drop: Option<DropPoint>,
 }
 
 /// How a round ended for this client.
@@ -492,18 +492,18 @@ impl Client {
         }
         let mut info = self.join(until).await?;
         let round = info.round;
-        let report = |step: String| {
+        let report = |step: String, sent: Option<Phase>| {
             if let Some(p) = &opts.progress {
-                p(&Progress { round, step });
+                p(&Progress { round, step, sent });
             }
         };
-        report("joined".into());
+        report("joined".into(), None);
         let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
         match &spec.mode {
             Mode::Dp { .. } => {
                 self.submit(round, FrameKind::F32, &f32_bytes(update))
                     .await?;
-                report("sent update".into());
+                report("sent update".into(), Some(Phase::Submit));
             }
             Mode::Paillier { .. } => {
                 let quant = quant_of(spec)?;
@@ -525,7 +525,7 @@ impl Client {
                 .await?
                 .map_err(|e| Error::Protocol(e.to_string()))?;
                 self.submit(round, FrameKind::Paillier, &body).await?;
-                report("sent ciphertexts".into());
+                report("sent ciphertexts".into(), Some(Phase::Submit));
             }
             Mode::Lattice { .. } => {
                 let quant = quant_of(spec)?;
@@ -534,26 +534,19 @@ impl Client {
                     .map_err(|e| Error::Protocol(e.to_string()))?;
                 let body = self.lattice_encrypt(&quant, values).await?;
                 self.submit(round, FrameKind::Lattice, &body).await?;
-                report("sent ciphertexts".into());
+                report("sent ciphertexts".into(), Some(Phase::Submit));
             }
             Mode::Secagg { .. } => {
                 let quant = quant_of(spec)?;
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
-                self.secagg(&mut info, &values, &opts, until, &report, &mut rng)
+                self.secagg(&mut info, &values, until, &report, &mut rng)
                     .await?;
-                if opts.simulate_drop.is_some() {
-                    return Ok(Outcome {
-                        round,
-                        status: RoundStatus::Open,
-                        record: None,
-                    });
-                }
             }
         }
         self.await_phase(&mut info, Phase::Done, until).await?;
-        report(format!("round {:?}", info.status));
+        report(format!("round {:?}", info.status), None);
         Ok(Outcome {
             round,
             status: info.status,
@@ -565,9 +558,8 @@ impl Client {
         &self,
         info: &mut RoundInfo,
         values: &[u64],
-        opts: &Contribute,
         until: Instant,
-        report: &(dyn Fn(String) + Sync),
+        report: &(dyn Fn(String, Option<Phase>) + Sync),
         rng: &mut ChaCha20Rng,
     ) -> Result<()> {
         let p = |e: fedagg_secagg::Error| Error::Protocol(e.to_string());
@@ -580,26 +572,16 @@ impl Client {
             .member
             .ok_or_else(|| Error::Protocol("not a member of this round".into()))?;
         let cfg = Arc::new(session.config(values.len() - 1).map_err(Error::Protocol)?);
-        let stop = |at: DropPoint| opts.simulate_drop == Some(at);
-        if stop(DropPoint::BeforeAdvertise) {
-            return Ok(());
-        }
         self.await_phase(info, Phase::AdvertiseKeys, until).await?;
         let (st, msg) =
             fedagg_secagg::client::start(cfg, ClientId(member), None, rng).map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
-        report("sent advertise_keys".into());
-        if stop(DropPoint::AfterAdvertise) {
-            return Ok(());
-        }
+        report("sent advertise_keys".into(), Some(Phase::AdvertiseKeys));
         self.await_phase(info, Phase::ShareKeys, until).await?;
         let keys = self.inbox(round, FrameKind::Secagg).await?;
         let (st, msg) = st.share_keys(&keys, rng).map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
-        report("sent share_keys".into());
-        if stop(DropPoint::AfterShareKeys) {
-            return Ok(());
-        }
+        report("sent share_keys".into(), Some(Phase::ShareKeys));
         self.await_phase(info, Phase::MaskedInput, until).await?;
         let shares = self.inbox(round, FrameKind::Secagg).await?;
         let values = values.to_vec();
@@ -607,15 +589,12 @@ impl Client {
             .await?
             .map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
-        report("sent masked_input".into());
-        if stop(DropPoint::AfterMaskedInput) {
-            return Ok(());
-        }
+        report("sent masked_input".into(), Some(Phase::MaskedInput));
         self.await_phase(info, Phase::Unmask, until).await?;
         let request = self.inbox(round, FrameKind::Secagg).await?;
         let msg = st.unmask(&request).map_err(p)?;
         self.submit(round, FrameKind::Secagg, &msg).await?;
-        report("sent unmask".into());
+        report("sent unmask".into(), Some(Phase::Unmask));
         Ok(())
     }
 }

@@ -10,18 +10,21 @@ use crate::error::{Result, RoundError};
 pub(crate) const NO_LATTICE: &str =
     "this server was built without the lattice mode (cargo feature `lattice`)";
 
-/// Largest cohort a federation may declare.
-pub const MAX_CLIENTS: u32 = 100_000;
-
-/// Longest phase deadline, in seconds (a day).
-pub const MAX_PHASE_TIMEOUT_SECS: u64 = 86_400;
+pub use fedagg_api::{MAX_CLIENTS, MAX_PHASE_TIMEOUT_SECS};
+use fedagg_api::{MAX_CLIP, MAX_LEVELS, MAX_NAME_CHARS, MAX_PARAMETER, MAX_WEIGHT};
 
 /// Check a federation spec: every parameter in range, and the quantization, the SecAgg threat
 /// model, the lattice noise budget or the DP parameters valid for its mode.
+///
+/// The ranges are exactly those the OpenAPI document states for `FederationSpec` (the bounds
+/// are constants of `fedagg-api`), so a request the document calls valid is refused only for a
+/// relation between fields (`min_clients <= max_clients`) or a mode's own constraint.
 pub fn validate(spec: &FederationSpec) -> Result<()> {
     let bad = |s: String| Err(RoundError::Invalid(s));
-    if spec.name.trim().is_empty() || spec.name.len() > 200 {
-        return bad("name must be 1 to 200 characters".into());
+    if spec.name.trim().is_empty() || spec.name.chars().count() > MAX_NAME_CHARS {
+        return bad(format!(
+            "name must be 1 to {MAX_NAME_CHARS} characters, not all whitespace"
+        ));
     }
     if spec.vector_len == 0 || spec.vector_len > fedagg_api::MAX_VECTOR_LEN {
         return bad(format!(
@@ -44,8 +47,19 @@ pub fn validate(spec: &FederationSpec) -> Result<()> {
             "phase_timeout_secs must lie in 1..={MAX_PHASE_TIMEOUT_SECS}"
         ));
     }
-    if !(spec.server_lr.is_finite() && spec.server_lr > 0.0) {
-        return bad("server_lr must be positive".into());
+    if !(spec.server_lr > 0.0 && spec.server_lr <= MAX_PARAMETER) {
+        return bad(format!("server_lr must lie in (0, {MAX_PARAMETER}]"));
+    }
+    if let Some((clip, levels, max_weight)) = spec.mode.quantization() {
+        if !(clip > 0.0 && clip <= MAX_CLIP) {
+            return bad(format!("clip must lie in (0, {MAX_CLIP}]"));
+        }
+        if !(1..=MAX_LEVELS).contains(&levels) {
+            return bad(format!("levels must lie in 1..={MAX_LEVELS}"));
+        }
+        if !(1..=MAX_WEIGHT).contains(&max_weight) {
+            return bad(format!("max_weight must lie in 1..={MAX_WEIGHT}"));
+        }
     }
     if !matches!(spec.mode, Mode::Dp { .. }) {
         spec.quant().map_err(RoundError::Invalid)?;
@@ -90,11 +104,11 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             epsilon_budget,
             delta,
         } => {
-            if !(clip.is_finite() && clip > 0.0) {
-                return bad("clip must be positive".into());
+            if !(clip > 0.0 && clip <= MAX_CLIP) {
+                return bad(format!("clip must lie in (0, {MAX_CLIP}]"));
             }
-            if !(noise_multiplier.is_finite() && noise_multiplier > 0.0) {
-                return bad("noise_multiplier must be positive".into());
+            if !(noise_multiplier > 0.0 && noise_multiplier <= MAX_PARAMETER) {
+                return bad(format!("noise_multiplier must lie in (0, {MAX_PARAMETER}]"));
             }
             if !(sampling_rate > 0.0 && sampling_rate <= 1.0) {
                 return bad("sampling_rate must lie in (0, 1]".into());

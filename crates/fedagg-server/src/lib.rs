@@ -21,7 +21,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
-pub mod routes;
+pub mod openapi;
+mod routes;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use app::App;
 pub use config::{Config, Storage};
 pub use error::ApiError;
+pub use routes::router;
 
 /// A bound, initialised server, not yet serving.
 pub struct Server {

@@ -9,10 +9,12 @@
 //! Several replicas can serve one federation when they share a PostgreSQL store
 //! ([`Store::is_shared`]); see [`replica`] for how they stay in step.
 //!
+//! - `members`: enrollment, tokens, the public key and model downloads;
 //! - `rounds`: opening a round, submissions, downloads, closing phases and ending rounds;
 //! - [`replica`]: catching up with the shared log, and the periodic tick;
 //! - `view`: what clients read (federations, rounds) and long polls.
 
+mod members;
 mod replica;
 mod rounds;
 mod view;
@@ -32,8 +34,6 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{Completion, FederationRow, RoundRow, Store};
-
-pub use rounds::Accepted;
 
 /// The service's clock: milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fedagg_api::{f32_bytes, f32_values, Phase, RoundInfo, RoundStatus};
+use fedagg_api::{f32_bytes, f32_values, Accepted, RoundInfo, RoundStatus};
 use fedagg_round::{Closure, Ending, Round, RoundError, RoundId};
 use sha2::{Digest, Sha256};
 
@@ -10,15 +10,6 @@ use super::{rng, to_json, App, Slot, SlotState};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::store::{Completion, RoundRow, StoreError};
-
-/// Answer to a submission.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Accepted {
-    /// Phase the submission was accepted in.
-    pub phase: Phase,
-    /// True when this exact submission had already been accepted (an idempotent retry).
-    pub replay: bool,
-}
 
 impl App {
     /// Open the next round of a federation.

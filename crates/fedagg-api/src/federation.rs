@@ -1,0 +1,316 @@
+//! Federations, their modes, roles and enrollment.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The aggregation mode of a federation, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mode {
+    /// Bonawitz et al. secure aggregation (SecAgg+ graph when the cohort is large). The server
+    /// sees only the sum of the survivors' quantized, weighted updates.
+    Secagg {
+        /// Quantization: each update value is clipped to `[-clip, clip]`.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
+        clip: f64,
+        /// Quantization levels T over `[-clip, clip]`.
+        #[schema(minimum = 1, maximum = 16_777_216)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        levels: u64,
+        /// Largest client weight (for example its number of samples, capped).
+        #[schema(minimum = 1, maximum = 4_194_304)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        max_weight: u64,
+        /// Expected fraction of clients that drop out (sizes the threshold and graph).
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        dropout_rate: f64,
+        /// Fraction of clients that may collude with the server.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        corrupt_fraction: f64,
+    },
+    /// Packed Paillier encryption under a key held by the key holder, who decrypts only the sum.
+    Paillier {
+        /// Quantization clip bound.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
+        clip: f64,
+        /// Quantization levels T.
+        #[schema(minimum = 1, maximum = 16_777_216)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        levels: u64,
+        /// Largest client weight.
+        #[schema(minimum = 1, maximum = 4_194_304)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        max_weight: u64,
+    },
+    /// Additive lattice (LWE) encryption under the key holder's key (`fedagg-lattice`); the
+    /// server must be built with its `lattice` feature.
+    Lattice {
+        /// Quantization clip bound.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
+        clip: f64,
+        /// Quantization levels T.
+        #[schema(minimum = 1, maximum = 16_777_216)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        levels: u64,
+        /// Largest client weight.
+        #[schema(minimum = 1, maximum = 4_194_304)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        max_weight: u64,
+    },
+    /// Plaintext updates, clipped and noised on the server (central DP), charged to a budget.
+    Dp {
+        /// L2 clipping bound C per client update.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
+        clip: f64,
+        /// Noise multiplier sigma: the sum gets N(0, (sigma C)^2) per coordinate.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        noise_multiplier: f64,
+        /// Client sampling rate q used by the accountant.
+        #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+        sampling_rate: f64,
+        /// Total epsilon budget; a round that would exceed it does not open.
+        #[schema(exclusive_minimum = 0.0)]
+        epsilon_budget: f64,
+        /// Delta of the (epsilon, delta) guarantee.
+        #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
+        delta: f64,
+    },
+}
+
+impl Mode {
+    /// Whether a key holder decrypts the aggregate (Paillier and lattice).
+    pub fn is_he(&self) -> bool {
+        matches!(self, Mode::Paillier { .. } | Mode::Lattice { .. })
+    }
+
+    /// Short name: `secagg`, `paillier`, `lattice` or `dp`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Secagg { .. } => "secagg",
+            Mode::Paillier { .. } => "paillier",
+            Mode::Lattice { .. } => "lattice",
+            Mode::Dp { .. } => "dp",
+        }
+    }
+
+    /// `(clip, levels, max_weight)` of the quantized modes; `None` for DP.
+    pub fn quantization(&self) -> Option<(f64, u64, u64)> {
+        match *self {
+            Mode::Secagg {
+                clip,
+                levels,
+                max_weight,
+                ..
+            }
+            | Mode::Paillier {
+                clip,
+                levels,
+                max_weight,
+            }
+            | Mode::Lattice {
+                clip,
+                levels,
+                max_weight,
+            } => Some((clip, levels, max_weight)),
+            Mode::Dp { .. } => None,
+        }
+    }
+
+    /// Quantization parameters of the quantized modes for `max_clients` contributions; `None`
+    /// for DP, which sends floats.
+    pub fn quant(&self, max_clients: u64) -> Option<Result<fedagg_quant::QuantParams, String>> {
+        let (clip, levels, max_weight) = self.quantization()?;
+        Some(
+            fedagg_quant::QuantParams::with_minimal_modulus(clip, levels, max_weight, max_clients)
+                .map_err(|e| e.to_string()),
+        )
+    }
+}
+
+/// What an operator asks for when creating a federation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FederationSpec {
+    /// Human-readable name.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub name: String,
+    /// Number of model parameters (the update length).
+    #[schema(minimum = 1, maximum = 67_108_864)]
+    #[serde(deserialize_with = "crate::integer::de")]
+    pub vector_len: usize,
+    /// Aggregation mode and its parameters.
+    pub mode: Mode,
+    /// A round fails if fewer contributions than this arrive.
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(deserialize_with = "crate::integer::de")]
+    pub min_clients: u32,
+    /// Largest cohort of a round (sizes quantization headroom).
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(deserialize_with = "crate::integer::de")]
+    pub max_clients: u32,
+    /// Deadline of each phase, in seconds, counted from the phase's start.
+    #[schema(minimum = 1, maximum = 86_400)]
+    #[serde(deserialize_with = "crate::integer::de")]
+    pub phase_timeout_secs: u64,
+    /// Server learning rate applied to the aggregated update.
+    #[serde(default = "one")]
+    #[schema(exclusive_minimum = 0.0, maximum = 1e6, default = 1.0)]
+    pub server_lr: f64,
+    /// Open the next round automatically when one ends.
+    #[serde(default)]
+    pub auto_rounds: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl FederationSpec {
+    /// The quantization both sides use (SecAgg and Paillier): headroom for `max_clients`
+    /// contributions in the smallest modulus that holds them. An error for the DP mode.
+    pub fn quant(&self) -> Result<fedagg_quant::QuantParams, String> {
+        self.mode
+            .quant(u64::from(self.max_clients))
+            .unwrap_or_else(|| Err(format!("the {} mode is not quantized", self.mode.name())))
+    }
+}
+
+/// A federation as the server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Federation {
+    /// Identifier.
+    pub id: i64,
+    /// The spec it was created with.
+    pub spec: FederationSpec,
+    /// Version of the current global model (0 = initial).
+    pub model_version: u64,
+    /// The round in progress, if any.
+    pub open_round: Option<u64>,
+    /// Enrolled participants (contributors).
+    pub participants: u32,
+    /// Whether the key holder has published a public key (HE modes).
+    pub has_public_key: bool,
+    /// Privacy spent so far (DP mode).
+    pub privacy: Option<PrivacySpent>,
+}
+
+/// Spent privacy, as the accountant reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PrivacySpent {
+    /// Epsilon spent so far.
+    pub epsilon: f64,
+    /// Delta.
+    pub delta: f64,
+    /// Budget.
+    pub epsilon_budget: f64,
+    /// Rounds charged.
+    pub rounds: u64,
+}
+
+/// Roles a token can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Operator: creates federations, enrollment codes and rounds.
+    Admin,
+    /// Contributes updates.
+    Participant,
+    /// Holds the HE secret key and decrypts aggregates.
+    KeyHolder,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Admin => "admin",
+            Role::Participant => "participant",
+            Role::KeyHolder => "key_holder",
+        })
+    }
+}
+
+/// The roles an enrollment code can grant (the schema of [`EnrollmentCodeRequest::role`]).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum GrantedRole {
+    /// Contributes updates.
+    Participant,
+    /// Holds the HE secret key and decrypts aggregates.
+    KeyHolder,
+}
+
+/// Request for an enrollment code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentCodeRequest {
+    /// Role the code enrolls (participant or key holder).
+    #[schema(value_type = GrantedRole)]
+    pub role: Role,
+    /// Name recorded for the participant (defaults to the participant id).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A single-use enrollment code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentCode {
+    /// The code, shown once.
+    pub code: String,
+    /// Federation it enrolls into.
+    pub federation_id: i64,
+    /// Role it grants.
+    pub role: Role,
+}
+
+/// Body of `POST /v1/enroll`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrollRequest {
+    /// The enrollment code.
+    pub code: String,
+}
+
+/// Answer to an enrollment: the bearer token is shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Enrolled {
+    /// Participant id.
+    pub participant_id: i64,
+    /// Federation.
+    pub federation_id: i64,
+    /// Role.
+    pub role: Role,
+    /// Bearer token.
+    pub token: String,
+}
+
+/// Body of `PUT /v1/federations/{id}/public-key` (and of its GET): the key holder's public key,
+/// in the field of the federation's mode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PublicKeyBody {
+    /// Paillier mode: `fedagg-paillier`'s text form of the public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paillier: Option<String>,
+    /// Lattice mode: `fedagg-lattice`'s public key bytes, hex-encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lattice: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn mode_json_is_tagged() {
+        let m = Mode::Dp {
+            clip: 1.0,
+            noise_multiplier: 1.1,
+            sampling_rate: 0.1,
+            epsilon_budget: 8.0,
+            delta: 1e-5,
+        };
+        let j = serde_json::to_string(&m).unwrap();
+        assert!(j.starts_with(r#"{"kind":"dp""#), "{j}");
+        assert_eq!(serde_json::from_str::<Mode>(&j).unwrap(), m);
+    }
+}

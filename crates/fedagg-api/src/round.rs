@@ -1,0 +1,205 @@
+//! Rounds as clients see them: phases, status, SecAgg session parameters, records.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A round's phase, spelled one way on the wire, in the store's event log and in logs.
+///
+/// SecAgg rounds go through `advertise_keys`, `share_keys`, `masked_input` and `unmask`;
+/// Paillier and lattice rounds through `submit` and `decrypt`; DP rounds through `submit`. A round
+/// that ended is in `done`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// SecAgg round 0: participants advertise their two public keys.
+    AdvertiseKeys,
+    /// SecAgg round 1: participants send encrypted shares for their neighbours.
+    ShareKeys,
+    /// SecAgg round 2: participants send their masked inputs.
+    MaskedInput,
+    /// SecAgg round 4: survivors send the shares that remove the masks.
+    Unmask,
+    /// Paillier, lattice and DP: participants send their (encrypted or plaintext) updates.
+    Submit,
+    /// Paillier and lattice: the key holder sends the decrypted aggregate.
+    Decrypt,
+    /// The round has ended.
+    Done,
+}
+
+impl Phase {
+    /// Every phase, in no particular order.
+    pub const ALL: [Phase; 7] = [
+        Phase::AdvertiseKeys,
+        Phase::ShareKeys,
+        Phase::MaskedInput,
+        Phase::Unmask,
+        Phase::Submit,
+        Phase::Decrypt,
+        Phase::Done,
+    ];
+
+    /// The wire spelling, e.g. `advertise_keys`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::AdvertiseKeys => "advertise_keys",
+            Phase::ShareKeys => "share_keys",
+            Phase::MaskedInput => "masked_input",
+            Phase::Unmask => "unmask",
+            Phase::Submit => "submit",
+            Phase::Decrypt => "decrypt",
+            Phase::Done => "done",
+        }
+    }
+
+    /// The phase a wire spelling names.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// State of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundStatus {
+    /// In progress.
+    Open,
+    /// Ended with a new model version.
+    Completed,
+    /// Ended without an aggregate; `record.failure` says why.
+    Failed,
+}
+
+/// The SecAgg session parameters clients need before round 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SecaggSession {
+    /// Session id (hex, 32 bytes).
+    pub session_id: String,
+    /// Cohort size n.
+    pub n: u32,
+    /// Harary half-degree k, or null for the complete graph.
+    pub half_degree: Option<u32>,
+    /// Graph permutation seed (hex, 32 bytes).
+    pub graph_seed: String,
+    /// Shamir threshold t.
+    pub threshold: u32,
+    /// Modulus bits.
+    pub modulus_bits: u32,
+}
+
+impl SecaggSession {
+    /// The session configuration both sides derive from these parameters for updates of
+    /// `vector_len` values (the encoded vector has one more slot, for the weight).
+    pub fn config(&self, vector_len: usize) -> Result<fedagg_secagg::SessionConfig, String> {
+        let hex32 = |s: &str, what: &str| -> Result<[u8; 32], String> {
+            hex::decode(s)
+                .map_err(|e| format!("{what}: {e}"))?
+                .try_into()
+                .map_err(|_| format!("{what} is not 32 bytes"))
+        };
+        let seed = hex32(&self.graph_seed, "graph seed")?;
+        let graph = match self.half_degree {
+            None => fedagg_secagg::Graph::complete(self.n),
+            Some(h) => fedagg_secagg::Graph::harary(self.n, h, &seed),
+        }
+        .map_err(|e| e.to_string())?;
+        let modulus = fedagg_quant::Modulus::new(self.modulus_bits).map_err(|e| e.to_string())?;
+        fedagg_secagg::SessionConfig::new(
+            hex32(&self.session_id, "session id")?,
+            graph,
+            self.threshold as usize,
+            modulus,
+            fedagg_quant::QuantParams::encoded_len(vector_len),
+            None,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// A round as the server reports it to the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RoundInfo {
+    /// Federation.
+    pub federation_id: i64,
+    /// Round number (1, 2, ...).
+    pub round: u64,
+    /// Status.
+    pub status: RoundStatus,
+    /// Current phase (mode-specific, e.g. `advertise_keys`, `submit`, `decrypt`, `done`).
+    pub phase: Phase,
+    /// Changes whenever anything observable changes; pass it as `after` to long-poll.
+    pub revision: u64,
+    /// Milliseconds until the current phase's deadline.
+    pub deadline_in_ms: Option<u64>,
+    /// Members of the round's cohort.
+    pub cohort: u32,
+    /// The caller's index in the cohort (participants only).
+    pub member: Option<u32>,
+    /// Whether the caller has submitted in the current phase.
+    pub submitted: bool,
+    /// Submissions accepted in the current phase.
+    pub received: u32,
+    /// Submissions the current phase waits for.
+    pub expected: u32,
+    /// Model version the round started from.
+    pub base_model_version: u64,
+    /// SecAgg parameters (SecAgg mode).
+    pub secagg: Option<SecaggSession>,
+    /// Outcome, once the round ended.
+    pub record: Option<RoundRecord>,
+}
+
+/// What a finished round records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RoundRecord {
+    /// Contributions in the aggregate.
+    pub participants: u32,
+    /// Cohort members that did not make it into the aggregate.
+    pub dropouts: u32,
+    /// Bytes of submissions received.
+    pub bytes_received: u64,
+    /// Epsilon spent in total after this round (DP mode).
+    pub epsilon_spent: Option<f64>,
+    /// Model version produced.
+    pub model_version: Option<u64>,
+    /// Why the round failed.
+    pub failure: Option<String>,
+    /// Seconds from open to end.
+    pub duration_secs: f64,
+}
+
+/// Answer to a submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    /// Phase the submission was accepted in.
+    pub phase: Phase,
+    /// True when this exact submission had already been accepted (an idempotent retry).
+    pub replay: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn phases_have_one_spelling() {
+        for p in Phase::ALL {
+            let j = serde_json::to_string(&p).unwrap();
+            assert_eq!(j, format!("\"{}\"", p.as_str()));
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+            assert_eq!(serde_json::from_str::<Phase>(&j).unwrap(), p);
+        }
+        assert_eq!(Phase::parse("advertise-keys"), None);
+    }
+}

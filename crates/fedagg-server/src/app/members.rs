@@ -1,0 +1,99 @@
+//! Enrollment, tokens, the key holder's public key and model downloads: the federation's
+//! membership and what its members read.
+
+use fedagg_api::{Enrolled, EnrollmentCode, Frame, FrameKind, Mode, PublicKeyBody, Role};
+
+use super::App;
+use crate::auth;
+use crate::error::ApiError;
+
+impl App {
+    /// A single-use enrollment code for `role` in federation `fid`.
+    pub fn enrollment_code(
+        &self,
+        fid: i64,
+        role: Role,
+        label: Option<&str>,
+    ) -> Result<EnrollmentCode, ApiError> {
+        if role == Role::Admin {
+            return Err(ApiError::invalid(
+                "enrollment codes grant participant or key_holder",
+            ));
+        }
+        self.federation(fid)?;
+        let code = auth::new_secret("fe_");
+        self.store
+            .insert_code(&auth::hash(&code), fid, role, label)?;
+        Ok(EnrollmentCode {
+            code,
+            federation_id: fid,
+            role,
+        })
+    }
+
+    /// Redeem an enrollment code for a fresh bearer token.
+    pub fn enroll(&self, code: &str) -> Result<Enrolled, ApiError> {
+        let token = auth::new_secret("ft_");
+        let (pid, fid, role) = self
+            .store
+            .enroll(&auth::hash(code), &auth::hash(&token), self.now_ms())?
+            .ok_or_else(|| ApiError::unauthorized("unknown or already used enrollment code"))?;
+        self.bump();
+        Ok(Enrolled {
+            participant_id: pid,
+            federation_id: fid,
+            role,
+            token,
+        })
+    }
+
+    /// Replace participant `pid`'s token; the old one stops working.
+    pub fn rotate_token(&self, fid: i64, pid: i64) -> Result<Enrolled, ApiError> {
+        let (_, role) = self
+            .store
+            .participant(pid)?
+            .filter(|(f, _)| *f == fid)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no participant {pid} in federation {fid}"))
+            })?;
+        let token = auth::new_secret("ft_");
+        self.store.rotate_token(pid, &auth::hash(&token))?;
+        Ok(Enrolled {
+            participant_id: pid,
+            federation_id: fid,
+            role,
+            token,
+        })
+    }
+
+    /// The key holder's published key, in the field of the federation's mode.
+    pub fn public_key(&self, fid: i64) -> Result<PublicKeyBody, ApiError> {
+        let fed = self.federation(fid)?;
+        let key = self
+            .store
+            .federation(fid)?
+            .ok_or_else(|| ApiError::not_found(format!("no federation {fid}")))?
+            .public_key
+            .ok_or_else(|| ApiError::not_found("no public key published yet"))?;
+        Ok(match fed.spec.mode {
+            Mode::Lattice { .. } => PublicKeyBody {
+                lattice: Some(key),
+                ..Default::default()
+            },
+            _ => PublicKeyBody {
+                paillier: Some(key),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Model `version` (the current one when `None`) as an f32 frame.
+    pub fn model_frame(&self, fid: i64, version: Option<u64>) -> Result<Vec<u8>, ApiError> {
+        let v = version.unwrap_or(self.federation(fid)?.model_version);
+        let data = self
+            .store
+            .model(fid, v)?
+            .ok_or_else(|| ApiError::not_found(format!("no model version {v}")))?;
+        Ok(Frame::encode(FrameKind::F32, v, &data))
+    }
+}

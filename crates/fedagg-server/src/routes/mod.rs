@@ -1,0 +1,147 @@
+//! HTTP routes. Every authenticated handler takes a [`Caller`](crate::auth::Caller), which
+//! authenticates, parses the path's ids and checks the route's access rule before any body is
+//! read; the handler then calls [`App`], with blocking work (storage, crypto) on tokio's blocking
+//! pool. Each handler carries its OpenAPI description ([`crate::openapi`] collects them).
+
+mod federations;
+mod rounds;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use fedagg_api::{routes, Health, OCTET_STREAM};
+
+use crate::app::App;
+use crate::error::ApiError;
+
+pub(crate) use federations::*;
+pub(crate) use rounds::*;
+
+type AppState = State<Arc<App>>;
+
+/// A JSON body, read after the caller is authenticated; axum's rejections become [`ApiError`]s.
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker: {e}")))?
+}
+
+fn octet(body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM))],
+        body,
+    )
+        .into_response()
+}
+
+fn require_octet(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if ct.starts_with(OCTET_STREAM) => Ok(()),
+        other => Err(ApiError::unsupported_media(format!(
+            "vector bodies must be {OCTET_STREAM}, got {}",
+            other.unwrap_or("no content type")
+        ))),
+    }
+}
+
+/// The router, with body limits, request metrics and JSON errors for unknown routes.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    Router::new()
+        .route(routes::HEALTH, get(health))
+        .route(routes::OPENAPI, get(openapi))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::FEDERATIONS, post(create_federation))
+        .route(routes::FEDERATION, get(get_federation))
+        .route(routes::MODEL, get(get_model).put(put_model))
+        .route(routes::ENROLLMENT_CODES, post(create_code))
+        .route(routes::ENROLL, post(enroll))
+        .route(routes::TOKEN, post(rotate_token))
+        .route(routes::PUBLIC_KEY, put(put_public_key).get(get_public_key))
+        .route(routes::ROUNDS, post(open_round))
+        .route(routes::CURRENT_ROUND, get(current_round))
+        .route(routes::ROUND, get(get_round))
+        .route(routes::SUBMISSIONS, post(submit))
+        .route(routes::INBOX, get(inbox))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+async fn count_requests(State(app): AppState, req: axum::extract::Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    app.metrics.add(
+        "fedagg_http_requests_total",
+        &[
+            ("method", method.as_str()),
+            ("route", &route),
+            ("status", resp.status().as_str()),
+        ],
+        1.0,
+    );
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        kind: "method_not_allowed",
+        detail: format!("{method} is not allowed on this route"),
+    }
+}
+
+/// Liveness and version.
+#[utoipa::path(get, path = routes::HEALTH, tag = "service",
+    responses((status = 200, description = "The server is up", body = Health)))]
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = routes::OPENAPI, tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub(crate) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = routes::METRICS, tag = "service",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(app): AppState) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}

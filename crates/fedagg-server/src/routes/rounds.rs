@@ -1,0 +1,204 @@
+//! Rounds: opening one, reading it (long polls), submissions and the per-member inbox.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use fedagg_api::{routes, Accepted, ErrorBody, RoundInfo, RoundStatus};
+use serde::Deserialize;
+
+use super::{blocking, octet, require_octet, AppState};
+use crate::app::App;
+use crate::auth::{access, Caller, FedPath, RoundPath};
+use crate::error::ApiError;
+
+/// Open the federation's next round.
+#[utoipa::path(post, path = routes::ROUNDS, tag = "rounds",
+    params(FedPath), security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Opened", body = RoundInfo),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin", body = ErrorBody),
+        (status = 404, description = "No such federation", body = ErrorBody),
+        (status = 409, description = "A round is open, too few members, no public key yet, or the privacy budget is spent", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn open_round(
+    State(app): AppState,
+    caller: Caller<access::Admin, FedPath>,
+) -> Result<(StatusCode, Json<RoundInfo>), ApiError> {
+    let fid = caller.path.fid;
+    let info = blocking(move || app.open_round(fid)).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Longest `wait` a client may ask for, in seconds (the server's `max_wait_secs` caps it).
+const MAX_WAIT_SECS: u64 = 3600;
+
+/// Long-poll query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WaitQuery {
+    /// Answer as soon as there is something after this: a round number for `rounds/current`,
+    /// a revision for a round.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    after: Option<u64>,
+    /// Longest wait, in seconds (capped by the server's `max_wait_secs`).
+    #[param(minimum = 0, maximum = 3600)]
+    wait: Option<u64>,
+}
+
+impl WaitQuery {
+    fn parse(
+        q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+        app: &App,
+    ) -> Result<(Option<u64>, Duration), ApiError> {
+        let q = q?.0;
+        if q.after.is_some_and(|a| a > i64::MAX as u64) {
+            return Err(ApiError::bad_request("after must be at most 2^63 - 1"));
+        }
+        let wait = q.wait.unwrap_or(0);
+        if wait > MAX_WAIT_SECS {
+            return Err(ApiError::bad_request(format!(
+                "wait must be at most {MAX_WAIT_SECS} seconds"
+            )));
+        }
+        Ok((
+            q.after,
+            Duration::from_secs(wait.min(app.config.max_wait_secs)),
+        ))
+    }
+}
+
+/// The open round, else the latest one; with `wait`, waits for a round later than `after`.
+#[utoipa::path(get, path = routes::CURRENT_ROUND, tag = "rounds",
+    params(FedPath, WaitQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The round as the caller sees it", body = RoundInfo),
+        (status = 400, description = "Bad id or query", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin nor a member", body = ErrorBody),
+        (status = 404, description = "No such federation, or no round after `after` yet", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn current_round(
+    State(app): AppState,
+    caller: Caller<access::Reader, FedPath>,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RoundInfo>, ApiError> {
+    let fid = caller.path.fid;
+    let (after, wait) = WaitQuery::parse(q, &app)?;
+    let after = after.unwrap_or(0);
+    let a = app.clone();
+    blocking(move || a.federation(fid).map(drop)).await?;
+    let who = caller.who;
+    let a = app.clone();
+    let info = app
+        .wait_for(wait, move || match a.current_round(fid)? {
+            Some(r) if r > after => Ok((Some(a.round_info(fid, r, Some(&who))?), true)),
+            _ => Ok((None, false)),
+        })
+        .await?;
+    info.map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no round after {after} yet")))
+}
+
+/// A round as the caller sees it; with `wait`, waits until its revision passes `after`.
+#[utoipa::path(get, path = routes::ROUND, tag = "rounds",
+    params(RoundPath, WaitQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The round", body = RoundInfo),
+        (status = 400, description = "Bad id or query", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin nor a member", body = ErrorBody),
+        (status = 404, description = "No such round", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn get_round(
+    State(app): AppState,
+    caller: Caller<access::Reader, RoundPath>,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RoundInfo>, ApiError> {
+    let RoundPath { fid, round } = caller.path;
+    let (after, wait) = WaitQuery::parse(q, &app)?;
+    let who = caller.who;
+    let a = app.clone();
+    let info = app
+        .wait_for(wait, move || {
+            let info = a.round_info(fid, round, Some(&who))?;
+            let ready = after.is_none_or(|r| info.revision > r || info.status != RoundStatus::Open);
+            Ok((info, ready))
+        })
+        .await?;
+    Ok(Json(info))
+}
+
+/// The caller's message for the round's current phase: a frame of the mode's kind.
+#[utoipa::path(post, path = routes::SUBMISSIONS, tag = "rounds",
+    params(RoundPath), security(("bearer" = [])),
+    request_body(content_type = "application/octet-stream", description = "A frame of the phase's kind for this round"),
+    responses(
+        (status = 200, description = "Accepted and stored (or an identical retry)", body = Accepted),
+        (status = 400, description = "Bad id or frame, or a message the protocol refuses", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not a member of the federation or of the round's cohort", body = ErrorBody),
+        (status = 404, description = "No such round", body = ErrorBody),
+        (status = 409, description = "Another phase, the round has ended, or a different submission was already accepted", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/octet-stream", body = ErrorBody),
+        (status = 503, description = "Shutting down, or the store is unavailable", body = ErrorBody)))]
+pub(crate) async fn submit(
+    State(app): AppState,
+    caller: Caller<access::Contributor, RoundPath>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Accepted>, ApiError> {
+    let RoundPath { fid, round } = caller.path;
+    require_octet(&headers)?;
+    // Bodies are read only while holding an upload slot: with many clients uploading at once,
+    // the rest wait in TCP backpressure instead of n bodies of m values sitting in memory.
+    let _slot = app
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::too_large("request body exceeds the configured limit")
+            } else {
+                ApiError::bad_request(format!("reading the body: {e}"))
+            }
+        })?;
+    let who = caller.who;
+    let a = app.clone();
+    Ok(Json(
+        blocking(move || a.submit(fid, round, &who, &body)).await?,
+    ))
+}
+
+/// The server's message for the caller in the current phase (a frame), e.g. the shares
+/// addressed to a SecAgg member or the aggregate for the key holder.
+#[utoipa::path(get, path = routes::INBOX, tag = "rounds",
+    params(RoundPath), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A frame of the phase's kind", content_type = "application/octet-stream"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not a member of the federation or of the round's cohort", body = ErrorBody),
+        (status = 404, description = "No such round", body = ErrorBody),
+        (status = 409, description = "Nothing for the caller in this phase, or the round has ended", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn inbox(
+    State(app): AppState,
+    caller: Caller<access::Contributor, RoundPath>,
+) -> Result<Response, ApiError> {
+    let RoundPath { fid, round } = caller.path;
+    let who = caller.who;
+    Ok(octet(
+        blocking(move || app.download(fid, round, &who)).await?,
+    ))
+}
