@@ -252,6 +252,50 @@ fn paillier(c: &mut Criterion, sk: &PrivateKey) {
 }
 
 /// Bytes per client and round, from the real encoders, written beside criterion's results.
+/// Bytes up and down per client (averaged over the cohort, frame headers included) in one
+/// simulated SecAgg round of `n` clients, `pct` % of whom drop after sharing keys, at `m` values.
+fn secagg_round_bytes(
+    n: u32,
+    pct: u32,
+    gp: &GraphParams,
+    m: usize,
+    rng: &mut ChaCha20Rng,
+) -> (f64, f64) {
+    let q = quant(n);
+    let mut sid = [0u8; 32];
+    rng.fill_bytes(&mut sid);
+    let session = SecaggSession {
+        session_id: hex::encode(sid),
+        n,
+        half_degree: gp.half_degree,
+        graph_seed: hex::encode([7u8; 32]),
+        threshold: gp.threshold as u32,
+        modulus_bits: q.modulus().bits(),
+    };
+    let cfg = Arc::new(session.config(m).expect("session"));
+    let u = update(m);
+    let inputs: Vec<Vec<u64>> = (0..n)
+        .map(|_| q.encode_weighted(&u, 37, rng).expect("encodes"))
+        .collect();
+    let dropped = n * pct / 100;
+    let drops: BTreeMap<ClientId, DropPoint> = (0..dropped)
+        .map(|i| (ClientId(i), DropPoint::AfterShareKeys))
+        .collect();
+    let (mut up, mut down) = (0u64, 0u64);
+    let mut hook = |_: Phase, _: ClientId, d: Direction, bytes: &mut Vec<u8>| {
+        // Each message travels in a frame with a 24-byte header.
+        let len = (bytes.len() + fedagg_api::FRAME_HEADER) as u64;
+        match d {
+            Direction::ToServer => up += len,
+            Direction::ToClient => down += len,
+        }
+    };
+    let clock = Instant::now;
+    let outcome = run_round(cfg, &inputs, &drops, None, Some(&mut hook), &clock, rng);
+    outcome.result.expect("the round completes");
+    (up as f64 / f64::from(n), down as f64 / f64::from(n))
+}
+
 fn wire(sk: &PrivateKey) {
     let mut out = BTreeMap::new();
     let pk = sk.public();
@@ -287,51 +331,8 @@ fn wire(sk: &PrivateKey) {
             let gp = graph(n, pct);
             let mut fit = Vec::new();
             for m in [1_000usize, 2_000] {
-                let q = quant(n);
-                let mut sid = [0u8; 32];
-                rng.fill_bytes(&mut sid);
-                let session = SecaggSession {
-                    session_id: hex::encode(sid),
-                    n,
-                    half_degree: gp.half_degree,
-                    graph_seed: hex::encode([7u8; 32]),
-                    threshold: gp.threshold as u32,
-                    modulus_bits: q.modulus().bits(),
-                };
-                let cfg = Arc::new(session.config(m).expect("session"));
-                let u = update(m);
-                let inputs: Vec<Vec<u64>> = (0..n)
-                    .map(|_| q.encode_weighted(&u, 37, &mut rng).expect("encodes"))
-                    .collect();
-                let dropped = n * pct / 100;
-                let drops: BTreeMap<ClientId, DropPoint> = (0..dropped)
-                    .map(|i| (ClientId(i), DropPoint::AfterShareKeys))
-                    .collect();
-                let (mut up, mut down) = (0u64, 0u64);
-                let mut hook = |_: Phase, _: ClientId, d: Direction, bytes: &mut Vec<u8>| {
-                    // Each message travels in a frame with a 24-byte header.
-                    let len = (bytes.len() + fedagg_api::FRAME_HEADER) as u64;
-                    match d {
-                        Direction::ToServer => up += len,
-                        Direction::ToClient => down += len,
-                    }
-                };
-                let clock = Instant::now;
-                let outcome = run_round(
-                    cfg,
-                    &inputs,
-                    &drops,
-                    None,
-                    Some(&mut hook),
-                    &clock,
-                    &mut rng,
-                );
-                outcome.result.expect("the round completes");
-                fit.push((
-                    m as f64,
-                    up as f64 / f64::from(n),
-                    down as f64 / f64::from(n),
-                ));
+                let (up, down) = secagg_round_bytes(n, pct, &gp, m, &mut rng);
+                fit.push((m as f64, up, down));
             }
             let (m0, u0, d0) = fit[0];
             let (m1, u1, d1) = fit[1];

@@ -51,6 +51,7 @@ fn mode(name: &str) -> Mode {
             sampling_rate: 1.0,
             epsilon_budget: 100.0,
             delta: 1e-5,
+            adaptive_clip: None,
         },
     }
 }

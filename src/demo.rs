@@ -85,6 +85,11 @@ pub struct DemoConfig {
     /// DP: epsilon budget (rounds past it do not open).
     #[arg(long, default_value_t = 1000.0)]
     pub epsilon_budget: f64,
+    /// DP: adaptive clipping towards this quantile of the update norms (`--dp-clip` is then
+    /// the initial norm); the count's noise is the expected cohort over 20, at least the noise
+    /// multiplier.
+    #[arg(long)]
+    pub adaptive_clip: Option<f64>,
     /// Paillier key size in bits.
     #[arg(long, default_value_t = 2048)]
     pub key_bits: u32,
@@ -206,6 +211,12 @@ impl DemoConfig {
                     sampling_rate: self.fraction.clamp(1e-6, 1.0),
                     epsilon_budget: self.epsilon_budget,
                     delta: 1e-5,
+                    adaptive_clip: self.adaptive_clip.map(|q| fedagg_api::AdaptiveClipping {
+                        target_quantile: q,
+                        learning_rate: 0.2,
+                        count_stddev: (self.fraction * self.clients as f64 / 20.0)
+                            .max(self.noise_multiplier),
+                    }),
                 },
                 1,
                 5,

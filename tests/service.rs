@@ -137,6 +137,7 @@ fn dp_mode() -> Mode {
         sampling_rate: 1.0,
         epsilon_budget: 100.0,
         delta: 1e-5,
+        adaptive_clip: None,
     }
 }
 
@@ -450,6 +451,12 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
         sampling_rate: 1.0,
         epsilon_budget: 50.0,
         delta: 1e-5,
+        // Adaptive clipping: the count release raises the updates' multiplier a little.
+        adaptive_clip: Some(fedagg_api::AdaptiveClipping {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_stddev: 4.0,
+        }),
     };
     let fed = srv
         .admin
@@ -478,7 +485,7 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
         .collect();
     let avg = resid.iter().sum::<f64>() / m as f64;
     let sd = (resid.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / (m - 1) as f64).sqrt();
-    let want = sigma * clip / n as f64;
+    let want = fedagg_dp::adaptive::update_noise_multiplier(sigma, 4.0).unwrap() * clip / n as f64;
     // 4000 samples: the sample sd is within 5 % of the truth with overwhelming probability.
     assert!(
         (sd / want - 1.0).abs() < 0.05,
@@ -492,6 +499,8 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
     let p = fed.privacy.unwrap();
     assert_eq!(p.rounds, 1);
     assert!((p.epsilon - eps).abs() < 1e-12);
+    // The next round's clip norm moved, and is reported.
+    assert!(p.clip.is_some_and(|c| c > 0.0 && c != clip), "{p:?}");
     assert_statuses_documented(&srv).await;
 }
 

@@ -5,6 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::{FrameKind, Phase};
+
 /// The aggregation mode of a federation, with its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -76,7 +78,38 @@ pub enum Mode {
         /// Delta of the (epsilon, delta) guarantee.
         #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
         delta: f64,
+        /// Adaptive clipping: `clip` is then the initial clip norm, and after each round the
+        /// norm moves towards a quantile of the updates' norms, released privately.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adaptive_clip: Option<AdaptiveClipping>,
     },
+}
+
+/// Adaptive clipping of a DP federation (Andrew, Thakkar, McMahan, Ramaswamy, NeurIPS 2021).
+///
+/// Each round the server counts the updates its clip norm left unclipped, releases that count
+/// with Gaussian noise of standard deviation `count_stddev`, and moves the norm geometrically
+/// towards the `target_quantile` for the next round. The release is paid for within the round's
+/// privacy: the updates' noise multiplier is raised from z to `(z^-2 - (2 count_stddev)^-2)^-1/2`,
+/// so that both releases together cost what one with the federation's `noise_multiplier` z
+/// does, and the ledger is charged exactly that. Hence `noise_multiplier < 2 count_stddev`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AdaptiveClipping {
+    /// Fraction of updates the clip norm should leave unclipped (0.5 follows the median norm).
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
+    pub target_quantile: f64,
+    /// Geometric learning rate of the clip norm per round (the paper's 0.2 by default).
+    #[serde(default = "adaptive_learning_rate")]
+    #[schema(exclusive_minimum = 0.0, maximum = 10.0, default = 0.2)]
+    pub learning_rate: f64,
+    /// Standard deviation of the noise on the count of unclipped updates (sigma_b; the paper
+    /// suggests the expected number of clients per round over 20).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+    pub count_stddev: f64,
+}
+
+fn adaptive_learning_rate() -> f64 {
+    0.2
 }
 
 impl Mode {
@@ -92,6 +125,28 @@ impl Mode {
             Mode::Paillier { .. } => "paillier",
             Mode::Lattice { .. } => "lattice",
             Mode::Dp { .. } => "dp",
+        }
+    }
+
+    /// The frame kind a submission carries in `phase` of a round of this mode: the one table
+    /// the round engine checks submissions against and the SDK encodes them with.
+    pub fn submission_kind(&self, phase: Phase) -> FrameKind {
+        match (self, phase) {
+            (Mode::Secagg { .. }, _) => FrameKind::Secagg,
+            (Mode::Paillier { .. } | Mode::Lattice { .. }, Phase::Decrypt) => FrameKind::U64,
+            (Mode::Paillier { .. }, _) => FrameKind::Paillier,
+            (Mode::Lattice { .. }, _) => FrameKind::Lattice,
+            (Mode::Dp { .. }, _) => FrameKind::F32,
+        }
+    }
+
+    /// The frame kind of the server's message to a member in `phase` (its inbox): SecAgg's
+    /// protocol messages, or the encrypted aggregate the key holder decrypts.
+    pub fn inbox_kind(&self, phase: Phase) -> FrameKind {
+        match (self, phase) {
+            (Mode::Paillier { .. }, Phase::Decrypt) => FrameKind::Paillier,
+            (Mode::Lattice { .. }, Phase::Decrypt) => FrameKind::Lattice,
+            _ => self.submission_kind(phase),
         }
     }
 
@@ -206,6 +261,9 @@ pub struct PrivacySpent {
     pub epsilon_budget: f64,
     /// Rounds charged.
     pub rounds: u64,
+    /// The clip norm the next round uses (adaptive clipping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f64>,
 }
 
 /// Roles a token can carry.
@@ -308,9 +366,41 @@ mod tests {
             sampling_rate: 0.1,
             epsilon_budget: 8.0,
             delta: 1e-5,
+            adaptive_clip: None,
         };
         let j = serde_json::to_string(&m).unwrap();
         assert!(j.starts_with(r#"{"kind":"dp""#), "{j}");
         assert_eq!(serde_json::from_str::<Mode>(&j).unwrap(), m);
+    }
+
+    #[test]
+    fn frame_kinds_by_mode_and_phase() {
+        let q = |kind: &str| -> Mode {
+            serde_json::from_value(serde_json::json!({
+                "kind": kind, "clip": 1.0, "levels": 16, "max_weight": 1,
+                "dropout_rate": 0.1, "corrupt_fraction": 0.1,
+                "noise_multiplier": 1.0, "sampling_rate": 1.0,
+                "epsilon_budget": 1.0, "delta": 1e-5,
+            }))
+            .unwrap()
+        };
+        for phase in [
+            Phase::AdvertiseKeys,
+            Phase::ShareKeys,
+            Phase::MaskedInput,
+            Phase::Unmask,
+        ] {
+            assert_eq!(q("secagg").submission_kind(phase), FrameKind::Secagg);
+            assert_eq!(q("secagg").inbox_kind(phase), FrameKind::Secagg);
+        }
+        for (mode, ct) in [
+            ("paillier", FrameKind::Paillier),
+            ("lattice", FrameKind::Lattice),
+        ] {
+            assert_eq!(q(mode).submission_kind(Phase::Submit), ct);
+            assert_eq!(q(mode).inbox_kind(Phase::Decrypt), ct);
+            assert_eq!(q(mode).submission_kind(Phase::Decrypt), FrameKind::U64);
+        }
+        assert_eq!(q("dp").submission_kind(Phase::Submit), FrameKind::F32);
     }
 }

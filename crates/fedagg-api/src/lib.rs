@@ -17,8 +17,8 @@ mod round;
 pub mod routes;
 
 pub use federation::{
-    EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation, FederationSpec,
-    Mode, PrivacySpent, PublicKeyBody, Role,
+    AdaptiveClipping, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation,
+    FederationSpec, Mode, PrivacySpent, PublicKeyBody, Role,
 };
 pub use frame::{
     f32_bytes, f32_values, u64_bytes, u64_values, Frame, FrameError, FrameKind, FRAME_HEADER,

@@ -501,8 +501,12 @@ impl Client {
         let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
         match &spec.mode {
             Mode::Dp { .. } => {
-                self.submit(round, FrameKind::F32, &f32_bytes(update))
-                    .await?;
+                self.submit(
+                    round,
+                    spec.mode.submission_kind(Phase::Submit),
+                    &f32_bytes(update),
+                )
+                .await?;
                 report("sent update".into(), Some(Phase::Submit));
             }
             Mode::Paillier { .. } => {
@@ -524,7 +528,8 @@ impl Client {
                 })
                 .await?
                 .map_err(|e| Error::Protocol(e.to_string()))?;
-                self.submit(round, FrameKind::Paillier, &body).await?;
+                self.submit(round, spec.mode.submission_kind(Phase::Submit), &body)
+                    .await?;
                 report("sent ciphertexts".into(), Some(Phase::Submit));
             }
             Mode::Lattice { .. } => {
@@ -533,7 +538,8 @@ impl Client {
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
                 let body = self.lattice_encrypt(&quant, values).await?;
-                self.submit(round, FrameKind::Lattice, &body).await?;
+                self.submit(round, spec.mode.submission_kind(Phase::Submit), &body)
+                    .await?;
                 report("sent ciphertexts".into(), Some(Phase::Submit));
             }
             Mode::Secagg { .. } => {
@@ -541,7 +547,7 @@ impl Client {
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
-                self.secagg(&mut info, &values, until, &report, &mut rng)
+                self.secagg(&mut info, &spec.mode, &values, until, &report, &mut rng)
                     .await?;
             }
         }
@@ -557,6 +563,7 @@ impl Client {
     async fn secagg(
         &self,
         info: &mut RoundInfo,
+        mode: &Mode,
         values: &[u64],
         until: Instant,
         report: &(dyn Fn(String, Option<Phase>) + Sync),
@@ -575,25 +582,31 @@ impl Client {
         self.await_phase(info, Phase::AdvertiseKeys, until).await?;
         let (st, msg) =
             fedagg_secagg::client::start(cfg, ClientId(member), None, rng).map_err(p)?;
-        self.submit(round, FrameKind::Secagg, &msg).await?;
+        self.submit(round, mode.submission_kind(Phase::AdvertiseKeys), &msg)
+            .await?;
         report("sent advertise_keys".into(), Some(Phase::AdvertiseKeys));
         self.await_phase(info, Phase::ShareKeys, until).await?;
-        let keys = self.inbox(round, FrameKind::Secagg).await?;
+        let keys = self.inbox(round, mode.inbox_kind(Phase::ShareKeys)).await?;
         let (st, msg) = st.share_keys(&keys, rng).map_err(p)?;
-        self.submit(round, FrameKind::Secagg, &msg).await?;
+        self.submit(round, mode.submission_kind(Phase::ShareKeys), &msg)
+            .await?;
         report("sent share_keys".into(), Some(Phase::ShareKeys));
         self.await_phase(info, Phase::MaskedInput, until).await?;
-        let shares = self.inbox(round, FrameKind::Secagg).await?;
+        let shares = self
+            .inbox(round, mode.inbox_kind(Phase::MaskedInput))
+            .await?;
         let values = values.to_vec();
         let (st, msg) = offload(move || st.mask(&shares, &values))
             .await?
             .map_err(p)?;
-        self.submit(round, FrameKind::Secagg, &msg).await?;
+        self.submit(round, mode.submission_kind(Phase::MaskedInput), &msg)
+            .await?;
         report("sent masked_input".into(), Some(Phase::MaskedInput));
         self.await_phase(info, Phase::Unmask, until).await?;
-        let request = self.inbox(round, FrameKind::Secagg).await?;
+        let request = self.inbox(round, mode.inbox_kind(Phase::Unmask)).await?;
         let msg = st.unmask(&request).map_err(p)?;
-        self.submit(round, FrameKind::Secagg, &msg).await?;
+        self.submit(round, mode.submission_kind(Phase::Unmask), &msg)
+            .await?;
         report("sent unmask".into(), Some(Phase::Unmask));
         Ok(())
     }
@@ -618,15 +631,6 @@ enum HeKey {
 }
 
 impl HeKey {
-    /// The frame kind the encrypted aggregate travels in.
-    fn frame_kind(&self) -> FrameKind {
-        match self {
-            HeKey::Paillier(_) => FrameKind::Paillier,
-            #[cfg(feature = "lattice")]
-            HeKey::Lattice(..) => FrameKind::Lattice,
-        }
-    }
-
     /// Decode the encrypted aggregate of `len` quantized values and decrypt it.
     fn decrypt_sum(&self, quant: &QuantParams, bytes: &[u8], len: usize) -> Result<Vec<u64>> {
         let protocol = |e: &dyn std::fmt::Display| Error::Protocol(e.to_string());
@@ -712,11 +716,14 @@ impl KeyHolder {
         let mut info = c.round(round, None, Duration::ZERO).await?;
         c.await_phase(&mut info, Phase::Decrypt, until).await?;
         let len = QuantParams::encoded_len(fed.spec.vector_len);
-        let bytes = c.inbox(round, self.key.frame_kind()).await?;
+        let bytes = c
+            .inbox(round, fed.spec.mode.inbox_kind(Phase::Decrypt))
+            .await?;
         let key = self.key.clone();
         // Decoding and decrypting are CPU work on the whole aggregate: off the async threads.
         let sum = offload(move || key.decrypt_sum(&quant, &bytes, len)).await??;
-        c.submit(round, FrameKind::U64, &u64_bytes(&sum)).await?;
+        let kind = fed.spec.mode.submission_kind(Phase::Decrypt);
+        c.submit(round, kind, &u64_bytes(&sum)).await?;
         c.await_phase(&mut info, Phase::Done, until).await?;
         Ok(Outcome {
             round,

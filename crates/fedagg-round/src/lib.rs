@@ -17,7 +17,7 @@
 //! - [`plan`]: cohort selection (uniform; Poisson for DP), the DP budget check, the SecAgg
 //!   session.
 //! - [`Round`]: one open round over the mode engines (SecAgg, Paillier or lattice, DP).
-//! - [`ledger`]: the DP ledger as stored.
+//! - [`ledger`]: a DP federation's privacy state (ledger, adaptive clip norm) as stored.
 //!
 //! ```
 //! use fedagg_api::{FederationSpec, Mode, Phase, Role};

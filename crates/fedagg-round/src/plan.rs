@@ -2,12 +2,12 @@
 //! budget allows it, and the SecAgg session it runs (graph and threshold from the threat model).
 
 use fedagg_api::{FederationSpec, Mode, SecaggSession};
-use fedagg_dp::Ledger;
 use fedagg_secagg::{Adversary, GraphParams, ThreatModel};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RoundError};
+use crate::ledger::DpState;
 
 /// A round's fixed parameters, stored when it opens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +45,7 @@ impl RoundParams {
 pub fn plan<R: RngCore + CryptoRng>(
     spec: &FederationSpec,
     contributors: Vec<i64>,
-    ledger: Option<&Ledger>,
+    ledger: Option<&DpState>,
     rng: &mut R,
 ) -> Result<RoundParams> {
     let cohort = select_cohort(spec, contributors, rng);
@@ -99,7 +99,7 @@ pub fn select_cohort<R: RngCore + CryptoRng>(
 }
 
 /// Refuse a DP round that would spend more than the budget.
-fn check_budget(spec: &FederationSpec, ledger: Option<&Ledger>) -> Result<()> {
+fn check_budget(spec: &FederationSpec, ledger: Option<&DpState>) -> Result<()> {
     let (
         Some(l),
         Mode::Dp {
@@ -107,7 +107,7 @@ fn check_budget(spec: &FederationSpec, ledger: Option<&Ledger>) -> Result<()> {
             noise_multiplier,
             ..
         },
-    ) = (ledger, &spec.mode)
+    ) = (ledger.map(|s| &s.ledger), &spec.mode)
     else {
         return Ok(());
     };

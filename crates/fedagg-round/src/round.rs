@@ -2,11 +2,11 @@
 //! write-ahead steps the shell drives (check, log, apply; prepare a closure, store it, commit).
 
 use fedagg_api::{FederationSpec, Frame, Phase, Role, RoundInfo, RoundRecord, RoundStatus};
-use fedagg_dp::Ledger;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::engine::{self, Closing, Engine, Finished, KEY_HOLDER};
 use crate::error::{Result, RoundError};
+use crate::ledger::DpState;
 use crate::plan::RoundParams;
 
 /// One logged event of a round.
@@ -104,8 +104,8 @@ pub enum Ending {
         version: u64,
         /// The model: the base plus the server learning rate times the aggregate.
         model: Vec<f32>,
-        /// The ledger after charging the round (DP mode).
-        ledger: Option<Ledger>,
+        /// The privacy state after the round (DP mode): the ledger charged, the next clip norm.
+        ledger: Option<DpState>,
         /// The record.
         record: RoundRecord,
     },
@@ -181,7 +181,7 @@ impl Round {
         spec: FederationSpec,
         params: RoundParams,
         public_key: Option<&str>,
-        ledger: Option<Ledger>,
+        ledger: Option<DpState>,
     ) -> Result<Self> {
         let engine = Engine::new(&spec, &params, public_key, ledger)?;
         Ok(Round {
@@ -339,11 +339,8 @@ impl Round {
                 self.phase()
             )));
         }
-        Ok(Frame::decode(
-            frame,
-            self.engine.frame_kind(),
-            self.id.round,
-        )?)
+        let kind = self.spec.mode.submission_kind(self.phase());
+        Ok(Frame::decode(frame, kind, self.id.round)?)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -391,12 +388,13 @@ impl Round {
     /// The server's message for `member` in the current phase, as a frame.
     pub fn download(&self, member: u32) -> Result<Vec<u8>> {
         self.check_open()?;
-        let (kind, payload) = self.engine.download(member).ok_or_else(|| {
+        let payload = self.engine.download(member).ok_or_else(|| {
             RoundError::WrongPhase(format!(
                 "nothing to download for member {member} in phase {}",
                 self.phase()
             ))
         })?;
+        let kind = self.spec.mode.inbox_kind(self.phase());
         Ok(Frame::encode(kind, self.id.round, &payload))
     }
 

@@ -1,9 +1,10 @@
 //! Validation of a federation's spec, before it is created.
 
-use fedagg_api::{FederationSpec, Mode};
+use fedagg_api::{AdaptiveClipping, FederationSpec, Mode};
 use fedagg_dp::Ledger;
 
 use crate::error::{Result, RoundError};
+use crate::ledger::DpState;
 
 /// Why a server without the `lattice` feature refuses lattice federations.
 #[cfg(not(feature = "lattice"))]
@@ -103,6 +104,7 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             sampling_rate,
             epsilon_budget,
             delta,
+            adaptive_clip,
         } => {
             if !(clip > 0.0 && clip <= MAX_CLIP) {
                 return bad(format!("clip must lie in (0, {MAX_CLIP}]"));
@@ -114,20 +116,55 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
                 return bad("sampling_rate must lie in (0, 1]".into());
             }
             Ledger::new(epsilon_budget, delta).map_err(|e| RoundError::Invalid(e.to_string()))?;
+            if let Some(a) = adaptive_clip {
+                validate_adaptive(&a, noise_multiplier)?;
+            }
         }
     }
     Ok(())
 }
 
-/// The ledger a new federation starts with (DP mode), or `None`.
-pub fn initial_ledger(spec: &FederationSpec) -> Result<Option<Ledger>> {
+fn validate_adaptive(a: &AdaptiveClipping, noise_multiplier: f64) -> Result<()> {
+    let bad = |s: String| Err(RoundError::Invalid(s));
+    if !(a.target_quantile > 0.0 && a.target_quantile < 1.0) {
+        return bad("adaptive_clip.target_quantile must lie in (0, 1)".into());
+    }
+    if !(a.learning_rate > 0.0 && a.learning_rate <= 10.0) {
+        return bad("adaptive_clip.learning_rate must lie in (0, 10]".into());
+    }
+    if !(a.count_stddev > 0.0 && a.count_stddev <= MAX_PARAMETER) {
+        return bad(format!(
+            "adaptive_clip.count_stddev must lie in (0, {MAX_PARAMETER}]"
+        ));
+    }
+    fedagg_dp::adaptive::update_noise_multiplier(noise_multiplier, a.count_stddev)
+        .map(drop)
+        .map_err(|_| {
+            RoundError::Invalid(format!(
+                "noise_multiplier {noise_multiplier} must be below 2 adaptive_clip.count_stddev \
+                 ({}): the count release is paid for out of the round's noise",
+                2.0 * a.count_stddev
+            ))
+        })
+}
+
+/// The privacy state a new federation starts with (DP mode), or `None`: an empty ledger, and
+/// with adaptive clipping the initial clip norm.
+pub fn initial_ledger(spec: &FederationSpec) -> Result<Option<DpState>> {
     match spec.mode {
         Mode::Dp {
             epsilon_budget,
             delta,
+            clip,
+            adaptive_clip,
             ..
         } => Ledger::new(epsilon_budget, delta)
-            .map(Some)
+            .map(|ledger| {
+                Some(DpState {
+                    ledger,
+                    clip: adaptive_clip.map(|_| clip),
+                })
+            })
             .map_err(|e| RoundError::Invalid(e.to_string())),
         _ => Ok(None),
     }

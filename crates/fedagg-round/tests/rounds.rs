@@ -45,6 +45,7 @@ fn dp(budget: f64) -> Mode {
         sampling_rate: 1.0,
         epsilon_budget: budget,
         delta: 1e-5,
+        adaptive_clip: None,
     }
 }
 
@@ -398,7 +399,7 @@ fn a_refused_write_changes_nothing() {
     assert_close(&h.model(), 0.5, &mean(&[0, 1, 2]), 1e-3);
     match h.ending.as_ref().unwrap() {
         Ending::Completed { ledger, record, .. } => {
-            assert_eq!(ledger.as_ref().unwrap().rounds(), 1);
+            assert_eq!(ledger.as_ref().unwrap().ledger.rounds(), 1);
             assert_eq!(record.participants, 3);
         }
         Ending::Failed { .. } => panic!("failed"),
@@ -591,4 +592,58 @@ proptest! {
             prop_assert_eq!(&fresh.snapshot(), expected, "prefix {}", cut);
         }
     }
+}
+
+fn adaptive_dp(noise_multiplier: f64, count_stddev: f64) -> Mode {
+    Mode::Dp {
+        clip: 1.0,
+        noise_multiplier,
+        sampling_rate: 1.0,
+        epsilon_budget: 1e15,
+        delta: 1e-5,
+        adaptive_clip: Some(fedagg_api::AdaptiveClipping {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_stddev,
+        }),
+    }
+}
+
+#[test]
+fn adaptive_clipping_moves_the_clip_and_keeps_the_round_s_privacy_cost() {
+    // The count release must be paid for out of the round's noise: z < 2 sigma_b.
+    assert!(matches!(
+        spec::validate(&spec(adaptive_dp(1.0, 0.5), 4)),
+        Err(RoundError::Invalid(_))
+    ));
+    let n = 200u32;
+    let mut s = spec(adaptive_dp(1.0, 10.0), n);
+    s.min_clients = 2;
+    let start = spec::initial_ledger(&s).unwrap().unwrap();
+    assert_eq!(start.clip, Some(1.0));
+    let mut h = Harness::open(s, n, None, 11);
+    // Every update has norm 3, above the clip of 1: the released unclipped fraction is about 0
+    // (the count's noise is 10 over 200 reports), so the clip grows by about exp(0.2 * 0.5).
+    let big: Vec<f32> = (0..LEN).map(|_| 3.0 / (LEN as f32).sqrt()).collect();
+    for i in 0..n {
+        let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&big));
+        h.submit(i, &f).unwrap();
+    }
+    let Ending::Completed { ledger, .. } = h.ending.as_ref().unwrap() else {
+        panic!("failed");
+    };
+    let state = ledger.as_ref().unwrap();
+    let clip = state.clip.unwrap();
+    assert!((1.08..1.13).contains(&clip), "next clip {clip}");
+    // The ledger is charged what a round at the federation's multiplier costs, no more.
+    let mut plain = fedagg_dp::Ledger::new(1e15, 1e-5).unwrap();
+    plain.charge(1.0, 1.0).unwrap();
+    assert_eq!(state.ledger.rdp(), plain.rdp());
+    // The state survives the store, and the next round clips at the new norm.
+    let text = fedagg_round::ledger::to_text(state).unwrap();
+    assert_eq!(&fedagg_round::ledger::from_text(&text).unwrap(), state);
+    assert_eq!(
+        fedagg_round::ledger::privacy(state).unwrap().clip,
+        Some(clip)
+    );
 }

@@ -95,13 +95,10 @@ impl ExpectKeyList {
         self.id
     }
 
-    /// Round 1: check the key list, draw the self-mask seed, Shamir-share both secrets over the
-    /// listed neighbours and encrypt each neighbour's pair of shares to it.
-    pub fn share_keys<R: RngCore + CryptoRng>(
-        self,
-        key_list: &[u8],
-        rng: &mut R,
-    ) -> Result<(ExpectShares, Vec<u8>), Error> {
+    /// The server's key list, checked: ordered, only neighbours, no repeated key, this
+    /// client's own keys unaltered, signatures valid (malicious-server mode), and at least the
+    /// threshold of entries.
+    fn read_key_list(&self, key_list: &[u8]) -> Result<BTreeMap<ClientId, PeerKeys>, Error> {
         let cfg = &*self.cfg;
         let graph = cfg.graph();
         let signed = cfg.identities().is_some();
@@ -162,6 +159,20 @@ impl ExpectKeyList {
                 what: "neighbours with keys".into(),
             });
         }
+        Ok(peers)
+    }
+
+    /// Round 1: check the key list, draw the self-mask seed, Shamir-share both secrets over the
+    /// listed neighbours and encrypt each neighbour's pair of shares to it.
+    pub fn share_keys<R: RngCore + CryptoRng>(
+        self,
+        key_list: &[u8],
+        rng: &mut R,
+    ) -> Result<(ExpectShares, Vec<u8>), Error> {
+        let peers = self.read_key_list(key_list)?;
+        let cfg = &*self.cfg;
+        let graph = cfg.graph();
+        let t = cfg.threshold();
 
         let b = Secret32::random(rng);
         let s_sk_bytes = Zeroizing::new(self.s_sk.to_bytes());

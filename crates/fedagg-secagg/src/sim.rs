@@ -244,7 +244,22 @@ fn drive<R: RngCore + CryptoRng>(
         unmasking.extend(next.map(|s| (c, s)));
     }
     let after = d.close("2-masked-input", || server.finish())?;
+    unmask_rounds(after, unmasking, drops, d)
+}
 
+/// Rounds 3 (malicious-server mode only) and 4 of [`drive`]: the survivors' consistency
+/// signatures, then their unmasking shares, and the server's aggregate.
+fn unmask_rounds(
+    after: AfterMasking,
+    mut unmasking: BTreeMap<ClientId, ExpectUnmask>,
+    drops: &BTreeMap<ClientId, DropPoint>,
+    d: &mut Driver<'_, '_>,
+) -> Result<Aggregate, Error> {
+    let gone = |c: ClientId| {
+        drops
+            .get(&c)
+            .is_some_and(|x| *x <= DropPoint::AfterMaskedInput)
+    };
     // Round 3 (malicious-server mode only)
     let (mut server, out) = match after {
         AfterMasking::Unmasking(s, out) => (s, out),
@@ -253,7 +268,7 @@ fn drive<R: RngCore + CryptoRng>(
                 let Some(state) = unmasking.get_mut(&c) else {
                     continue;
                 };
-                if gone(c, DropPoint::AfterMaskedInput) {
+                if gone(c) {
                     continue;
                 }
                 d.turn(
@@ -274,7 +289,7 @@ fn drive<R: RngCore + CryptoRng>(
         let Some(state) = unmasking.remove(&c) else {
             continue;
         };
-        if gone(c, DropPoint::AfterMaskedInput) {
+        if gone(c) {
             continue;
         }
         d.turn(

@@ -49,14 +49,6 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", detail)
     }
-    /// 409: the round is in another phase than the request needs.
-    pub fn wrong_phase(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "wrong_phase", detail)
-    }
-    /// 409: a different submission from the same member in this phase was already accepted.
-    pub fn duplicate(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "duplicate", detail)
-    }
     /// 409: the state forbids it (a round already open, a budget exhausted, too few members).
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", detail)

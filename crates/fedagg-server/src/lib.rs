@@ -16,14 +16,14 @@
 //! # Ok(()) }
 //! ```
 
-pub mod app;
-pub mod auth;
-pub mod config;
-pub mod error;
-pub mod metrics;
+mod app;
+mod auth;
+mod config;
+mod error;
+mod metrics;
 pub mod openapi;
 mod routes;
-pub mod store;
+mod store;
 #[doc(hidden)]
 pub mod testing;
 
@@ -32,10 +32,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use app::App;
+use app::App;
 pub use config::{Config, Storage};
-pub use error::ApiError;
-pub use routes::router;
+use error::ApiError;
 
 /// A bound, initialised server, not yet serving.
 pub struct Server {
@@ -85,11 +84,6 @@ impl Server {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Shared state (tests, the demo).
-    pub fn app(&self) -> &Arc<App> {
-        &self.app
     }
 
     /// Serve until `shutdown` completes, then stop accepting, finish in-flight requests and

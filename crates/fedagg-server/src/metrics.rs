@@ -82,14 +82,6 @@ impl Metrics {
         self.lock().insert((name, labels(pairs)), v);
     }
 
-    /// Current value of a series (tests).
-    pub fn get(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
-        self.lock()
-            .get(&(name, labels(pairs)))
-            .copied()
-            .unwrap_or(0.0)
-    }
-
     /// The text exposition format.
     pub fn render(&self) -> String {
         let series = self.lock();

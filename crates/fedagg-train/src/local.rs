@@ -93,6 +93,25 @@ pub struct LocalUpdate {
 }
 
 impl Net {
+    /// SCAFFOLD's correction c - c_i, one tensor per variable, fixed during the local epochs
+    /// (none without control variates).
+    fn scaffold_correction(&self, controls: Option<&Controls<'_>>) -> Result<Vec<Tensor>> {
+        let Some(c) = controls else {
+            return Ok(Vec::new());
+        };
+        let n = self.num_params();
+        if c.server.len() != n || c.client.len() != n {
+            return Err(Error::Config("control variates of the wrong length".into()));
+        }
+        let diff: Vec<f32> = c
+            .server
+            .iter()
+            .zip(c.client.iter())
+            .map(|(a, b)| a - b)
+            .collect();
+        Ok(shaped(self, &diff))
+    }
+
     /// Train from `global` on `data` and return the update. `seed` fixes the batch order and the
     /// dropout masks (libtorch's generator is global: train one client at a time for runs that
     /// repeat exactly).
@@ -128,23 +147,7 @@ impl Net {
             Algorithm::FedProx { .. } => shaped(self, global),
             _ => Vec::new(),
         };
-        // SCAFFOLD's correction c - c_i, fixed during the local epochs.
-        let correction = match &controls {
-            Some(c) => {
-                let n = self.num_params();
-                if c.server.len() != n || c.client.len() != n {
-                    return Err(Error::Config("control variates of the wrong length".into()));
-                }
-                let diff: Vec<f32> = c
-                    .server
-                    .iter()
-                    .zip(c.client.iter())
-                    .map(|(a, b)| a - b)
-                    .collect();
-                shaped(self, &diff)
-            }
-            None => Vec::new(),
-        };
+        let correction = self.scaffold_correction(controls.as_ref())?;
         let mut opt = self.sgd(cfg.lr, cfg.momentum)?;
         let mut order: Vec<i64> = (0..data.len() as i64).collect();
         let (mut steps, mut loss_sum) = (0usize, 0f64);
@@ -180,20 +183,12 @@ impl Net {
         }
         let local = self.params()?;
         let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
-        let control_delta = controls.map(|c| {
-            // Option II: c_i+ = c_i - c + (x - y_i) / (K lr) = c_i - c - delta / (K lr). With
-            // heavy-ball momentum beta the local step is lr / (1 - beta) in the steady state, so
-            // that is the lr used here (beta = 0 is the paper's rule exactly); with the raw lr the
-            // control variates overshoot by 1 / (1 - beta) and training diverges.
-            let scale = (1.0 - cfg.momentum) / (steps as f64 * cfg.lr);
-            let mut cd = Vec::with_capacity(delta.len());
-            for ((ci, &cs), &d) in c.client.iter_mut().zip(c.server).zip(&delta) {
-                let next = *ci - cs - (f64::from(d) * scale) as f32;
-                cd.push(next - *ci);
-                *ci = next;
-            }
-            cd
-        });
+        // Option II: c_i+ = c_i - c + (x - y_i) / (K lr) = c_i - c - delta / (K lr). With
+        // heavy-ball momentum beta the local step is lr / (1 - beta) in the steady state, so
+        // that is the lr used here (beta = 0 is the paper's rule exactly); with the raw lr the
+        // control variates overshoot by 1 / (1 - beta) and training diverges.
+        let scale = (1.0 - cfg.momentum) / (steps as f64 * cfg.lr);
+        let control_delta = controls.map(|c| next_controls(c, &delta, scale));
         Ok(LocalUpdate {
             delta,
             samples: data.len(),
@@ -202,4 +197,15 @@ impl Net {
             control_delta,
         })
     }
+}
+
+/// Replace `c.client` by c_i+ = c_i - c - delta * `scale`, and return the change c_i+ - c_i.
+fn next_controls(c: Controls<'_>, delta: &[f32], scale: f64) -> Vec<f32> {
+    let mut cd = Vec::with_capacity(delta.len());
+    for ((ci, &cs), &d) in c.client.iter_mut().zip(c.server).zip(delta) {
+        let next = *ci - cs - (f64::from(d) * scale) as f32;
+        cd.push(next - *ci);
+        *ci = next;
+    }
+    cd
 }

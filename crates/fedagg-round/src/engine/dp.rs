@@ -1,52 +1,78 @@
 //! Plaintext + central DP: each update is clipped on arrival into a running sum; the noise is
 //! drawn and the ledger charged when the round closes.
+//!
+//! With adaptive clipping (Andrew et al., NeurIPS 2021) the clip norm is part of the federation's
+//! privacy state: each update also counts whether the norm left it unclipped, and closing the
+//! round releases that count with noise and moves the norm for the next round. The updates'
+//! noise multiplier is raised so that both releases together cost the federation's multiplier.
 
 use std::collections::BTreeSet;
 
-use fedagg_api::{f32_values, Phase};
-use fedagg_dp::Ledger;
+use fedagg_api::{f32_values, AdaptiveClipping, FederationSpec, Mode, Phase};
+use fedagg_dp::adaptive::{update_noise_multiplier, AdaptiveClip};
 use rand_core::{CryptoRng, RngCore};
 
 use super::{Finished, Step, KEY_HOLDER};
 use crate::error::{Result, RoundError};
+use crate::ledger::DpState;
 
-/// A checked update, already clipped.
-pub(crate) struct Checked(Vec<f32>);
+/// A checked update, already clipped, and whether the clip left it as it was.
+pub(crate) struct Checked(Vec<f32>, bool);
 
 /// DP rounds have one phase: there is never a next one.
 pub(crate) enum Next {}
 
 pub(crate) struct DpEngine {
+    /// This round's clip norm.
     clip: f64,
+    /// The federation's noise multiplier: what the ledger is charged.
     sigma: f64,
+    /// The multiplier of the updates' noise (`sigma`, or more with adaptive clipping).
+    update_sigma: f64,
     q: f64,
+    adaptive: Option<AdaptiveClipping>,
     sum: Vec<f64>,
+    /// Updates the clip norm left unclipped.
+    unclipped: usize,
     submitted: BTreeSet<u32>,
-    ledger: Ledger,
+    state: DpState,
     n: usize,
     min: usize,
 }
 
 impl DpEngine {
-    pub(crate) fn new(
-        clip: f64,
-        sigma: f64,
-        q: f64,
-        vector_len: usize,
-        ledger: Ledger,
-        n: usize,
-        min: usize,
-    ) -> Self {
-        DpEngine {
+    pub(crate) fn new(spec: &FederationSpec, state: DpState, n: usize, min: usize) -> Result<Self> {
+        let Mode::Dp {
             clip,
-            sigma,
-            q,
-            sum: vec![0.0; vector_len],
+            noise_multiplier,
+            sampling_rate,
+            adaptive_clip,
+            ..
+        } = spec.mode
+        else {
+            return Err(RoundError::Internal("a dp engine for another mode".into()));
+        };
+        let (clip, update_sigma) = match &adaptive_clip {
+            None => (clip, noise_multiplier),
+            Some(a) => (
+                state.clip.unwrap_or(clip),
+                update_noise_multiplier(noise_multiplier, a.count_stddev)
+                    .map_err(|e| RoundError::Invalid(e.to_string()))?,
+            ),
+        };
+        Ok(DpEngine {
+            clip,
+            sigma: noise_multiplier,
+            update_sigma,
+            q: sampling_rate,
+            adaptive: adaptive_clip,
+            sum: vec![0.0; spec.vector_len],
+            unclipped: 0,
             submitted: BTreeSet::new(),
-            ledger,
+            state,
             n,
             min,
-        }
+        })
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -72,20 +98,21 @@ impl DpEngine {
             ));
         }
         let mut v = f32_values(payload, self.sum.len())?;
-        fedagg_dp::clip::clip_l2(&mut v, self.clip)
+        let norm = fedagg_dp::clip::clip_l2(&mut v, self.clip)
             .map_err(|e| RoundError::Malformed(e.to_string()))?;
-        Ok(Checked(v))
+        Ok(Checked(v, norm <= self.clip))
     }
 
     pub(crate) fn apply(&mut self, member: u32, checked: Checked) {
         for (s, x) in self.sum.iter_mut().zip(&checked.0) {
             *s += f64::from(*x);
         }
+        self.unclipped += usize::from(checked.1);
         self.submitted.insert(member);
     }
 
-    /// Noise the sum and charge the ledger, on copies: the running sum and the ledger stay as
-    /// they were until the outcome is stored.
+    /// Noise the sum, charge the ledger and (adaptive clipping) move the clip norm, on copies:
+    /// the running sum and the privacy state stay as they were until the outcome is stored.
     pub(crate) fn prepare_close<R: RngCore + CryptoRng>(
         &self,
         rng: &mut R,
@@ -97,18 +124,42 @@ impl DpEngine {
                 self.min
             ));
         }
-        let mut ledger = self.ledger.clone();
-        ledger
+        let mut state = self.state.clone();
+        state
+            .ledger
             .charge(self.q, self.sigma)
             .map_err(|e| format!("privacy budget: {e}"))?;
         let mut sum = self.sum.clone();
-        fedagg_dp::noise::add_gaussian(&mut sum, self.sigma * self.clip, rng)
+        fedagg_dp::noise::add_gaussian(&mut sum, self.update_sigma * self.clip, rng)
             .map_err(|e| e.to_string())?;
+        if let Some(a) = &self.adaptive {
+            state.clip = Some(self.next_clip(a, rng)?);
+        }
         let n = count as f64;
         Ok(Step::Finished(Finished {
             update: sum.iter().map(|&s| (s / n) as f32).collect(),
             participants: count as u32,
-            ledger: Some(ledger),
+            ledger: Some(state),
         }))
+    }
+
+    /// The clip norm of the next round: the count of unclipped updates, centred (each reports
+    /// +1/2 or -1/2) and released with noise over the round's cohort, moves this one.
+    fn next_clip<R: RngCore + CryptoRng>(
+        &self,
+        a: &AdaptiveClipping,
+        rng: &mut R,
+    ) -> Result<f64, String> {
+        let mut clip = AdaptiveClip::new(
+            self.clip,
+            a.target_quantile,
+            a.learning_rate,
+            a.count_stddev,
+        )
+        .map_err(|e| e.to_string())?;
+        let reports = self.unclipped as f64 - 0.5 * self.submitted.len() as f64;
+        clip.update(reports, self.n.max(1) as f64, rng)
+            .map_err(|e| e.to_string())?;
+        Ok(clip.clip())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use fedagg_api::{u64_values, FederationSpec, FrameKind, Phase};
+use fedagg_api::{u64_values, FederationSpec, Phase};
 use fedagg_paillier::{Ciphertext, Packing, PublicKey};
 use fedagg_quant::QuantParams;
 
@@ -104,17 +104,6 @@ impl HeEngine {
             Phase::Decrypt
         } else {
             Phase::Submit
-        }
-    }
-
-    pub(crate) fn frame_kind(&self) -> FrameKind {
-        if self.decrypting {
-            return FrameKind::U64;
-        }
-        match self.scheme {
-            Scheme::Paillier { .. } => FrameKind::Paillier,
-            #[cfg(feature = "lattice")]
-            Scheme::Lattice { .. } => FrameKind::Lattice,
         }
     }
 
@@ -225,7 +214,7 @@ impl HeEngine {
     }
 
     /// The encrypted sum, for the key holder in the decrypt phase.
-    pub(crate) fn download(&self, member: u32) -> Option<(FrameKind, Vec<u8>)> {
+    pub(crate) fn download(&self, member: u32) -> Option<Vec<u8>> {
         if !(self.decrypting && member == KEY_HOLDER) {
             return None;
         }
@@ -238,12 +227,7 @@ impl HeEngine {
                 .as_ref()
                 .map_or_else(|| pk.zeros(*len).to_bytes(), |a| a.to_bytes()),
         };
-        let kind = match self.scheme {
-            Scheme::Paillier { .. } => FrameKind::Paillier,
-            #[cfg(feature = "lattice")]
-            Scheme::Lattice { .. } => FrameKind::Lattice,
-        };
-        Some((kind, bytes))
+        Some(bytes)
     }
 
     pub(crate) fn prepare_close(&self) -> Result<Step<Next>, String> {

@@ -14,13 +14,13 @@ mod dp;
 mod he;
 mod secagg;
 
-use fedagg_api::{FederationSpec, FrameKind, Mode, Phase};
-use fedagg_dp::Ledger;
+use fedagg_api::{FederationSpec, Mode, Phase};
 use rand_core::{CryptoRng, RngCore};
 
 pub use he::{lattice_key, paillier_key};
 
 use crate::error::{Result, RoundError};
+use crate::ledger::DpState;
 use crate::plan::RoundParams;
 
 /// Member index used for the key holder's submissions.
@@ -34,8 +34,8 @@ pub struct Finished {
     pub update: Vec<f32>,
     /// Contributions in the aggregate.
     pub participants: u32,
-    /// The ledger after charging this round (DP mode).
-    pub ledger: Option<Ledger>,
+    /// The privacy state after this round (DP mode): the ledger charged, the next clip norm.
+    pub ledger: Option<DpState>,
 }
 
 /// What closing a phase leads to.
@@ -96,7 +96,7 @@ impl Engine {
         spec: &FederationSpec,
         params: &RoundParams,
         public_key: Option<&str>,
-        ledger: Option<Ledger>,
+        ledger: Option<DpState>,
     ) -> Result<Self> {
         let n = params.cohort.len();
         let min = spec.min_clients as usize;
@@ -134,20 +134,12 @@ impl Engine {
                 n,
                 min,
             )?)),
-            Mode::Dp {
-                clip,
-                noise_multiplier,
-                sampling_rate,
-                ..
-            } => Engine::Dp(Box::new(dp::DpEngine::new(
-                clip,
-                noise_multiplier,
-                sampling_rate,
-                spec.vector_len,
+            Mode::Dp { .. } => Engine::Dp(Box::new(dp::DpEngine::new(
+                spec,
                 ledger.ok_or_else(|| RoundError::Internal("dp round without a ledger".into()))?,
                 n,
                 min,
-            ))),
+            )?)),
         })
     }
 
@@ -156,15 +148,6 @@ impl Engine {
             Engine::Secagg(e) => e.phase(),
             Engine::He(e) => e.phase(),
             Engine::Dp(e) => e.phase(),
-        }
-    }
-
-    /// The frame kind submissions carry in the current phase.
-    pub(crate) fn frame_kind(&self) -> FrameKind {
-        match self {
-            Engine::Secagg(_) => FrameKind::Secagg,
-            Engine::He(e) => e.frame_kind(),
-            Engine::Dp(_) => FrameKind::F32,
         }
     }
 
@@ -235,9 +218,9 @@ impl Engine {
 
     /// The server's message for `member` in the current phase (SecAgg), or the encrypted
     /// aggregate for the key holder (HE).
-    pub(crate) fn download(&self, member: u32) -> Option<(FrameKind, Vec<u8>)> {
+    pub(crate) fn download(&self, member: u32) -> Option<Vec<u8>> {
         match self {
-            Engine::Secagg(e) => e.download(member).map(|m| (FrameKind::Secagg, m.to_vec())),
+            Engine::Secagg(e) => e.download(member).map(<[u8]>::to_vec),
             Engine::He(e) => e.download(member),
             Engine::Dp(_) => None,
         }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fedagg_api::{f32_bytes, f32_values, Federation, FederationSpec, Frame, FrameKind, Mode};
-use fedagg_dp::Ledger;
+use fedagg_round::ledger::DpState;
 use fedagg_round::{Round, RoundId, RoundParams};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, SeedableRng};
@@ -204,7 +204,7 @@ impl App {
         Ok((row, spec))
     }
 
-    fn ledger_of(row: &FederationRow) -> Result<Option<Ledger>, ApiError> {
+    fn ledger_of(row: &FederationRow) -> Result<Option<DpState>, ApiError> {
         Ok(row
             .ledger
             .as_deref()

@@ -100,11 +100,6 @@ impl Store {
         Self::sqlite(conn)
     }
 
-    /// An in-memory SQLite database (tests, benches).
-    pub fn in_memory() -> Result<Self, StoreError> {
-        Self::sqlite(Connection::open_in_memory().map_err(lite_err)?)
-    }
-
     fn sqlite(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",

@@ -73,16 +73,6 @@ impl Store {
         })
     }
 
-    /// Every federation id.
-    pub fn federation_ids(&self) -> Result<Vec<i64>, StoreError> {
-        self.with(|c| {
-            c.query("SELECT id FROM federations ORDER BY id", &[])?
-                .into_iter()
-                .map(|mut r| r.int(0))
-                .collect()
-        })
-    }
-
     /// Publish the key holder's public key.
     pub fn set_public_key(&self, id: i64, key: &str) -> Result<(), StoreError> {
         self.with(|c| {
