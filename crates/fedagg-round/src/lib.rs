@@ -27,7 +27,7 @@
 //!     name: "demo".into(),
 //!     vector_len: 2,
 //!     mode: Mode::Dp { clip: 1.0, noise_multiplier: 1.0, sampling_rate: 1.0,
-//!                      epsilon_budget: 10.0, delta: 1e-5 },
+//!                      epsilon_budget: 10.0, delta: 1e-5, adaptive_clip: None },
 //!     min_clients: 1,
 //!     max_clients: 10,
 //!     phase_timeout_secs: 60,
