@@ -580,6 +580,88 @@ async fn token_of(srv: &Srv, fid: i64) -> String {
     e.token
 }
 
+/// POST `frame` to round 1's submissions as `who`; the status and the `Accepted` or error body.
+async fn post_frame(who: &Admin, fid: i64, frame: Vec<u8>) -> (u16, serde_json::Value) {
+    let path = fedagg_api::routes::fill(fedagg_api::routes::SUBMISSIONS, &[&fid, &1]);
+    match who.raw(Method::POST, &path, None, Some(frame)).await {
+        Ok((s, body)) => (s.as_u16(), serde_json::from_slice(&body).unwrap()),
+        Err(Error::Api { status, error, .. }) => (status, serde_json::json!({ "error": error })),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn a_retry_is_a_replay_after_its_phase_and_after_the_round(store: Store) {
+    let srv = start(store, 1 << 20).await;
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    // SecAgg: four members advertise hand-made keys, so the round moves on to share_keys.
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.1), 4, 3, 30))
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for _ in 0..4 {
+        members.push(Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap());
+    }
+    srv.admin.open_round(fed.id).await.unwrap();
+    let mut sent = Vec::new();
+    for m in &members {
+        let info = m.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
+        let cfg = std::sync::Arc::new(info.secagg.unwrap().config(4).unwrap());
+        let id = fedagg_secagg::ClientId(info.member.unwrap());
+        let (_, msg) = fedagg_secagg::client::start(cfg, id, None, &mut rng).unwrap();
+        let frame = Frame::encode(FrameKind::Secagg, 1, &msg);
+        let (s, ack) = post_frame(m, fed.id, frame.clone()).await;
+        assert_eq!((s, &ack["replay"]), (200, &serde_json::json!(false)));
+        sent.push(frame);
+    }
+    let info = srv
+        .admin
+        .round(fed.id, 1, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(info.phase, Phase::ShareKeys);
+    // A lost answer is retried after the phase moved on: a replay, in the phase it was sent in.
+    let (s, ack) = post_frame(&members[0], fed.id, sent[0].clone()).await;
+    assert_eq!(s, 200, "{ack}");
+    assert_eq!(
+        (&ack["replay"], &ack["phase"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("advertise_keys")
+        )
+    );
+    // Another member's message is not this member's replay: it is read as a share_keys
+    // message, and refused.
+    let (s, _) = post_frame(&members[0], fed.id, sent[1].clone()).await;
+    assert_eq!(s, 400);
+
+    // DP: after the round ended, a retry is a replay that carries the round's outcome.
+    let fed = srv
+        .admin
+        .create_federation(&spec(dp_mode(), 4, 2, 30))
+        .await
+        .unwrap();
+    let a = Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap();
+    let b = Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap();
+    srv.admin.open_round(fed.id).await.unwrap();
+    let update = |x: f32| Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&[x; 4]));
+    assert_eq!(post_frame(&a, fed.id, update(0.1)).await.0, 200);
+    assert_eq!(post_frame(&b, fed.id, update(0.2)).await.0, 200);
+    let end = srv.admin.wait_round(fed.id, 1, WAIT).await.unwrap();
+    assert_eq!(end.status, RoundStatus::Completed);
+    let (s, ack) = post_frame(&a, fed.id, update(0.1)).await;
+    assert_eq!(
+        (s, &ack["replay"]),
+        (200, &serde_json::json!(true)),
+        "{ack}"
+    );
+    assert_eq!(ack["record"]["participants"], 2, "{ack}");
+    let (s, ack) = post_frame(&a, fed.id, update(0.3)).await;
+    assert_eq!((s, &ack["error"]), (409, &serde_json::json!("wrong_phase")));
+    assert_statuses_documented(&srv).await;
+}
+
 async fn bad_control_requests_get_json_errors(store: Store) {
     let srv = start(store, 1 << 16).await;
     // Bad JSON on a JSON route.
@@ -793,6 +875,7 @@ on_both_stores! {
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,
+    a_retry_is_a_replay_after_its_phase_and_after_the_round: 2,
     the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,
 }

@@ -105,6 +105,18 @@ impl Frame {
 
     /// Decode and check kind and round; returns the payload.
     pub fn decode(bytes: &[u8], kind: FrameKind, round: u64) -> Result<&[u8], FrameError> {
+        let (found, payload) = Self::decode_any(bytes, round)?;
+        if found != kind {
+            return Err(FrameError::WrongKind {
+                expected: kind,
+                found,
+            });
+        }
+        Ok(payload)
+    }
+
+    /// Decode and check the round, whatever the kind; returns the kind and the payload.
+    pub fn decode_any(bytes: &[u8], round: u64) -> Result<(FrameKind, &[u8]), FrameError> {
         let (header, payload) = bytes
             .split_at_checked(FRAME_HEADER)
             .ok_or_else(|| FrameError::BadHeader(format!("{} bytes", bytes.len())))?;
@@ -122,12 +134,6 @@ impl Frame {
         if header[5..8] != [0; 3] {
             return Err(FrameError::BadHeader("reserved bytes are not zero".into()));
         }
-        if found != kind {
-            return Err(FrameError::WrongKind {
-                expected: kind,
-                found,
-            });
-        }
         let r = u64::from_le_bytes(le8(&header[8..16]));
         if r != round {
             return Err(FrameError::WrongRound {
@@ -142,7 +148,7 @@ impl Frame {
                 payload.len()
             )));
         }
-        Ok(payload)
+        Ok((found, payload))
     }
 }
 

@@ -179,12 +179,16 @@ pub struct RoundRecord {
 }
 
 /// Answer to a submission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     /// Phase the submission was accepted in.
     pub phase: Phase,
-    /// True when this exact submission had already been accepted (an idempotent retry).
+    /// True when this exact submission had already been accepted (an idempotent retry), in
+    /// this phase or an earlier one of the round.
     pub replay: bool,
+    /// The round's outcome, when the retry arrives after the round ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RoundRecord>,
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use fedagg_api::{f32_bytes, f32_values, Accepted, RoundInfo, RoundStatus};
-use fedagg_round::{Closure, Ending, Round, RoundError, RoundId};
+use fedagg_api::{f32_bytes, f32_values, Accepted, Frame, Role, RoundInfo, RoundStatus};
+use fedagg_round::{Closure, Ending, Round, RoundError, RoundId, RoundParams};
 use sha2::{Digest, Sha256};
 
 use super::{rng, to_json, App, Slot, SlotState};
@@ -92,28 +92,40 @@ impl App {
     ) -> Result<Accepted, ApiError> {
         // Held until the submission is logged: no other replica logs in between.
         let _lock = self.store.lock_federation(fid)?;
-        let slot = self.slot(fid, round)?;
+        let (_, payload) = Frame::decode_any(body, round)?;
+        let digest = Sha256::digest(payload).to_vec();
+        let slot = match self.slot(fid, round) {
+            Ok(slot) => slot,
+            // The round is not open: a retry of something it accepted gets its outcome.
+            Err(e) => return self.ended_replay(fid, round, who, &digest)?.ok_or(e),
+        };
         let mut st = slot.lock();
         if st.gone {
-            return Err(RoundError::WrongPhase("the round has ended".into()).into());
+            drop(st);
+            return self
+                .ended_replay(fid, round, who, &digest)?
+                .ok_or_else(|| RoundError::WrongPhase("the round has ended".into()).into());
         }
         let r = &st.round;
         let member = r.member_of(who.role, who.participant_id)?;
+        if let Some(phase) = self.store.submission_phase(fid, round, member, &digest)? {
+            return Ok(Accepted {
+                phase,
+                replay: true,
+                record: None,
+            });
+        }
         let payload = r.payload(member, body)?;
         let phase = r.phase();
-        let digest = Sha256::digest(payload).to_vec();
-        if let Some(prev) = self.store.submission_digest(fid, round, member, phase)? {
-            return if prev == digest {
-                Ok(Accepted {
-                    phase,
-                    replay: true,
-                })
-            } else {
-                Err(RoundError::Duplicate(format!(
-                    "member {member} already submitted a different body in phase {phase}"
-                ))
-                .into())
-            };
+        if self
+            .store
+            .submission_digest(fid, round, member, phase)?
+            .is_some()
+        {
+            return Err(RoundError::Duplicate(format!(
+                "member {member} already submitted a different body in phase {phase}"
+            ))
+            .into());
         }
         // Write-ahead: checked, logged, then applied. A failed write changes nothing.
         let checked = r.check(member, payload)?;
@@ -139,7 +151,44 @@ impl App {
         Ok(Accepted {
             phase,
             replay: false,
+            record: None,
         })
+    }
+
+    /// A retry of a submission to a round that is no longer open: `Some` (a replay, with the
+    /// round's outcome) when the store has this caller's submission with this digest.
+    fn ended_replay(
+        &self,
+        fid: i64,
+        round: u64,
+        who: &Principal,
+        digest: &[u8],
+    ) -> Result<Option<Accepted>, ApiError> {
+        let Some(row) = self.store.round(fid, round)? else {
+            return Ok(None);
+        };
+        let member = match (who.role, who.participant_id) {
+            (Role::KeyHolder, _) => Some(fedagg_round::KEY_HOLDER),
+            (Role::Participant, Some(pid)) => RoundParams::from_text(&row.params)?.member(pid),
+            _ => None,
+        };
+        let Some(member) = member else {
+            return Ok(None);
+        };
+        let Some(phase) = self.store.submission_phase(fid, round, member, digest)? else {
+            return Ok(None);
+        };
+        let record = row
+            .record
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| ApiError::internal(format!("stored record: {e}")))?;
+        Ok(Some(Accepted {
+            phase,
+            replay: true,
+            record,
+        }))
     }
 
     /// The server's message for the caller in the current phase.

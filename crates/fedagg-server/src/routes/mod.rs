@@ -82,8 +82,23 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// A request's method as a metric label: the standard methods, else `OTHER`, so that requests
+/// cannot add series without bound.
+fn method_label(m: &Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "PUT" => "PUT",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 async fn count_requests(State(app): AppState, req: axum::extract::Request, next: Next) -> Response {
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -93,7 +108,7 @@ async fn count_requests(State(app): AppState, req: axum::extract::Request, next:
     app.metrics.add(
         "fedagg_http_requests_total",
         &[
-            ("method", method.as_str()),
+            ("method", method),
             ("route", &route),
             ("status", resp.status().as_str()),
         ],

@@ -455,6 +455,31 @@ impl Store {
         })
     }
 
+    /// The phase in which `member` had a submission with this digest accepted in the round, if
+    /// any: a retry of it is answered as a replay whatever the round's phase is now.
+    pub fn submission_phase(
+        &self,
+        federation_id: i64,
+        round: u64,
+        member: u32,
+        digest: &[u8],
+    ) -> Result<Option<Phase>, StoreError> {
+        self.with(|c| {
+            let Some(mut row) = c.first(
+                "SELECT phase FROM events WHERE federation_id = ?1 AND round = ?2 AND member = ?3
+                 AND kind = 'submit' AND digest = ?4",
+                params![federation_id, round, member, digest],
+            )?
+            else {
+                return Ok(None);
+            };
+            let text = row.text(0)?;
+            Phase::parse(&text)
+                .map(Some)
+                .ok_or_else(|| StoreError::Internal(format!("stored phase {text:?}")))
+        })
+    }
+
     /// A round's events in order.
     pub fn events(&self, federation_id: i64, round: u64) -> Result<Vec<Event>, StoreError> {
         self.events_after(federation_id, round, 0)
