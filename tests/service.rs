@@ -706,6 +706,45 @@ async fn bad_control_requests_get_json_errors(store: Store) {
         404,
         "not_found",
     );
+    // A long poll on a federation that does not exist answers at once.
+    let r = srv
+        .admin
+        .raw(
+            Method::GET,
+            "/v1/federations/999/rounds/current?wait=5",
+            None,
+            None,
+        )
+        .await;
+    match r {
+        Err(Error::Api { status, detail, .. }) => {
+            assert_eq!(status, 404);
+            assert!(detail.contains("no federation 999"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Made-up methods share one metric series instead of adding one each.
+    let http = reqwest::Client::new();
+    for m in ["FOO1", "FOO2", "FOO3"] {
+        let m = Method::from_bytes(m.as_bytes()).unwrap();
+        let r = http
+            .request(m, format!("{}/v1/health", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let (_, metrics) = srv
+        .admin
+        .raw(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(!metrics.contains("FOO"), "{metrics}");
+    assert!(
+        metrics.contains("method=\"OTHER\",route=\"/v1/health\",status=\"405\"} 3"),
+        "{metrics}"
+    );
     assert_statuses_documented(&srv).await;
 }
 

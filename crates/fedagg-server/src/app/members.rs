@@ -38,7 +38,7 @@ impl App {
             .store
             .enroll(&auth::hash(code), &auth::hash(&token), self.now_ms())?
             .ok_or_else(|| ApiError::unauthorized("unknown or already used enrollment code"))?;
-        self.bump();
+        self.bump(fid);
         Ok(Enrolled {
             participant_id: pid,
             federation_id: fid,

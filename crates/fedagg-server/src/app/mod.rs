@@ -65,7 +65,8 @@ pub struct App {
     pub upload_slots: tokio::sync::Semaphore,
     clock: Box<dyn Clock>,
     rounds: Mutex<HashMap<i64, Arc<Slot>>>,
-    changed: watch::Sender<u64>,
+    /// Per federation: bumped whenever something observable about it changes.
+    changed: Mutex<HashMap<i64, watch::Sender<u64>>>,
 }
 
 /// An open round in memory.
@@ -120,7 +121,6 @@ impl App {
         store: Store,
         clock: Box<dyn Clock>,
     ) -> Result<Arc<Self>, ApiError> {
-        let (changed, _) = watch::channel(0);
         let app = Arc::new(App {
             store,
             upload_slots: tokio::sync::Semaphore::new(config.max_concurrent_uploads),
@@ -128,7 +128,7 @@ impl App {
             metrics: Metrics::default(),
             clock,
             rounds: Mutex::new(HashMap::new()),
-            changed,
+            changed: Mutex::new(HashMap::new()),
         });
         for row in app.store.open_rounds()? {
             app.resume(row)?;
@@ -184,14 +184,24 @@ impl App {
         self.metrics.set("fedagg_open_rounds", &[], n as f64);
     }
 
-    /// Wake long-pollers: something observable changed.
-    pub fn bump(&self) {
-        self.changed.send_modify(|v| *v += 1);
+    /// Wake the long polls on federation `fid`: something observable about it changed.
+    pub fn bump(&self, fid: i64) {
+        self.channel(fid).send_modify(|v| *v += 1);
     }
 
-    /// Subscribe to "something changed" notifications (long polling).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+    /// Subscribe to federation `fid`'s "something changed" notifications (long polling). Each
+    /// federation has its own channel, so a change wakes only the polls on its federation.
+    pub fn subscribe(&self, fid: i64) -> watch::Receiver<u64> {
+        self.channel(fid).subscribe()
+    }
+
+    fn channel(&self, fid: i64) -> watch::Sender<u64> {
+        self.changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(fid)
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
     }
 
     fn federation_spec(&self, fid: i64) -> Result<(FederationRow, FederationSpec), ApiError> {
@@ -303,7 +313,7 @@ impl App {
             return Err(ApiError::conflict("the key cannot change during a round"));
         }
         self.store.set_public_key(fid, &stored)?;
-        self.bump();
+        self.bump(fid);
         Ok(())
     }
 }
@@ -311,4 +321,26 @@ impl App {
 /// JSON text of a value the service stores.
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_change_wakes_only_the_long_polls_on_its_federation() {
+        let dir = std::env::temp_dir().join(format!("fedagg-app-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        let app = App::new(Config::default(), store).unwrap();
+        let (mut a, mut b) = (app.subscribe(1), app.subscribe(2));
+        a.borrow_and_update();
+        b.borrow_and_update();
+        app.bump(2);
+        assert!(!a.has_changed().unwrap());
+        assert!(b.has_changed().unwrap());
+        drop(app);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -35,7 +35,7 @@ impl App {
                 st.gone = true;
                 drop(st);
                 self.forget(slot);
-                self.bump();
+                self.bump(fid);
             }
             return Ok(None);
         };
@@ -48,7 +48,7 @@ impl App {
                     Ok(n) => {
                         drop(st);
                         if n > 0 {
-                            self.bump();
+                            self.bump(fid);
                         }
                         Ok(Some(slot.clone()))
                     }
@@ -70,7 +70,7 @@ impl App {
             slots.insert(fid, slot.clone());
             self.count_open(slots.len());
         }
-        self.bump();
+        self.bump(fid);
         Ok(Some(slot))
     }
 
@@ -86,16 +86,13 @@ impl App {
         }
         let now = self.now_ms();
         let slots: Vec<Arc<Slot>> = self.slots().values().cloned().collect();
-        let mut changed = false;
         for slot in slots {
             let mut st = slot.lock();
             if st.live() && st.round.due(now) {
                 self.advance(&slot, &mut st);
-                changed = true;
+                drop(st);
+                self.bump(slot.federation_id);
             }
-        }
-        if changed {
-            self.bump();
         }
     }
 
@@ -126,7 +123,7 @@ impl App {
                 if st.live() && st.round.due(self.now_ms()) {
                     self.advance(&slot, &mut st);
                     drop(st);
-                    self.bump();
+                    self.bump(fid);
                 }
             }
         }

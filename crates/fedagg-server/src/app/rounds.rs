@@ -62,7 +62,7 @@ impl App {
             self.count_open(slots.len());
         }
         tracing::info!(federation = fid, round = number, "round opened");
-        self.bump();
+        self.bump(fid);
         self.round_info(fid, number, None)
     }
 
@@ -147,7 +147,7 @@ impl App {
             self.advance(&slot, &mut st);
         }
         drop(st);
-        self.bump();
+        self.bump(fid);
         Ok(Accepted {
             phase,
             replay: false,

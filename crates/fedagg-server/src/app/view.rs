@@ -88,10 +88,11 @@ impl App {
         Ok(self.store.latest_round(fid)?.map(|r| r.round))
     }
 
-    /// Long poll: wait until `check` yields a value or `wait` passes (then the last value).
-    /// `check` reads the store, so it runs on the blocking pool.
+    /// Long poll on federation `fid`: wait until `check` yields a value or `wait` passes (then
+    /// the last value). `check` reads the store, so it runs on the blocking pool.
     pub async fn wait_for<T: Send + 'static>(
         &self,
+        fid: i64,
         wait: Duration,
         check: impl Fn() -> Result<(T, bool), ApiError> + Send + Sync + 'static,
     ) -> Result<T, ApiError> {
@@ -104,7 +105,7 @@ impl App {
                     .map_err(|e| ApiError::internal(format!("worker: {e}")))?
             }
         };
-        let mut rx = self.subscribe();
+        let mut rx = self.subscribe(fid);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             rx.borrow_and_update();

@@ -95,7 +95,7 @@ pub(crate) async fn current_round(
     let who = caller.who;
     let a = app.clone();
     let info = app
-        .wait_for(wait, move || match a.current_round(fid)? {
+        .wait_for(fid, wait, move || match a.current_round(fid)? {
             Some(r) if r > after => Ok((Some(a.round_info(fid, r, Some(&who))?), true)),
             _ => Ok((None, false)),
         })
@@ -124,7 +124,7 @@ pub(crate) async fn get_round(
     let who = caller.who;
     let a = app.clone();
     let info = app
-        .wait_for(wait, move || {
+        .wait_for(fid, wait, move || {
             let info = a.round_info(fid, round, Some(&who))?;
             let ready = after.is_none_or(|r| info.revision > r || info.status != RoundStatus::Open);
             Ok((info, ready))
