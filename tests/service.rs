@@ -26,6 +26,7 @@ use api_doc::{
 };
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
+const METRICS: &str = "test-metrics-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(120);
 
 fn temp_dir() -> PathBuf {
@@ -99,6 +100,7 @@ async fn start(store: Store, max_body_bytes: usize) -> Srv {
         cfg.database_url = Some(db.url.clone());
     }
     cfg.admin_token = Some(ADMIN.into());
+    cfg.metrics_token = Some(METRICS.into());
     cfg.max_body_bytes = max_body_bytes;
     cfg.max_wait_secs = 5;
     let server = fedagg_server::Server::start(cfg).await.unwrap();
@@ -662,6 +664,55 @@ async fn a_retry_is_a_replay_after_its_phase_and_after_the_round(store: Store) {
     assert_statuses_documented(&srv).await;
 }
 
+async fn metrics_are_private_and_their_series_bounded(store: Store) {
+    let srv = start(store, 1 << 16).await;
+    // The metrics (each federation's epsilon among them) are for the admin and the scraper.
+    let metrics = |token: Option<&'static str>| {
+        let mut r = reqwest::Client::new().get(format!("{}/metrics", srv.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(metrics(None).await, 401);
+    let member = token_of(
+        &srv,
+        srv.admin
+            .create_federation(&spec(dp_mode(), 4, 2, 30))
+            .await
+            .unwrap()
+            .id,
+    )
+    .await;
+    let member: &'static str = Box::leak(member.into_boxed_str());
+    assert_eq!(metrics(Some(member)).await, 403);
+    assert_eq!(metrics(Some(METRICS)).await, 200);
+    assert_eq!(metrics(Some(ADMIN)).await, 200);
+    // Made-up methods share one metric series instead of adding one each.
+    let http = reqwest::Client::new();
+    for m in ["FOO1", "FOO2", "FOO3"] {
+        let m = Method::from_bytes(m.as_bytes()).unwrap();
+        let r = http
+            .request(m, format!("{}/v1/health", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let (_, metrics) = srv
+        .admin
+        .raw(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(!metrics.contains("FOO"), "{metrics}");
+    assert!(
+        metrics.contains("method=\"OTHER\",route=\"/v1/health\",status=\"405\"} 3"),
+        "{metrics}"
+    );
+    assert_statuses_documented(&srv).await;
+}
+
 async fn bad_control_requests_get_json_errors(store: Store) {
     let srv = start(store, 1 << 16).await;
     // Bad JSON on a JSON route.
@@ -723,28 +774,6 @@ async fn bad_control_requests_get_json_errors(store: Store) {
         }
         other => panic!("{other:?}"),
     }
-    // Made-up methods share one metric series instead of adding one each.
-    let http = reqwest::Client::new();
-    for m in ["FOO1", "FOO2", "FOO3"] {
-        let m = Method::from_bytes(m.as_bytes()).unwrap();
-        let r = http
-            .request(m, format!("{}/v1/health", srv.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 405);
-    }
-    let (_, metrics) = srv
-        .admin
-        .raw(Method::GET, "/metrics", None, None)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics).unwrap();
-    assert!(!metrics.contains("FOO"), "{metrics}");
-    assert!(
-        metrics.contains("method=\"OTHER\",route=\"/v1/health\",status=\"405\"} 3"),
-        "{metrics}"
-    );
     assert_statuses_documented(&srv).await;
 }
 
@@ -914,6 +943,7 @@ on_both_stores! {
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,
+    metrics_are_private_and_their_series_bounded: 2,
     a_retry_is_a_replay_after_its_phase_and_after_the_round: 2,
     the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,

@@ -256,6 +256,31 @@ impl<A: Requires, P: PathIds> FromRequestParts<Arc<App>> for Caller<A, P> {
     }
 }
 
+/// May this request read `/metrics`: the configured metrics token, or the admin's.
+pub fn metrics_reader(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers)?;
+    if let Some(t) = &app.config.metrics_token {
+        if bool::from(hash(t).ct_eq(&hash(token))) {
+            return Ok(());
+        }
+    }
+    authenticate(&app.store, headers)?.allow(Access::Admin, None, None)
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))
+}
+
 /// A fresh secret: `prefix` followed by 64 hex digits.
 pub fn new_secret(prefix: &str) -> String {
     let mut b = [0u8; 32];
@@ -270,17 +295,7 @@ pub fn hash(secret: &str) -> Vec<u8> {
 
 /// Resolve the `Authorization: Bearer` header.
 pub fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
-    let h = hash(token);
+    let h = hash(bearer(headers)?);
     // The lookup is by hash of a 256-bit secret, so its timing reveals nothing useful; the final
     // comparison is constant-time anyway.
     match store.token(&h)? {

@@ -33,6 +33,9 @@ pub struct Config {
     /// Submission bodies read into memory at once (peak memory is about this times the largest
     /// body, independent of the number of clients).
     pub max_concurrent_uploads: usize,
+    /// Bearer token a metrics scraper presents on `/metrics` (the admin token works too). Without
+    /// it only the admin reads the metrics, which include each DP federation's epsilon.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -53,6 +56,10 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_wait_secs", &self.max_wait_secs)
             .field("max_concurrent_uploads", &self.max_concurrent_uploads)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -69,6 +76,7 @@ impl Default for Config {
             max_body_bytes: 1 << 30,
             max_wait_secs: 60,
             max_concurrent_uploads: 8,
+            metrics_token: None,
         }
     }
 }
@@ -77,7 +85,7 @@ impl Config {
     /// Defaults, overlaid with `file` (TOML) when given, then with the environment as read by
     /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_DATABASE_URL`,
     /// `FEDAGG_DATABASE_CA_FILE`,
-    /// `FEDAGG_ADMIN_TOKEN`,
+    /// `FEDAGG_ADMIN_TOKEN`, `FEDAGG_METRICS_TOKEN`,
     /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut c = match file {
@@ -106,6 +114,9 @@ impl Config {
         if let Some(v) = env("FEDAGG_ADMIN_TOKEN") {
             c.admin_token = Some(v);
         }
+        if let Some(v) = env("FEDAGG_METRICS_TOKEN") {
+            c.metrics_token = Some(v);
+        }
         if let Some(v) = env("FEDAGG_MAX_BODY_BYTES") {
             c.max_body_bytes = v
                 .parse()
@@ -132,6 +143,9 @@ impl Config {
                 "max_body_bytes {} is below 1024",
                 self.max_body_bytes
             ));
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("metrics_token must be at least 16 characters".into());
         }
         if self.max_wait_secs == 0 || self.max_wait_secs > 3600 {
             return Err(format!(
@@ -201,8 +215,29 @@ impl std::fmt::Debug for Storage {
     }
 }
 
-/// A database URL with its password replaced, for logs and errors.
+/// A database URL with its password replaced, for logs and errors: the password of
+/// `scheme://user:password@host`, and every `password=` parameter (in a URL's query string or
+/// in the `key=value` form).
 pub fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url.as_str();
+    while let Some(i) = rest.find("password=") {
+        let start = i + "password=".len();
+        out.push_str(&rest[..start]);
+        out.push_str("<redacted>");
+        let tail = &rest[start..];
+        let end = match tail.strip_prefix('\'') {
+            Some(quoted) => quoted.find('\'').map_or(tail.len(), |j| j + 2),
+            None => tail.find(['&', ' ', '#']).unwrap_or(tail.len()),
+        };
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -257,5 +292,30 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("postgres://") && !err.contains("pw@"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        for (url, secret) in [
+            ("postgres://u:s3cret@h/db", "s3cret"),
+            (
+                "postgres://u@h/db?password=s3cret&sslmode=require",
+                "s3cret",
+            ),
+            (
+                "postgresql://h/db?sslmode=require&password=s3cret",
+                "s3cret",
+            ),
+            ("host=h user=u password=s3cret dbname=db", "s3cret"),
+            ("host=h password='s3 cret' dbname=db", "s3 cret"),
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+            let storage = Storage::Postgres(url.into());
+            assert!(!format!("{storage:?}").contains(secret));
+        }
+        assert!(redact_url("postgres://u@h/db?password=x&sslmode=require")
+            .ends_with("&sslmode=require"));
     }
 }

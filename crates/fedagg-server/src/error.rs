@@ -73,7 +73,7 @@ impl ApiError {
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }
-    /// 503: shutting down.
+    /// 503: shutting down, or the store is unreachable; the detail is logged, not sent.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
@@ -95,7 +95,12 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let detail = if self.status.is_server_error() && self.kind == "internal" {
+        // Server-side failures are logged, never sent: their detail can name the database, its
+        // host or its error text, and the caller may not even be authenticated.
+        let detail = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(detail = %self.detail, "unavailable");
+            "the service is unavailable; retry shortly".to_string()
+        } else if self.status.is_server_error() {
             tracing::error!(detail = %self.detail, "internal error");
             "internal error; the server log has the details".to_string()
         } else {
@@ -177,5 +182,41 @@ impl From<StoreError> for ApiError {
 impl From<fedagg_api::FrameError> for ApiError {
     fn from(e: fedagg_api::FrameError) -> Self {
         ApiError::bad_request(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, ErrorBody) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn server_side_details_stay_in_the_log() {
+        let db = StoreError::Unavailable(
+            "connecting to 10.1.2.3:5432: password authentication failed".into(),
+        );
+        let (status, b) = body(db.into()).await;
+        assert_eq!(
+            (status, b.error.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(
+            !b.detail.contains("10.1.2.3") && !b.detail.contains("password"),
+            "{}",
+            b.detail
+        );
+        let (status, b) = body(ApiError::internal("disk I/O error at /var/lib/fedagg")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!b.detail.contains("/var/lib"), "{}", b.detail);
+        // Client errors keep their reason.
+        let (_, b) = body(ApiError::conflict("a round is open")).await;
+        assert_eq!(b.detail, "a round is open");
     }
 }

@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use fedagg_api::{routes, Health, OCTET_STREAM};
+use fedagg_api::{routes, ErrorBody, Health, OCTET_STREAM};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -150,13 +150,23 @@ pub(crate) async fn openapi() -> Response {
         .into_response()
 }
 
-/// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = routes::METRICS, tag = "service",
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
-pub(crate) async fn metrics(State(app): AppState) -> Response {
-    (
+/// Prometheus metrics (text exposition format), for the admin or the configured
+/// `metrics_token`: they include each DP federation's epsilon.
+#[utoipa::path(get, path = routes::METRICS, tag = "service", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Neither the admin nor the metrics token", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn metrics(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let a = app.clone();
+    blocking(move || crate::auth::metrics_reader(&a, &headers)).await?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
-        .into_response()
+        .into_response())
 }

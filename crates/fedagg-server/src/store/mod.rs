@@ -46,7 +46,12 @@ use sql::{lite_err, pg_err, Lite, Pg, Sql, Val};
 
 enum Backend {
     /// One connection behind a mutex: SQLite serialises writers anyway, and every call is short.
-    Sqlite(Mutex<Connection>),
+    /// The file lock (`<database>.lock`) keeps a second server off the file for as long as this
+    /// one runs.
+    Sqlite {
+        conn: Mutex<Connection>,
+        _lock: std::fs::File,
+    },
     Postgres(Box<Pool>),
 }
 
@@ -94,13 +99,43 @@ impl Drop for FederationLock<'_> {
 }
 
 impl Store {
-    /// Open (or create) a SQLite database file and run pending migrations.
+    /// Open (or create) a SQLite database file and run pending migrations. Refused while
+    /// another server (or another `Store` in this process) has the file open: two servers on
+    /// one SQLite file would each drive their own copy of every round.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = Self::lock_file(path)?;
         let conn = Connection::open(path).map_err(lite_err)?;
-        Self::sqlite(conn)
+        Self::sqlite(conn, lock)
     }
 
-    fn sqlite(conn: Connection) -> Result<Self, StoreError> {
+    /// An exclusive lock on `<path>.lock`, held by the returned file until it is dropped (the
+    /// operating system releases it if the process dies).
+    fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Config(format!("opening {}: {e}", lock_path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Config(format!(
+                "{} is in use by another fedagg server (it holds {}); several servers share \
+                 one database only with PostgreSQL",
+                path.display(),
+                lock_path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Config(format!(
+                "locking {}: {e}",
+                lock_path.display()
+            ))),
+        }
+    }
+
+    fn sqlite(conn: Connection, lock: std::fs::File) -> Result<Self, StoreError> {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
@@ -108,7 +143,10 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(lite_err)?;
         let store = Store {
-            backend: Backend::Sqlite(Mutex::new(conn)),
+            backend: Backend::Sqlite {
+                conn: Mutex::new(conn),
+                _lock: lock,
+            },
         };
         store.migrate(|m| m.to_string(), None)?;
         Ok(store)
@@ -219,7 +257,7 @@ impl Store {
             Ok(v)
         }
         match &self.backend {
-            Backend::Sqlite(conn) => {
+            Backend::Sqlite { conn, .. } => {
                 // A panic while holding the lock cannot leave SQLite inconsistent (transactions
                 // roll back), so a poisoned lock is still usable.
                 let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());

@@ -77,6 +77,32 @@ fn sqlite_migrations_are_idempotent_and_events_replay_in_order() {
     let path = dir.join("t.db");
     let _ = std::fs::remove_file(&path);
     round_trip(&|| Store::open(&path).unwrap());
+    // Submission digests are found whatever the phase (a retry after the phase moved on).
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.submission_phase(1, 1, 3, b"d1").unwrap(),
+        Some(fedagg_api::Phase::Submit)
+    );
+    assert_eq!(s.submission_phase(1, 1, 3, b"d2").unwrap(), None);
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_server_on_one_sqlite_file_is_refused_until_the_first_closes() {
+    let dir = std::env::temp_dir().join(format!("fedagg-store-lock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.db");
+    let first = Store::open(&path).unwrap();
+    let Err(e) = Store::open(&path) else {
+        panic!("a second store opened the same file");
+    };
+    assert!(
+        e.to_string().contains("in use by another fedagg server"),
+        "{e}"
+    );
+    drop(first);
+    Store::open(&path).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
