@@ -91,7 +91,7 @@ pub struct DemoConfig {
     #[arg(long)]
     pub adaptive_clip: Option<f64>,
     /// Paillier key size in bits.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(i64::from(fedagg_paillier::MIN_SERVICE_KEY_BITS)..=8192))]
     pub key_bits: u32,
     /// Phase deadline in seconds (default 5, Paillier 900: its upload phase includes encryption).
     /// A dropout costs the round one deadline.

@@ -55,8 +55,8 @@ struct ServeArgs {
 
 #[derive(clap::Args)]
 struct KeygenArgs {
-    /// Modulus size in bits (2048 default; 3072 for 128-bit security).
-    #[arg(long, default_value_t = 2048)]
+    /// Modulus size in bits (2048 default and minimum; 3072 for 128-bit security).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(i64::from(fedagg_paillier::MIN_SERVICE_KEY_BITS)..=8192))]
     bits: u32,
     /// Folder for `paillier.pub` (shareable) and `paillier.key` (mode 0600).
     #[arg(long, default_value = "keys")]

@@ -373,15 +373,33 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(sto
         .create_federation(&spec(mode, m, 10, 60))
         .await
         .unwrap();
-    let kh = enroll(&srv.base, &srv.admin, fed.id, 1, Role::KeyHolder)
+    let code = srv
+        .admin
+        .enrollment_code(fed.id, Role::KeyHolder)
         .await
-        .remove(0);
+        .unwrap();
+    let (kh, enrolled) = Client::enroll(&srv.base, &code.code).await.unwrap();
     let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
     // No key yet: the round cannot open.
     let e = srv.admin.open_round(fed.id).await.unwrap_err();
     assert!(matches!(e, Error::Api { status: 409, .. }), "{e}");
     let mut rng = ChaCha20Rng::seed_from_u64(4);
-    let sk = fedagg_paillier::keygen(1024, &mut rng).unwrap();
+    // A key under 2048 bits is refused by the SDK, and by the server from anyone else.
+    let weak = fedagg_paillier::keygen(1024, &mut rng).unwrap();
+    let body = serde_json::json!({ "paillier": weak.public().to_text() });
+    let e = KeyHolder::new(kh.clone(), weak)
+        .publish()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    let as_kh = Admin::new(&srv.base, &enrolled.token).unwrap();
+    let path = fedagg_api::routes::fill(fedagg_api::routes::PUBLIC_KEY, &[&fed.id]);
+    expect(
+        as_kh.raw(Method::PUT, &path, Some(body), None).await,
+        422,
+        "invalid",
+    );
+    let sk = fedagg_paillier::keygen(2048, &mut rng).unwrap();
     let kh = KeyHolder::new(kh, sk);
     he_round(&srv, fed.id, &clients, kh, &updates(10, m, 5)).await;
     assert_statuses_documented(&srv).await;
@@ -414,7 +432,7 @@ async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean(stor
     let mut rng = ChaCha20Rng::seed_from_u64(14);
     let (sk, pk) = fedagg_lattice::keygen(params, &mut rng);
     // A Paillier key is refused for a lattice federation.
-    let wrong = fedagg_paillier::keygen(512, &mut rng).unwrap();
+    let wrong = fedagg_paillier::keygen(2048, &mut rng).unwrap();
     let e = KeyHolder::new(kh.clone(), wrong)
         .publish()
         .await

@@ -514,6 +514,7 @@ impl Client {
                 let pk = self.public_key().await?;
                 let pk = PublicKey::from_text(pk.paillier.as_deref().unwrap_or_default())
                     .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
+                checked_key(&pk)?;
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
@@ -619,6 +620,18 @@ async fn offload<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
         .map_err(|e| Error::Protocol(format!("worker: {e}")))
 }
 
+/// A Paillier key of at least 2048 bits: a weaker one, from a server or a key holder, is refused.
+fn checked_key(pk: &PublicKey) -> Result<&PublicKey> {
+    pk.check_service_size().map_err(|_| {
+        Error::Protocol(format!(
+            "a {}-bit Paillier key is too weak: the minimum is {} bits",
+            pk.bits(),
+            fedagg_paillier::MIN_SERVICE_KEY_BITS
+        ))
+    })?;
+    Ok(pk)
+}
+
 fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {
     spec.quant().map_err(Error::Protocol)
 }
@@ -682,11 +695,11 @@ impl KeyHolder {
         }
     }
 
-    /// Publish the public key to the federation.
+    /// Publish the public key to the federation (a Paillier key must have at least 2048 bits).
     pub async fn publish(&self) -> Result<()> {
         let body = match &*self.key {
             HeKey::Paillier(k) => PublicKeyBody {
-                paillier: Some(k.public().to_text()),
+                paillier: Some(checked_key(k.public())?.to_text()),
                 lattice: None,
             },
             #[cfg(feature = "lattice")]

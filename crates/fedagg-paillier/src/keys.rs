@@ -11,8 +11,22 @@ use crate::arith::{self, pow_mod, Fast};
 use crate::prime::{coprime, random_below, random_bits, random_blum_prime};
 use crate::Error;
 
-/// Smallest key accepted (tests use it; production keys are 2048 or 3072 bits).
+/// Smallest key `keygen` makes (the crate's own tests use it for speed).
 pub const MIN_KEY_BITS: u32 = 512;
+
+/// Smallest key the service, the SDK and `fedagg keygen` accept: 2048 bits (about 112-bit
+/// security; 3072 for 128).
+pub const MIN_SERVICE_KEY_BITS: u32 = 2048;
+
+impl PublicKey {
+    /// Refuse a modulus below [`MIN_SERVICE_KEY_BITS`].
+    pub fn check_service_size(&self) -> Result<(), Error> {
+        if self.bits() < MIN_SERVICE_KEY_BITS {
+            return Err(Error::KeySize(self.bits()));
+        }
+        Ok(())
+    }
+}
 
 /// Statistical distance parameter for the DJN exponent: `r` has `ceil(|n|/2) + 128` bits.
 const DJN_EXTRA_BITS: u64 = 128;

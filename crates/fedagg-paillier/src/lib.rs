@@ -64,7 +64,9 @@ mod prime;
 mod wire;
 
 pub use arith::BACKEND;
-pub use keys::{keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS};
+pub use keys::{
+    keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS, MIN_SERVICE_KEY_BITS,
+};
 pub use packing::Packing;
 pub use wire::{decode_ciphertexts, encode_ciphertexts};
 

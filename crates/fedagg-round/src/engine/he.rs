@@ -267,9 +267,16 @@ pub fn lattice_key(spec: &FederationSpec, hex_key: &str) -> Result<String> {
 
 /// Check a Paillier public key's text; the canonical text to store.
 pub fn paillier_key(text: &str) -> Result<String> {
-    Ok(PublicKey::from_text(text)
-        .map_err(|e| RoundError::Malformed(format!("public key: {e}")))?
-        .to_text())
+    let pk = PublicKey::from_text(text)
+        .map_err(|e| RoundError::Malformed(format!("public key: {e}")))?;
+    pk.check_service_size().map_err(|_| {
+        RoundError::Invalid(format!(
+            "a {}-bit Paillier key is too weak: the minimum is {} bits",
+            pk.bits(),
+            fedagg_paillier::MIN_SERVICE_KEY_BITS
+        ))
+    })?;
+    Ok(pk.to_text())
 }
 
 #[cfg(feature = "lattice")]
