@@ -26,6 +26,7 @@ use api_doc::{
 };
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
+const OCTET: &str = fedagg_api::OCTET_STREAM;
 const METRICS: &str = "test-metrics-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -731,6 +732,98 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
     assert_statuses_documented(&srv).await;
 }
 
+async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store) {
+    let srv = start(store, 1 << 26).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>, ctype: &str, body: Vec<u8>| {
+        let mut r = http
+            .post(format!("{}{path}", srv.base))
+            .header("content-type", ctype)
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (
+                status,
+                body["error"].as_str().unwrap_or("").to_string(),
+                body["detail"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    let big_json = |n: usize| format!("{{\"code\": \"{}\"}}", "x".repeat(n)).into_bytes();
+    // Unauthenticated: a large enrollment is refused by its size, a large admin request by its
+    // missing token, neither after reading it.
+    let (s, e, _) = post("/v1/enroll", None, "application/json", big_json(1 << 20)).await;
+    assert_eq!((s, e.as_str()), (413, "payload_too_large"));
+    let (s, ..) = post(
+        "/v1/federations",
+        None,
+        "application/json",
+        big_json(1 << 20),
+    )
+    .await;
+    assert_eq!(s, 401);
+    // JSON bodies are small, even the admin's.
+    let (s, ..) = post(
+        "/v1/federations",
+        Some(ADMIN),
+        "application/json",
+        big_json(100 << 10),
+    )
+    .await;
+    assert_eq!(s, 413);
+    // A submission may be exactly as long as the frame its federation and phase take.
+    let m = 100;
+    let fed = srv
+        .admin
+        .create_federation(&spec(dp_mode(), m, 2, 30))
+        .await
+        .unwrap();
+    let member = token_of(&srv, fed.id).await;
+    token_of(&srv, fed.id).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    let path = fedagg_api::routes::fill(fedagg_api::routes::SUBMISSIONS, &[&fed.id, &1]);
+    let frame = Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&vec![0.1; m]));
+    let mut longer = frame.clone();
+    longer.push(0);
+    let (s, e, detail) = post(&path, Some(&member), OCTET, longer).await;
+    assert_eq!((s, e.as_str()), (413, "payload_too_large"));
+    assert!(
+        detail.contains(&format!("at most {} bytes", frame.len())),
+        "{detail}"
+    );
+    let (s, ..) = post(&path, Some(&member), OCTET, frame).await;
+    assert_eq!(s, 200);
+    // And an initial model exactly one frame of vector_len values.
+    let other = srv
+        .admin
+        .create_federation(&spec(dp_mode(), m, 2, 30))
+        .await
+        .unwrap();
+    let model = fedagg_api::routes::fill(fedagg_api::routes::MODEL, &[&other.id]);
+    let mut req = http
+        .put(format!("{}{model}", srv.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", OCTET)
+        .body(vec![0u8; 24 + 4 * m + 1]);
+    assert_eq!(req.send().await.unwrap().status(), 413);
+    req = http
+        .put(format!("{}{model}", srv.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", OCTET)
+        .body(Frame::encode(
+            FrameKind::F32,
+            0,
+            &fedagg_api::f32_bytes(&vec![0.5; m]),
+        ));
+    assert_eq!(req.send().await.unwrap().status(), 204);
+    assert_statuses_documented(&srv).await;
+}
+
 async fn bad_control_requests_get_json_errors(store: Store) {
     let srv = start(store, 1 << 16).await;
     // Bad JSON on a JSON route.
@@ -828,7 +921,7 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: S
     );
     // Wrong kind and wrong round in the header.
     expect(
-        post(Frame::encode(FrameKind::U64, 1, &[0; 800])).await,
+        post(Frame::encode(FrameKind::U64, 1, &[0; 400])).await,
         400,
         "bad_request",
     );
@@ -961,6 +1054,7 @@ on_both_stores! {
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,
+    bodies_are_refused_past_their_limits_before_they_are_read: 2,
     metrics_are_private_and_their_series_bounded: 2,
     a_retry_is_a_replay_after_its_phase_and_after_the_round: 2,
     the_document_is_current_and_lists_every_route_and_status: 2,

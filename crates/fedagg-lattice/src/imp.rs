@@ -288,16 +288,21 @@ impl CiphertextVector {
         out
     }
 
+    /// Bytes of an encoded vector of `len` values.
+    pub fn encoded_len(len: usize) -> usize {
+        let words: usize = (0..len.div_ceil(LWE_DIMENSION))
+            .map(|i| chunk_shape((len - i * LWE_DIMENSION).min(LWE_DIMENSION)))
+            .sum();
+        12 + 8 * words
+    }
+
     /// Decode a vector of exactly `expected_len` values (so the size limit follows from it).
     pub fn from_bytes(bytes: &[u8], expected_len: usize) -> Result<Self, Error> {
-        let words: usize = (0..expected_len.div_ceil(LWE_DIMENSION))
-            .map(|i| chunk_shape((expected_len - i * LWE_DIMENSION).min(LWE_DIMENSION)))
-            .sum();
-        if bytes.len() != 12 + 8 * words {
+        let want = Self::encoded_len(expected_len);
+        if bytes.len() != want {
             return Err(Error::Malformed(format!(
-                "{} bytes, expected {} for {expected_len} values",
+                "{} bytes, expected {want} for {expected_len} values",
                 bytes.len(),
-                12 + 8 * words
             )));
         }
         let (head, body) = bytes.split_at(12);

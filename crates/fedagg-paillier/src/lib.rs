@@ -68,7 +68,7 @@ pub use keys::{
     keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS, MIN_SERVICE_KEY_BITS,
 };
 pub use packing::Packing;
-pub use wire::{decode_ciphertexts, encode_ciphertexts};
+pub use wire::{decode_ciphertexts, encode_ciphertexts, encoded_len};
 
 use core::fmt;
 

@@ -10,6 +10,11 @@ use crate::{Ciphertext, Error, PublicKey};
 
 const HEADER: [u8; 4] = [b'P', b'A', 1, 1];
 
+/// Bytes of `count` ciphertexts under `pk`, encoded.
+pub fn encoded_len(pk: &PublicKey, count: usize) -> usize {
+    12 + pk.ciphertext_bytes().saturating_mul(count)
+}
+
 /// Encode ciphertexts under `pk`.
 pub fn encode_ciphertexts(pk: &PublicKey, cts: &[Ciphertext]) -> Vec<u8> {
     let w = pk.ciphertext_bytes();

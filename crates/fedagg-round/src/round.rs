@@ -385,6 +385,12 @@ impl Round {
         !self.ended && self.engine.has_submitted(member)
     }
 
+    /// The largest submission frame the current phase accepts, header included: the service
+    /// refuses a longer body before reading it.
+    pub fn max_submission(&self) -> usize {
+        fedagg_api::FRAME_HEADER + self.engine.max_submission()
+    }
+
     /// The server's message for `member` in the current phase, as a frame.
     pub fn download(&self, member: u32) -> Result<Vec<u8>> {
         self.check_open()?;

@@ -118,7 +118,16 @@ impl Harness {
     /// What the service does with a submission frame. Once the submission is logged it is
     /// accepted; a phase closure that then fails to be stored is retried at the next tick.
     fn submit(&mut self, member: u32, frame: &[u8]) -> Result<(), RoundError> {
+        // The service refuses a body over this bound before reading it: every legitimate
+        // submission of every mode and phase must fit.
         let payload = self.round.payload(member, frame)?.to_vec();
+        assert!(
+            frame.len() <= self.round.max_submission(),
+            "a {}-byte {} submission over the bound {}",
+            frame.len(),
+            self.round.phase(),
+            self.round.max_submission()
+        );
         let s = self.round.check(member, &payload)?;
         self.store(Write::Submit)?;
         self.log.push(Event::Submit {

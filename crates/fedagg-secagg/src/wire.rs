@@ -251,7 +251,9 @@ impl<'a> Reader<'a> {
 }
 
 /// Upper bounds on message sizes for a session, used before parsing.
-pub(crate) fn max_len(kind: Kind, cfg: &SessionConfig) -> usize {
+/// The largest message of `kind` a session with `cfg` can produce: decoders refuse longer ones,
+/// and the service refuses a longer body before reading it.
+pub fn max_len(kind: Kind, cfg: &SessionConfig) -> usize {
     let w = cfg.graph().neighbourhood_size();
     let n = cfg.graph().n() as usize;
     let sig = if cfg.identities().is_some() { 64 } else { 0 };

@@ -79,6 +79,11 @@ impl DpEngine {
         Phase::Submit
     }
 
+    /// The largest submission payload: `vector_len` f32 values.
+    pub(crate) fn max_submission(&self) -> usize {
+        4 * self.sum.len()
+    }
+
     pub(crate) fn expected(&self) -> usize {
         self.n
     }

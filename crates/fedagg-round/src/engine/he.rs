@@ -107,6 +107,22 @@ impl HeEngine {
         }
     }
 
+    /// The largest submission payload the current phase accepts: the ciphertext vector, or the
+    /// key holder's sum of `vector_len + 1` u64 values.
+    pub(crate) fn max_submission(&self) -> usize {
+        let len = QuantParams::encoded_len(self.vector_len);
+        if self.decrypting {
+            return 8 * len;
+        }
+        match &self.scheme {
+            Scheme::Paillier {
+                pk, ciphertexts, ..
+            } => fedagg_paillier::encoded_len(pk, *ciphertexts),
+            #[cfg(feature = "lattice")]
+            Scheme::Lattice { .. } => fedagg_lattice::CiphertextVector::encoded_len(len),
+        }
+    }
+
     pub(crate) fn expected(&self) -> usize {
         if self.decrypting {
             1

@@ -151,6 +151,15 @@ impl Engine {
         }
     }
 
+    /// The largest submission payload the current phase accepts, in bytes.
+    pub(crate) fn max_submission(&self) -> usize {
+        match self {
+            Engine::Secagg(e) => e.max_submission(),
+            Engine::He(e) => e.max_submission(),
+            Engine::Dp(e) => e.max_submission(),
+        }
+    }
+
     /// Whether the key holder (rather than participants) submits in the current phase.
     pub(crate) fn key_holder_phase(&self) -> bool {
         matches!(self, Engine::He(e) if e.key_holder_phase())

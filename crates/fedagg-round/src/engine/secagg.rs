@@ -9,7 +9,8 @@ use fedagg_secagg::server::{
     AfterMasking, CheckedKeys, CheckedMasked, CheckedShares, CheckedUnmask, CollectingKeys,
     CollectingMasked, CollectingShares, Outbox, Unmasking,
 };
-use fedagg_secagg::ClientId;
+use fedagg_secagg::wire::Kind;
+use fedagg_secagg::{ClientId, SessionConfig};
 
 use super::{Finished, Step};
 use crate::error::{from_secagg, Result, RoundError};
@@ -37,6 +38,7 @@ pub(crate) struct Next {
 
 pub(crate) struct SecaggEngine {
     quant: QuantParams,
+    cfg: Arc<SessionConfig>,
     state: State,
     outbox: BTreeMap<u32, Vec<u8>>,
     submitted: BTreeSet<u32>,
@@ -52,10 +54,11 @@ impl SecaggEngine {
         n: usize,
         min: usize,
     ) -> Result<Self> {
-        let cfg = session.config(vector_len).map_err(RoundError::Invalid)?;
+        let cfg = Arc::new(session.config(vector_len).map_err(RoundError::Invalid)?);
         Ok(SecaggEngine {
             quant,
-            state: State::Keys(CollectingKeys::new(Arc::new(cfg))),
+            state: State::Keys(CollectingKeys::new(Arc::clone(&cfg))),
+            cfg,
             outbox: BTreeMap::new(),
             submitted: BTreeSet::new(),
             n,
@@ -70,6 +73,17 @@ impl SecaggEngine {
             State::Masked(_) => Phase::MaskedInput,
             State::Unmask(_) => Phase::Unmask,
         }
+    }
+
+    /// The largest message the current phase accepts.
+    pub(crate) fn max_submission(&self) -> usize {
+        let kind = match self.state {
+            State::Keys(_) => Kind::AdvertiseKeys,
+            State::Shares(_) => Kind::ShareKeys,
+            State::Masked(_) => Kind::MaskedInput,
+            State::Unmask(_) => Kind::UnmaskResponse,
+        };
+        fedagg_secagg::wire::max_len(kind, &self.cfg)
     }
 
     pub(crate) fn expected(&self) -> usize {

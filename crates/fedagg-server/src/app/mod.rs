@@ -269,6 +269,12 @@ impl App {
         self.federation(id)
     }
 
+    /// The size of an initial model's frame: the header and `vector_len` f32 values.
+    pub fn model_limit(&self, fid: i64) -> Result<usize, ApiError> {
+        let (_, spec) = self.federation_spec(fid)?;
+        Ok(fedagg_api::FRAME_HEADER + 4 * spec.vector_len)
+    }
+
     /// Replace the initial model (before the first round).
     pub fn set_initial_model(&self, fid: i64, body: &[u8]) -> Result<(), ApiError> {
         let (row, spec) = self.federation_spec(fid)?;

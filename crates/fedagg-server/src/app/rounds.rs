@@ -82,6 +82,16 @@ impl App {
         }
     }
 
+    /// The largest submission body round `round` of `fid` takes in its current phase; the
+    /// configured maximum when the round is not open (a retry after its end is still answered).
+    pub fn submission_limit(&self, fid: i64, round: u64) -> Result<usize, ApiError> {
+        let limit = match self.slot(fid, round) {
+            Ok(slot) => slot.lock().round.max_submission(),
+            Err(_) => self.config.max_body_bytes,
+        };
+        Ok(limit.min(self.config.max_body_bytes))
+    }
+
     /// Accept one submission (a frame); durable before this returns `Ok`.
     pub fn submit(
         &self,

@@ -1,6 +1,5 @@
 //! Federations, their model, enrollment, tokens and the key holder's public key.
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -11,7 +10,7 @@ use fedagg_api::{
 };
 use serde::Deserialize;
 
-use super::{blocking, octet, require_octet, AppState, JsonBody};
+use super::{blocking, octet, read_body, require_octet, AppState, JsonBody};
 use crate::auth::{access, Caller, FedPath, ParticipantPath};
 use crate::error::ApiError;
 
@@ -107,11 +106,13 @@ pub(crate) async fn put_model(
     State(app): AppState,
     caller: Caller<access::Admin, FedPath>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
     let fid = caller.path.fid;
     require_octet(&headers)?;
-    let body = body?;
+    let a = app.clone();
+    let limit = blocking(move || a.model_limit(fid)).await?;
+    let body = read_body(&headers, body, limit).await?;
     blocking(move || app.set_initial_model(fid, &body)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

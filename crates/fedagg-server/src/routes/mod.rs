@@ -56,9 +56,44 @@ fn require_octet(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The router, with body limits, request metrics and JSON errors for unknown routes.
+/// Largest JSON body: every control message is small.
+pub(crate) const MAX_JSON_BYTES: usize = 64 << 10;
+
+/// Largest public-key body: a lattice key is 32 KiB, 64 KiB in hex.
+const MAX_KEY_BYTES: usize = 256 << 10;
+
+/// Read a vector body of at most `limit` bytes: refused (413) at once when its declared length
+/// is over, and as soon as more than `limit` bytes arrive otherwise.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::too_large(format!(
+            "this body may be at most {limit} bytes (the frame this federation and phase take)"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("reading the body: {e}"))
+        }
+    })
+}
+
+/// The router, with body limits, request metrics and JSON errors for unknown routes. JSON
+/// bodies are limited to [`MAX_JSON_BYTES`]; vector bodies to the exact frame they carry.
 pub fn router(app: Arc<App>) -> Router {
-    let limit = app.config.max_body_bytes;
     Router::new()
         .route(routes::HEALTH, get(health))
         .route(routes::OPENAPI, get(openapi))
@@ -69,7 +104,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::ENROLLMENT_CODES, post(create_code))
         .route(routes::ENROLL, post(enroll))
         .route(routes::TOKEN, post(rotate_token))
-        .route(routes::PUBLIC_KEY, put(put_public_key).get(get_public_key))
+        .route(
+            routes::PUBLIC_KEY,
+            put(put_public_key)
+                .layer(DefaultBodyLimit::max(MAX_KEY_BYTES))
+                .get(get_public_key),
+        )
         .route(routes::ROUNDS, post(open_round))
         .route(routes::CURRENT_ROUND, get(current_round))
         .route(routes::ROUND, get(get_round))
@@ -78,7 +118,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .with_state(app)
 }
 

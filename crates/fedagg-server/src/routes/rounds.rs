@@ -9,7 +9,7 @@ use axum::Json;
 use fedagg_api::{routes, Accepted, ErrorBody, RoundInfo, RoundStatus};
 use serde::Deserialize;
 
-use super::{blocking, octet, require_octet, AppState};
+use super::{blocking, octet, read_body, require_octet, AppState};
 use crate::app::App;
 use crate::auth::{access, Caller, FedPath, RoundPath};
 use crate::error::ApiError;
@@ -155,6 +155,8 @@ pub(crate) async fn submit(
 ) -> Result<Json<Accepted>, ApiError> {
     let RoundPath { fid, round } = caller.path;
     require_octet(&headers)?;
+    let a = app.clone();
+    let limit = blocking(move || a.submission_limit(fid, round)).await?;
     // Bodies are read only while holding an upload slot: with many clients uploading at once,
     // the rest wait in TCP backpressure instead of n bodies of m values sitting in memory.
     let _slot = app
@@ -162,17 +164,7 @@ pub(crate) async fn submit(
         .acquire()
         .await
         .map_err(|_| ApiError::unavailable("shutting down"))?;
-    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                ApiError::too_large("request body exceeds the configured limit")
-            } else {
-                ApiError::bad_request(format!("reading the body: {e}"))
-            }
-        })?;
+    let body = read_body(&headers, body, limit).await?;
     let who = caller.who;
     let a = app.clone();
     Ok(Json(
