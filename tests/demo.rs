@@ -93,7 +93,7 @@ async fn secagg_demo_survives_simulated_dropouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paillier_and_dp_demos_train() {
     let cfg =
-        demo("--mode paillier --clients 4 --fraction 1 --rounds 2 --key-bits 1024 --model mlp16");
+        demo("--mode paillier --clients 4 --fraction 1 --rounds 2 --key-bits 2048 --model mlp16");
     let report = run(&cfg).await.unwrap();
     assert!(
         report.rows.iter().all(|r| r.participants == 4),

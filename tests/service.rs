@@ -93,6 +93,11 @@ macro_rules! on_both_stores {
 }
 
 async fn start(store: Store, max_body_bytes: usize) -> Srv {
+    start_with(store, |c| c.max_body_bytes = max_body_bytes).await
+}
+
+/// A server on `store` with the test settings, then `tune`'s.
+async fn start_with(store: Store, tune: impl FnOnce(&mut fedagg_server::Config)) -> Srv {
     let dir = temp_dir();
     let mut cfg = fedagg_server::Config::default();
     cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -102,8 +107,8 @@ async fn start(store: Store, max_body_bytes: usize) -> Srv {
     }
     cfg.admin_token = Some(ADMIN.into());
     cfg.metrics_token = Some(METRICS.into());
-    cfg.max_body_bytes = max_body_bytes;
     cfg.max_wait_secs = 5;
+    tune(&mut cfg);
     let server = fedagg_server::Server::start(cfg).await.unwrap();
     let base = format!("http://{}", server.addr());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -824,6 +829,93 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     assert_statuses_documented(&srv).await;
 }
 
+/// Read what the server sends on `stream` until it closes the connection (or `limit` passes).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut got)).await;
+    read.ok()
+        .map(|_| String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn slow_or_too_many_clients_are_cut_off(store: Store) {
+    use tokio::io::AsyncWriteExt;
+    let srv = start_with(store, |c| {
+        c.header_timeout_secs = 1;
+        c.body_timeout_secs = 1;
+        c.max_connections = 16;
+    })
+    .await;
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    // Headers that never end: the connection is closed once the header timeout passes.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(read_until_closed(&mut slow, Duration::from_secs(10))
+        .await
+        .is_some());
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+    // A body that trickles: 408 once its deadline passes, and the upload slot is free again.
+    let fed = srv
+        .admin
+        .create_federation(&spec(dp_mode(), 100, 2, 30))
+        .await
+        .unwrap();
+    let member = token_of(&srv, fed.id).await;
+    token_of(&srv, fed.id).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    let path = fedagg_api::routes::fill(fedagg_api::routes::SUBMISSIONS, &[&fed.id, &1]);
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {member}\r\n\
+         Content-Type: {OCTET}\r\nContent-Length: 424\r\n\r\nFAV"
+    );
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut trickle, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    // Over the connection cap, a new connection gets 503 with Retry-After, then is closed.
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        idle.push(c);
+    }
+    let r = reqwest::get(format!("{}/v1/health", srv.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    drop(idle);
+    // Once they are gone, the server serves again.
+    let mut ok = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("{}/v1/health", srv.base))
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the server did not recover its connection slots");
+    assert_statuses_documented(&srv).await;
+}
+
 async fn bad_control_requests_get_json_errors(store: Store) {
     let srv = start(store, 1 << 16).await;
     // Bad JSON on a JSON route.
@@ -1054,6 +1146,7 @@ on_both_stores! {
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,
+    slow_or_too_many_clients_are_cut_off: 4,
     bodies_are_refused_past_their_limits_before_they_are_read: 2,
     metrics_are_private_and_their_series_bounded: 2,
     a_retry_is_a_replay_after_its_phase_and_after_the_round: 2,

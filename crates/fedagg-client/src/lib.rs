@@ -158,6 +158,9 @@ impl Http {
     fn new(base: &str, token: Option<String>) -> Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // The server closes a keep-alive connection idle for its header timeout (30 s by
+            // default): drop ours sooner, so a request never races that close.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| Error::Transport(e.to_string()))?;
         Ok(Http {

@@ -36,6 +36,13 @@ pub struct Config {
     /// Bearer token a metrics scraper presents on `/metrics` (the admin token works too). Without
     /// it only the admin reads the metrics, which include each DP federation's epsilon.
     pub metrics_token: Option<String>,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body, plus one second per MiB it declares.
+    pub body_timeout_secs: u64,
+    /// Connections served at once; one more gets 503 with `Retry-After`.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +67,9 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -77,6 +87,9 @@ impl Default for Config {
             max_wait_secs: 60,
             max_concurrent_uploads: 8,
             metrics_token: None,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -85,7 +98,8 @@ impl Config {
     /// Defaults, overlaid with `file` (TOML) when given, then with the environment as read by
     /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_DATABASE_URL`,
     /// `FEDAGG_DATABASE_CA_FILE`,
-    /// `FEDAGG_ADMIN_TOKEN`, `FEDAGG_METRICS_TOKEN`,
+    /// `FEDAGG_ADMIN_TOKEN`, `FEDAGG_METRICS_TOKEN`, `FEDAGG_HEADER_TIMEOUT_SECS`,
+    /// `FEDAGG_BODY_TIMEOUT_SECS`, `FEDAGG_MAX_CONNECTIONS`,
     /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut c = match file {
@@ -117,6 +131,19 @@ impl Config {
         if let Some(v) = env("FEDAGG_METRICS_TOKEN") {
             c.metrics_token = Some(v);
         }
+        for (name, field) in [
+            ("FEDAGG_HEADER_TIMEOUT_SECS", &mut c.header_timeout_secs),
+            ("FEDAGG_BODY_TIMEOUT_SECS", &mut c.body_timeout_secs),
+        ] {
+            if let Some(v) = env(name) {
+                *field = v.parse().map_err(|e| format!("{name}={v:?}: {e}"))?;
+            }
+        }
+        if let Some(v) = env("FEDAGG_MAX_CONNECTIONS") {
+            c.max_connections = v
+                .parse()
+                .map_err(|e| format!("FEDAGG_MAX_CONNECTIONS={v:?}: {e}"))?;
+        }
         if let Some(v) = env("FEDAGG_MAX_BODY_BYTES") {
             c.max_body_bytes = v
                 .parse()
@@ -142,6 +169,20 @@ impl Config {
             return Err(format!(
                 "max_body_bytes {} is below 1024",
                 self.max_body_bytes
+            ));
+        }
+        for (name, v) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                return Err(format!("{name} {v} must lie in 1..=3600"));
+            }
+        }
+        if self.max_connections < 16 || self.max_connections > 1 << 20 {
+            return Err(format!(
+                "max_connections {} must lie in 16..=1048576",
+                self.max_connections
             ));
         }
         if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {

@@ -73,6 +73,14 @@ impl ApiError {
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }
+    /// 408: the request body did not arrive in time.
+    pub fn timeout(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", detail)
+    }
+    /// 503 whose detail is sent: a condition the caller should know of (over capacity).
+    pub fn unavailable_now(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "over_capacity", detail)
+    }
     /// 503: shutting down, or the store is unreachable; the detail is logged, not sent.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
@@ -97,7 +105,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Server-side failures are logged, never sent: their detail can name the database, its
         // host or its error text, and the caller may not even be authenticated.
-        let detail = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let detail = if self.kind == "over_capacity" {
+            self.detail
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(detail = %self.detail, "unavailable");
             "the service is unavailable; retry shortly".to_string()
         } else if self.status.is_server_error() {
@@ -118,8 +128,23 @@ impl IntoResponse for ApiError {
 }
 
 /// axum's own rejections (bad JSON, body over the limit, bad path or query) in our JSON shape.
+/// Whether an error was caused by a request body's deadline passing.
+pub(crate) fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<crate::serve::BodyTimeout>() {
+            return Some(t.to_string());
+        }
+        cur = err.source();
+    }
+    None
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        if let Some(t) = body_timed_out(&r) {
+            return ApiError::timeout(t);
+        }
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::too_large(r.body_text());
         }

@@ -23,6 +23,7 @@ mod error;
 mod metrics;
 pub mod openapi;
 mod routes;
+mod serve;
 mod store;
 #[doc(hidden)]
 pub mod testing;
@@ -104,9 +105,8 @@ impl Server {
             })
         };
         tracing::info!(addr = %self.addr, "serving");
-        let r = axum::serve(self.listener, routes::router(self.app))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let config = self.app.config.clone();
+        let r = serve::serve(self.listener, routes::router(self.app), &config, shutdown).await;
         ticker.abort();
         r
     }

@@ -82,7 +82,10 @@ async fn read_body(
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        if let Some(t) = crate::error::body_timed_out(&e) {
+            ApiError::timeout(t)
+        } else if std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         {
             too_large()
         } else {

@@ -144,6 +144,7 @@ pub(crate) async fn get_round(
         (status = 403, description = "Not a member of the federation or of the round's cohort", body = ErrorBody),
         (status = 404, description = "No such round", body = ErrorBody),
         (status = 409, description = "Another phase, the round has ended, or a different submission was already accepted", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/octet-stream", body = ErrorBody),
         (status = 503, description = "Shutting down, or the store is unavailable", body = ErrorBody)))]
