@@ -45,6 +45,7 @@ fn temp_dir() -> PathBuf {
 struct Srv {
     base: String,
     admin: Admin,
+    faults: fedagg_server::testing::Faults,
     dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Dropped after the server is told to stop.
@@ -111,12 +112,14 @@ async fn start_with(store: Store, tune: impl FnOnce(&mut fedagg_server::Config))
     tune(&mut cfg);
     let server = fedagg_server::Server::start(cfg).await.unwrap();
     let base = format!("http://{}", server.addr());
+    let faults = server.faults();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server.run_until(async {
         let _ = rx.await;
     }));
     Srv {
         admin: Admin::new(&base, ADMIN).unwrap(),
+        faults,
         base,
         dir,
         stop: Some(tx),
@@ -608,7 +611,17 @@ async fn token_of(srv: &Srv, fid: i64) -> String {
 
 /// POST `frame` to round 1's submissions as `who`; the status and the `Accepted` or error body.
 async fn post_frame(who: &Admin, fid: i64, frame: Vec<u8>) -> (u16, serde_json::Value) {
-    let path = fedagg_api::routes::fill(fedagg_api::routes::SUBMISSIONS, &[&fid, &1]);
+    post_frame_to(who, fid, 1, frame).await
+}
+
+/// POST `frame` to a round's submissions as `who`.
+async fn post_frame_to(
+    who: &Admin,
+    fid: i64,
+    round: u64,
+    frame: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let path = fedagg_api::routes::fill(fedagg_api::routes::SUBMISSIONS, &[&fid, &round]);
     match who.raw(Method::POST, &path, None, Some(frame)).await {
         Ok((s, body)) => (s.as_u16(), serde_json::from_slice(&body).unwrap()),
         Err(Error::Api { status, error, .. }) => (status, serde_json::json!({ "error": error })),
@@ -916,6 +929,93 @@ async fn slow_or_too_many_clients_are_cut_off(store: Store) {
     assert_statuses_documented(&srv).await;
 }
 
+async fn a_failed_store_write_leaves_every_round_completable(store: Store) {
+    use fedagg_server::testing::Write;
+    let srv = start(store, 1 << 20).await;
+    // DP with negligible noise, so the model shows exactly which updates were aggregated.
+    let m = 8;
+    let mode = Mode::Dp {
+        clip: 100.0,
+        noise_multiplier: 1e-6,
+        sampling_rate: 1.0,
+        epsilon_budget: 1e15,
+        delta: 1e-5,
+        adaptive_clip: None,
+    };
+    let fed = srv
+        .admin
+        .create_federation(&spec(mode, m, 3, 30))
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        members.push(Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap());
+    }
+    let update = |r: u64, x: f32| Frame::encode(FrameKind::F32, r, &fedagg_api::f32_bytes(&[x; 8]));
+    for round in 1..=2u64 {
+        srv.admin.open_round(fed.id).await.unwrap();
+        // A submission whose write fails is not accepted; its retry is a first acceptance.
+        srv.faults.fail_next(Write::Submit);
+        let (s, _) = post_frame_to(&members[0], fed.id, round, update(round, 0.1)).await;
+        assert_eq!(s, 500);
+        assert!(!srv.faults.armed());
+        let info = srv
+            .admin
+            .round(fed.id, round, None, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(info.received, 0);
+        let (s, ack) = post_frame_to(&members[0], fed.id, round, update(round, 0.1)).await;
+        assert_eq!((s, &ack["replay"]), (200, &serde_json::json!(false)));
+        assert_eq!(
+            post_frame_to(&members[1], fed.id, round, update(round, 0.2))
+                .await
+                .0,
+            200
+        );
+        // The last submission is accepted, and writing the round's end fails: the round stays
+        // as it was, and the next tick completes it with exactly the three updates.
+        srv.faults.fail_next(Write::Complete);
+        assert_eq!(
+            post_frame_to(&members[2], fed.id, round, update(round, 0.3))
+                .await
+                .0,
+            200
+        );
+        let end = srv.admin.wait_round(fed.id, round, WAIT).await.unwrap();
+        assert!(!srv.faults.armed());
+        assert_eq!(end.status, RoundStatus::Completed, "{:?}", end.record);
+        assert_eq!(end.record.unwrap().participants, 3);
+        let model = srv.admin.model(fed.id, round).await.unwrap();
+        assert_eq!(model.len(), m);
+        let want = 0.2 * round as f64;
+        assert!(
+            model.iter().all(|x| (f64::from(*x) - want).abs() < 1e-3),
+            "{model:?}"
+        );
+        let fed = srv.admin.federation(fed.id).await.unwrap();
+        assert_eq!(fed.privacy.unwrap().rounds, round);
+    }
+    // SecAgg: the first phase closure's write fails; the tick retries it and the round ends
+    // with every update.
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.1), 20, 3, 30))
+        .await
+        .unwrap();
+    let clients = enroll(&srv.base, &srv.admin, fed.id, 4, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    srv.faults.fail_next(Write::Close);
+    let ups = updates(4, 20, 9);
+    let results = contribute_all(&clients, &ups, &[None; 4]).await;
+    assert!(!srv.faults.armed());
+    assert!(results
+        .iter()
+        .all(|r| done(r).status == RoundStatus::Completed));
+    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
+    assert_statuses_documented(&srv).await;
+}
+
 async fn bad_control_requests_get_json_errors(store: Store) {
     let srv = start(store, 1 << 16).await;
     // Bad JSON on a JSON route.
@@ -1146,6 +1246,7 @@ on_both_stores! {
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,
+    a_failed_store_write_leaves_every_round_completable: 4,
     slow_or_too_many_clients_are_cut_off: 4,
     bodies_are_refused_past_their_limits_before_they_are_read: 2,
     metrics_are_private_and_their_series_bounded: 2,

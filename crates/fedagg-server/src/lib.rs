@@ -87,6 +87,12 @@ impl Server {
         self.addr
     }
 
+    /// The store's fault injection (tests).
+    #[doc(hidden)]
+    pub fn faults(&self) -> testing::Faults {
+        self.app.store.faults.clone()
+    }
+
     /// Serve until `shutdown` completes, then stop accepting, finish in-flight requests and
     /// return. Phase deadlines are checked every 200 ms.
     pub async fn run_until(

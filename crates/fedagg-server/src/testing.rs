@@ -1,6 +1,50 @@
 //! Test support: a fresh PostgreSQL database per test, on the server named by
 //! `FEDAGG_TEST_POSTGRES` (a URL whose role may create databases, e.g.
 //! `postgres://fedagg:fedagg@127.0.0.1:5432/postgres`). `.ci/run` starts one and sets it.
+//! And [`Faults`]: store writes a test makes fail.
+
+use std::sync::{Arc, Mutex};
+
+/// The store writes a round depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Logging an accepted submission.
+    Submit,
+    /// Logging a phase closure.
+    Close,
+    /// Writing a round's end (model, ledger, record) in one transaction.
+    Complete,
+}
+
+/// Fault injection: the next write of the armed kind fails inside its transaction, after its
+/// statements ran and before the commit, as a full disk or a lost database connection would.
+/// The server's own store holds one; tests reach it through `Server::faults`.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<Mutex<Option<Write>>>);
+
+impl Faults {
+    /// Make the next `w` fail.
+    pub fn fail_next(&self, w: Write) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+    }
+
+    /// Whether a fault is still armed (the write it waits for has not happened).
+    pub fn armed(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Fail if `w` is armed (and disarm it).
+    pub(crate) fn check(&self, w: Write) -> Result<(), crate::store::StoreError> {
+        let mut armed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *armed == Some(w) {
+            *armed = None;
+            return Err(crate::store::StoreError::Internal(format!(
+                "{w:?}: database or disk is full (injected)"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// The variable naming the test server.
 pub const ENV: &str = "FEDAGG_TEST_POSTGRES";

@@ -26,6 +26,7 @@ use crate::error::ApiError;
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Fields in range but inconsistent (for example min_clients > max_clients), or a mode's own constraint", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn create_federation(
     State(app): AppState,
@@ -46,6 +47,7 @@ pub(crate) async fn create_federation(
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not the admin nor a member", body = ErrorBody),
         (status = 404, description = "No such federation", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn get_federation(
     State(app): AppState,
@@ -73,6 +75,7 @@ pub(crate) struct ModelQuery {
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not the admin nor a member", body = ErrorBody),
         (status = 404, description = "No such federation or model version", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn get_model(
     State(app): AppState,
@@ -103,6 +106,7 @@ pub(crate) async fn get_model(
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/octet-stream", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn put_model(
     State(app): AppState,
@@ -132,6 +136,7 @@ pub(crate) async fn put_model(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "A code for the admin role", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn create_code(
     State(app): AppState,
@@ -154,6 +159,7 @@ pub(crate) async fn create_code(
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn enroll(
     State(app): AppState,
@@ -173,6 +179,7 @@ pub(crate) async fn enroll(
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Neither the admin nor that participant", body = ErrorBody),
         (status = 404, description = "No such participant in the federation", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn rotate_token(
     State(app): AppState,
@@ -196,6 +203,7 @@ pub(crate) async fn rotate_token(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "A key too weak or of the wrong shape for the federation", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn put_public_key(
     State(app): AppState,
@@ -217,6 +225,7 @@ pub(crate) async fn put_public_key(
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not the admin nor a member", body = ErrorBody),
         (status = 404, description = "No such federation, or no key published yet", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn get_public_key(
     State(app): AppState,

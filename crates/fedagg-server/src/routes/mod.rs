@@ -200,6 +200,7 @@ pub(crate) async fn openapi() -> Response {
         (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Neither the admin nor the metrics token", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn metrics(
     State(app): AppState,

@@ -24,6 +24,7 @@ use crate::error::ApiError;
         (status = 403, description = "Not the admin", body = ErrorBody),
         (status = 404, description = "No such federation", body = ErrorBody),
         (status = 409, description = "A round is open, too few members, no public key yet, or the privacy budget is spent", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn open_round(
     State(app): AppState,
@@ -81,6 +82,7 @@ impl WaitQuery {
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not the admin nor a member", body = ErrorBody),
         (status = 404, description = "No such federation, or no round after `after` yet", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn current_round(
     State(app): AppState,
@@ -113,6 +115,7 @@ pub(crate) async fn current_round(
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "Not the admin nor a member", body = ErrorBody),
         (status = 404, description = "No such round", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn get_round(
     State(app): AppState,
@@ -147,6 +150,7 @@ pub(crate) async fn get_round(
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/octet-stream", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "Shutting down, or the store is unavailable", body = ErrorBody)))]
 pub(crate) async fn submit(
     State(app): AppState,
@@ -184,6 +188,7 @@ pub(crate) async fn submit(
         (status = 403, description = "Not a member of the federation or of the round's cohort", body = ErrorBody),
         (status = 404, description = "No such round", body = ErrorBody),
         (status = 409, description = "Nothing for the caller in this phase, or the round has ended", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn inbox(
     State(app): AppState,

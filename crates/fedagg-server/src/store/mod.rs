@@ -58,6 +58,8 @@ enum Backend {
 /// The store.
 pub struct Store {
     backend: Backend,
+    /// Writes tests make fail ([`crate::testing::Faults`]); never armed in production.
+    pub(crate) faults: crate::testing::Faults,
 }
 
 /// Holds a federation's cross-replica lock (PostgreSQL) until dropped; nothing with SQLite, where
@@ -143,6 +145,7 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(lite_err)?;
         let store = Store {
+            faults: Default::default(),
             backend: Backend::Sqlite {
                 conn: Mutex::new(conn),
                 _lock: lock,
@@ -187,6 +190,7 @@ impl Store {
         // Fail at start, with the reason, rather than at the first request.
         pool.put(pool.get()?);
         let store = Store {
+            faults: Default::default(),
             backend: Backend::Postgres(Box::new(pool)),
         };
         // Replicas starting together migrate one at a time.

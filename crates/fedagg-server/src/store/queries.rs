@@ -6,6 +6,7 @@ use fedagg_round::Event;
 use super::rows::{parse_phase, parse_role, parse_status, role_text, status_text};
 use super::sql::{Row, Sql, Val};
 use super::{Completion, FederationRow, RoundRow, Store, StoreError, TokenRow};
+use crate::testing::Write;
 
 impl Store {
     /// A value from the meta table.
@@ -408,8 +409,8 @@ impl Store {
                     body,
                     digest
                 ],
-            )
-            .map(drop)
+            )?;
+            self.faults.check(Write::Submit)
         })
     }
 
@@ -430,8 +431,8 @@ impl Store {
             c.exec(
                 "UPDATE rounds SET phase_started_ms = ?3 WHERE federation_id = ?1 AND round = ?2",
                 params![federation_id, round, now_ms],
-            )
-            .map(drop)
+            )?;
+            self.faults.check(Write::Close)
         })
     }
 
@@ -559,8 +560,8 @@ impl Store {
             tx.exec(
                 "UPDATE events SET body = NULL WHERE federation_id = ?1 AND round = ?2",
                 params![c.federation_id, c.round],
-            )
-            .map(drop)
+            )?;
+            self.faults.check(Write::Complete)
         })
     }
 }
