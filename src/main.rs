@@ -121,7 +121,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             eprintln!("generated admin token (shown once, store it safely): {t}");
         }
         // Scripts and tests read the bound address from this line.
-        println!("listening on http://{}", server.addr());
+        println!("listening on {}", server.url());
         server
             .run_until(fedagg_server::shutdown_signal())
             .await

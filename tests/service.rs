@@ -21,14 +21,28 @@ mod serve;
 
 #[path = "support/api_doc.rs"]
 mod api_doc;
+
+#[path = "support/tls.rs"]
+mod tls;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
+};
+use tls::{
+    sighup_reloads_the_certificate, the_sdk_reaches_the_server_over_its_own_tls,
+    the_sdk_reaches_the_server_through_a_tls_proxy,
 };
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const OCTET: &str = fedagg_api::OCTET_STREAM;
 const METRICS: &str = "test-metrics-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(120);
+
+/// A plain `reqwest` client for raw requests. reqwest's rustls is built without a default
+/// crypto provider (the SDK configures ring itself), so install ring as the process default.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
 
 fn temp_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -548,7 +562,7 @@ async fn auth_is_checked_on_every_route(store: Store) {
     let pa = enroll(&srv.base, &srv.admin, a.id, 1, Role::Participant)
         .await
         .remove(0);
-    let http = reqwest::Client::new();
+    let http = http_client();
     // No token.
     let r = http
         .get(format!("{}/v1/federations/{}", srv.base, a.id))
@@ -705,7 +719,7 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
     let srv = start(store, 1 << 16).await;
     // The metrics (each federation's epsilon among them) are for the admin and the scraper.
     let metrics = |token: Option<&'static str>| {
-        let mut r = reqwest::Client::new().get(format!("{}/metrics", srv.base));
+        let mut r = http_client().get(format!("{}/metrics", srv.base));
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
@@ -726,7 +740,7 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
     assert_eq!(metrics(Some(METRICS)).await, 200);
     assert_eq!(metrics(Some(ADMIN)).await, 200);
     // Made-up methods share one metric series instead of adding one each.
-    let http = reqwest::Client::new();
+    let http = http_client();
     for m in ["FOO1", "FOO2", "FOO3"] {
         let m = Method::from_bytes(m.as_bytes()).unwrap();
         let r = http
@@ -752,7 +766,7 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
 
 async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store) {
     let srv = start(store, 1 << 26).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let post = |path: &str, token: Option<&str>, ctype: &str, body: Vec<u8>| {
         let mut r = http
             .post(format!("{}{path}", srv.base))
@@ -905,7 +919,9 @@ async fn slow_or_too_many_clients_are_cut_off(store: Store) {
             .unwrap();
         idle.push(c);
     }
-    let r = reqwest::get(format!("{}/v1/health", srv.base))
+    let r = http_client()
+        .get(format!("{}/v1/health", srv.base))
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
@@ -914,7 +930,9 @@ async fn slow_or_too_many_clients_are_cut_off(store: Store) {
     // Once they are gone, the server serves again.
     let mut ok = false;
     for _ in 0..50 {
-        if reqwest::get(format!("{}/v1/health", srv.base))
+        if http_client()
+            .get(format!("{}/v1/health", srv.base))
+            .send()
             .await
             .unwrap()
             .status()
@@ -1246,6 +1264,8 @@ on_both_stores! {
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,
+    the_sdk_reaches_the_server_over_its_own_tls: 4,
+    the_sdk_reaches_the_server_through_a_tls_proxy: 4,
     a_failed_store_write_leaves_every_round_completable: 4,
     slow_or_too_many_clients_are_cut_off: 4,
     bodies_are_refused_past_their_limits_before_they_are_read: 2,
@@ -1253,6 +1273,11 @@ on_both_stores! {
     a_retry_is_a_replay_after_its_phase_and_after_the_round: 2,
     the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_certificate() {
+    sighup_reloads_the_certificate().await
 }
 
 /// A load balancer on 127.0.0.1 that sends each request to the next replica in turn (HTTP/1.1,
@@ -1265,7 +1290,7 @@ async fn round_robin(replicas: Vec<String>) -> String {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     let next = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::new();
+    let http = http_client();
     let app = axum::Router::new().fallback(move |req: Request| {
         let (next, http, replicas) = (next.clone(), http.clone(), replicas.clone());
         async move {

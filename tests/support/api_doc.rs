@@ -68,6 +68,7 @@ const METHODS: [&str; 5] = ["GET", "PUT", "POST", "PATCH", "DELETE"];
 async fn probe(srv: &Srv, fid: i64, pid: i64, member: &str, foreign: &str, limit: usize) {
     // No connection reuse: a connection the server closed after refusing an oversized body
     // must not carry the next request.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

@@ -34,7 +34,10 @@ use rand_core::{OsRng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+mod transport;
+
 pub use fedagg_api as api;
+pub use transport::Transport;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,10 @@ pub enum Error {
     /// The server could not be reached (after retries).
     #[error("transport: {0}")]
     Transport(String),
+    /// The server's certificate was refused (unknown authority, wrong name, wrong pin), or the
+    /// transport settings are unusable. Never retried.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server refused the request.
     #[error("server answered {status}: {error}: {detail}")]
     Api {
@@ -155,14 +162,8 @@ enum Body {
 }
 
 impl Http {
-    fn new(base: &str, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // The server closes a keep-alive connection idle for its header timeout (30 s by
-            // default): drop ours sooner, so a request never races that close.
-            .pool_idle_timeout(Duration::from_secs(20))
-            .build()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+    fn new(base: &str, token: Option<String>, transport: &Transport) -> Result<Self> {
+        let http = transport.client(base)?;
         Ok(Http {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -186,10 +187,13 @@ impl Http {
                 .header(reqwest::header::CONTENT_TYPE, OCTET_STREAM)
                 .body(b.clone()),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| {
+            if transport::is_tls_refusal(&e) {
+                Error::Tls(transport::describe(&e))
+            } else {
+                Error::Transport(e.to_string())
+            }
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -260,7 +264,16 @@ pub struct Client {
 impl Client {
     /// Redeem an enrollment code; the returned [`Enrolled`] carries the token to keep.
     pub async fn enroll(base_url: &str, code: &str) -> Result<(Client, Enrolled)> {
-        let http = Http::new(base_url, None)?;
+        Self::enroll_with(base_url, code, &Transport::default()).await
+    }
+
+    /// [`Client::enroll`] with transport settings (a CA file, a certificate pin).
+    pub async fn enroll_with(
+        base_url: &str,
+        code: &str,
+        transport: &Transport,
+    ) -> Result<(Client, Enrolled)> {
+        let http = Http::new(base_url, None, transport)?;
         let e: Enrolled = http
             .json(
                 Method::POST,
@@ -268,7 +281,14 @@ impl Client {
                 to_json(&EnrollRequest { code: code.into() })?,
             )
             .await?;
-        let client = Client::connect(base_url, &e.token, e.federation_id, e.participant_id)?;
+        let client = Client {
+            http: Http {
+                token: Some(e.token.clone()),
+                ..http
+            },
+            federation_id: e.federation_id,
+            participant_id: e.participant_id,
+        };
         Ok((client, e))
     }
 
@@ -279,8 +299,25 @@ impl Client {
         federation_id: i64,
         participant_id: i64,
     ) -> Result<Client> {
+        Self::connect_with(
+            base_url,
+            token,
+            federation_id,
+            participant_id,
+            &Transport::default(),
+        )
+    }
+
+    /// [`Client::connect`] with transport settings (a CA file, a certificate pin).
+    pub fn connect_with(
+        base_url: &str,
+        token: &str,
+        federation_id: i64,
+        participant_id: i64,
+        transport: &Transport,
+    ) -> Result<Client> {
         Ok(Client {
-            http: Http::new(base_url, Some(token.to_string()))?,
+            http: Http::new(base_url, Some(token.to_string()), transport)?,
             federation_id,
             participant_id,
         })
@@ -758,8 +795,13 @@ pub struct Admin {
 impl Admin {
     /// An admin client with the admin token.
     pub fn new(base_url: &str, token: &str) -> Result<Self> {
+        Self::with_transport(base_url, token, &Transport::default())
+    }
+
+    /// [`Admin::new`] with transport settings (a CA file, a certificate pin).
+    pub fn with_transport(base_url: &str, token: &str, transport: &Transport) -> Result<Self> {
         Ok(Admin {
-            http: Http::new(base_url, Some(token.into()))?,
+            http: Http::new(base_url, Some(token.into()), transport)?,
         })
     }
 

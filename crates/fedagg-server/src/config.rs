@@ -43,6 +43,11 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Connections served at once; one more gets 503 with `Retry-After`.
     pub max_connections: usize,
+    /// PEM certificate chain: with `tls_key`, the server speaks HTTPS itself (reloaded on
+    /// SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -70,6 +75,8 @@ impl std::fmt::Debug for Config {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("max_connections", &self.max_connections)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -90,6 +97,8 @@ impl Default for Config {
             header_timeout_secs: 30,
             body_timeout_secs: 60,
             max_connections: 4096,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -99,7 +108,7 @@ impl Config {
     /// `env` (`FEDAGG_LISTEN`, `FEDAGG_DATA_DIR`, `FEDAGG_DATABASE`, `FEDAGG_DATABASE_URL`,
     /// `FEDAGG_DATABASE_CA_FILE`,
     /// `FEDAGG_ADMIN_TOKEN`, `FEDAGG_METRICS_TOKEN`, `FEDAGG_HEADER_TIMEOUT_SECS`,
-    /// `FEDAGG_BODY_TIMEOUT_SECS`, `FEDAGG_MAX_CONNECTIONS`,
+    /// `FEDAGG_BODY_TIMEOUT_SECS`, `FEDAGG_MAX_CONNECTIONS`, `FEDAGG_TLS_CERT`, `FEDAGG_TLS_KEY`,
     /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut c = match file {
@@ -138,6 +147,12 @@ impl Config {
             if let Some(v) = env(name) {
                 *field = v.parse().map_err(|e| format!("{name}={v:?}: {e}"))?;
             }
+        }
+        if let Some(v) = env("FEDAGG_TLS_CERT") {
+            c.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("FEDAGG_TLS_KEY") {
+            c.tls_key = Some(PathBuf::from(v));
         }
         if let Some(v) = env("FEDAGG_MAX_CONNECTIONS") {
             c.max_connections = v
@@ -178,6 +193,9 @@ impl Config {
             if v == 0 || v > 3600 {
                 return Err(format!("{name} {v} must lie in 1..=3600"));
             }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
         }
         if self.max_connections < 16 || self.max_connections > 1 << 20 {
             return Err(format!(

@@ -42,6 +42,7 @@ pub struct Server {
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    tls: Option<serve::Tls>,
     /// The admin token when this start generated it (shown once).
     pub generated_admin_token: Option<String>,
 }
@@ -52,6 +53,10 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         config.validate()?;
         let storage = config.storage()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(serve::Tls::load(cert, key)?),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (app, generated_admin_token) =
@@ -78,6 +83,7 @@ impl Server {
             app,
             listener,
             addr,
+            tls,
             generated_admin_token,
         })
     }
@@ -85,6 +91,12 @@ impl Server {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://` or `https://` (with `tls_cert`), and the bound address.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The store's fault injection (tests).
@@ -110,12 +122,42 @@ impl Server {
                 }
             })
         };
-        tracing::info!(addr = %self.addr, "serving");
+        let reloader = self
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(reload_on_sighup(tls)));
+        tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "serving");
         let config = self.app.config.clone();
-        let r = serve::serve(self.listener, routes::router(self.app), &config, shutdown).await;
+        let router = routes::router(self.app);
+        let r = serve::serve(self.listener, router, &config, self.tls.as_ref(), shutdown).await;
+        if let Some(r) = reloader {
+            r.abort();
+        }
         ticker.abort();
         r
     }
+}
+
+/// Reload the TLS certificate and key whenever the process gets SIGHUP.
+async fn reload_on_sighup(tls: serve::Tls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the certificate will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; keeping the old certificate")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 /// Store the configured admin token's hash, or generate one when none exists yet.

@@ -1,5 +1,6 @@
-//! The accept loop: HTTP/1.1 connections with a header-read timeout (which also closes idle
-//! keep-alive connections), a deadline on each request body, and a cap on open connections.
+//! The accept loop: HTTP/1.1 connections, in TLS when the server has a certificate, with a
+//! header-read timeout (which also closes idle keep-alive connections), a deadline on each
+//! request body, and a cap on open connections.
 //!
 //! One participant could otherwise hold the upload slots by trickling bytes, or the server's
 //! file descriptors by opening connections. Beyond `max_connections` a new connection gets one
@@ -34,6 +35,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     config: &Config,
+    tls: Option<&Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -57,23 +59,19 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let io = TokioIo::new(stream);
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            http.keep_alive(false);
-            let conn = http.serve_connection(io, hyper::service::service_fn(over_capacity));
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            continue;
-        };
-        let conn = http.serve_connection(io, TowerToHyperService::new(router.clone()));
-        let conn = graceful.watch(conn);
+        let permit = Arc::clone(&slots).try_acquire_owned().ok();
+        let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.current()));
+        let (router, watcher) = (router.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+            let Some(acceptor) = acceptor else {
+                return serve_connection(stream, router, permit, watcher, header_timeout).await;
+            };
+            // The handshake gets the header timeout too: a client that stalls in it is dropped.
+            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(tls, router, permit, watcher, header_timeout).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
         });
     }
     drop(listener);
@@ -84,6 +82,93 @@ pub(crate) async fn serve(
         }
     }
     Ok(())
+}
+
+/// Serve one connection (plain or TLS): the router while it holds a connection slot, else one
+/// 503 and close.
+async fn serve_connection<IO>(
+    io: IO,
+    router: Router,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_timeout: Duration,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let Some(permit) = permit else {
+        http.keep_alive(false);
+        let _ = http
+            .serve_connection(io, hyper::service::service_fn(over_capacity))
+            .await;
+        return;
+    };
+    let conn = http.serve_connection(io, TowerToHyperService::new(router));
+    let _ = watcher.watch(conn).await;
+    drop(permit);
+}
+
+/// The server's TLS configuration, replaced in place by [`Tls::reload`] (on SIGHUP): new
+/// connections use the new certificate, open ones keep theirs.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>,
+}
+
+impl Tls {
+    /// Load the PEM certificate chain and private key.
+    pub(crate) fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        let config = server_config(cert, key)?;
+        Ok(Tls {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: Arc::new(std::sync::RwLock::new(config)),
+        })
+    }
+
+    fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Read the files again; on failure keep serving the old certificate.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let config = server_config(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+}
+
+fn server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("tls_cert {} holds no certificate", cert.display()));
+    }
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| format!("tls_cert and tls_key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 async fn over_capacity(_: hyper::Request<hyper::body::Incoming>) -> Result<Response, Infallible> {
