@@ -776,7 +776,12 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
             r = r.bearer_auth(t);
         }
         async move {
-            let r = r.send().await.unwrap();
+            // A body refused before it is read may still be on its way when the server
+            // answers and closes: the client may see the connection end instead of the answer.
+            // The server's request metric, checked below, has the status either way.
+            let Ok(r) = r.send().await else {
+                return (0, "connection closed".to_string(), String::new());
+            };
             let status = r.status().as_u16();
             let body: serde_json::Value = r.json().await.unwrap();
             (
@@ -790,7 +795,10 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     // Unauthenticated: a large enrollment is refused by its size, a large admin request by its
     // missing token, neither after reading it.
     let (s, e, _) = post("/v1/enroll", None, "application/json", big_json(1 << 20)).await;
-    assert_eq!((s, e.as_str()), (413, "payload_too_large"));
+    assert!(
+        s == 0 || (s, e.as_str()) == (413, "payload_too_large"),
+        "{s} {e}"
+    );
     let (s, ..) = post(
         "/v1/federations",
         None,
@@ -798,7 +806,7 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
         big_json(1 << 20),
     )
     .await;
-    assert_eq!(s, 401);
+    assert!(s == 0 || s == 401, "{s}");
     // JSON bodies are small, even the admin's.
     let (s, ..) = post(
         "/v1/federations",
@@ -807,7 +815,21 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
         big_json(100 << 10),
     )
     .await;
-    assert_eq!(s, 413);
+    assert!(s == 0 || s == 413, "{s}");
+    let metrics = srv
+        .admin
+        .raw(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap()
+        .1;
+    let metrics = String::from_utf8(metrics).unwrap();
+    for series in [
+        r#"method="POST",route="/v1/enroll",status="413"} 1"#,
+        r#"method="POST",route="/v1/federations",status="401"} 1"#,
+        r#"method="POST",route="/v1/federations",status="413"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
     // A submission may be exactly as long as the frame its federation and phase take.
     let m = 100;
     let fed = srv

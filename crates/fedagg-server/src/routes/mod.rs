@@ -142,12 +142,23 @@ fn method_label(m: &Method) -> &'static str {
 
 async fn count_requests(State(app): AppState, req: axum::extract::Request, next: Next) -> Response {
     let method = method_label(req.method());
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    // A refused request's body may be unread (refused by its size, or before its sender was
+    // authenticated): the connection cannot carry another request, so say it will close.
+    if has_body && !resp.status().is_success() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     app.metrics.add(
         "fedagg_http_requests_total",
         &[
