@@ -764,42 +764,53 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
     assert_statuses_documented(&srv).await;
 }
 
+/// POST `body` to `path` with `token`: the status, and the error kind and detail of an error
+/// body. A body refused before it is read may still be on its way when the server answers and
+/// closes, so the client may see the connection end instead of the answer (status 0); the
+/// server's request metric has the status either way.
+async fn raw_post(
+    srv: &Srv,
+    path: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: Vec<u8>,
+) -> (u16, String, String) {
+    let mut r = http_client()
+        .post(format!("{}{path}", srv.base))
+        .header("content-type", ctype)
+        .body(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let Ok(r) = r.send().await else {
+        return (0, "connection closed".to_string(), String::new());
+    };
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    let field = |k: &str| body[k].as_str().unwrap_or("").to_string();
+    (status, field("error"), field("detail"))
+}
+
 async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store) {
     let srv = start(store, 1 << 26).await;
     let http = http_client();
-    let post = |path: &str, token: Option<&str>, ctype: &str, body: Vec<u8>| {
-        let mut r = http
-            .post(format!("{}{path}", srv.base))
-            .header("content-type", ctype)
-            .body(body);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        async move {
-            // A body refused before it is read may still be on its way when the server
-            // answers and closes: the client may see the connection end instead of the answer.
-            // The server's request metric, checked below, has the status either way.
-            let Ok(r) = r.send().await else {
-                return (0, "connection closed".to_string(), String::new());
-            };
-            let status = r.status().as_u16();
-            let body: serde_json::Value = r.json().await.unwrap();
-            (
-                status,
-                body["error"].as_str().unwrap_or("").to_string(),
-                body["detail"].as_str().unwrap_or("").to_string(),
-            )
-        }
-    };
     let big_json = |n: usize| format!("{{\"code\": \"{}\"}}", "x".repeat(n)).into_bytes();
     // Unauthenticated: a large enrollment is refused by its size, a large admin request by its
     // missing token, neither after reading it.
-    let (s, e, _) = post("/v1/enroll", None, "application/json", big_json(1 << 20)).await;
+    let (s, e, _) = raw_post(
+        &srv,
+        "/v1/enroll",
+        None,
+        "application/json",
+        big_json(1 << 20),
+    )
+    .await;
     assert!(
         s == 0 || (s, e.as_str()) == (413, "payload_too_large"),
         "{s} {e}"
     );
-    let (s, ..) = post(
+    let (s, ..) = raw_post(
+        &srv,
         "/v1/federations",
         None,
         "application/json",
@@ -808,7 +819,8 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     .await;
     assert!(s == 0 || s == 401, "{s}");
     // JSON bodies are small, even the admin's.
-    let (s, ..) = post(
+    let (s, ..) = raw_post(
+        &srv,
         "/v1/federations",
         Some(ADMIN),
         "application/json",
@@ -844,13 +856,13 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     let frame = Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&vec![0.1; m]));
     let mut longer = frame.clone();
     longer.push(0);
-    let (s, e, detail) = post(&path, Some(&member), OCTET, longer).await;
+    let (s, e, detail) = raw_post(&srv, &path, Some(&member), OCTET, longer).await;
     assert_eq!((s, e.as_str()), (413, "payload_too_large"));
     assert!(
         detail.contains(&format!("at most {} bytes", frame.len())),
         "{detail}"
     );
-    let (s, ..) = post(&path, Some(&member), OCTET, frame).await;
+    let (s, ..) = raw_post(&srv, &path, Some(&member), OCTET, frame).await;
     assert_eq!(s, 200);
     // And an initial model exactly one frame of vector_len values.
     let other = srv
