@@ -1287,6 +1287,103 @@ async fn sigkill_mid_round_loses_no_accepted_masked_input(store: Store) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// SIGKILL a child `fedagg serve` and restart it on the same address and data.
+fn kill_and_restart(
+    served: &mut serve::Served,
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> serve::Served {
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let listen = served.base.trim_start_matches("http://").to_string();
+    let restarted = serve::spawn(dir, &listen, ADMIN, env);
+    assert_eq!(restarted.base, served.base);
+    restarted
+}
+
+async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) {
+    let dir = temp_dir();
+    let env = store_env(&store);
+    let mut served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &env);
+    let base = served.base.clone();
+    let admin = Admin::new(&base, ADMIN).unwrap();
+    // DP, killed in its submit phase with two of three updates accepted.
+    let mode = Mode::Dp {
+        clip: 100.0,
+        noise_multiplier: 1e-6,
+        sampling_rate: 1.0,
+        epsilon_budget: 1e15,
+        delta: 1e-5,
+        adaptive_clip: None,
+    };
+    let fed = admin
+        .create_federation(&spec(mode, 4, 3, 60))
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let code = admin
+            .enrollment_code(fed.id, Role::Participant)
+            .await
+            .unwrap();
+        let (_, e) = Client::enroll(&base, &code.code).await.unwrap();
+        members.push(Admin::new(&base, &e.token).unwrap());
+    }
+    admin.open_round(fed.id).await.unwrap();
+    let update = |x: f32| Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&[x; 4]));
+    for (m, x) in members.iter().zip([0.1, 0.2]) {
+        assert_eq!(post_frame(m, fed.id, update(x)).await.0, 200);
+    }
+    let mut served = kill_and_restart(&mut served, &dir, &env);
+    let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
+    assert_eq!((info.status, info.received), (RoundStatus::Open, 2));
+    assert_eq!(post_frame(&members[2], fed.id, update(0.3)).await.0, 200);
+    let end = admin.wait_round(fed.id, 1, WAIT).await.unwrap();
+    assert_eq!(end.record.unwrap().participants, 3);
+    let model = admin.model(fed.id, 1).await.unwrap();
+    assert!(model.iter().all(|x| (x - 0.2).abs() < 1e-3), "{model:?}");
+    // Paillier, killed in the decrypt phase: the key holder's SDK retries through the restart.
+    let mode = Mode::Paillier {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+    };
+    let fed = admin
+        .create_federation(&spec(mode, 20, 3, 60))
+        .await
+        .unwrap();
+    let kh = enroll(&base, &admin, fed.id, 1, Role::KeyHolder)
+        .await
+        .remove(0);
+    let clients = enroll(&base, &admin, fed.id, 3, Role::Participant).await;
+    let sk = fedagg_paillier::keygen(2048, &mut ChaCha20Rng::seed_from_u64(8)).unwrap();
+    let kh = std::sync::Arc::new(KeyHolder::new(kh, sk));
+    kh.publish().await.unwrap();
+    admin.open_round(fed.id).await.unwrap();
+    let ups = updates(3, 20, 12);
+    let contributing = {
+        let (clients, ups) = (clients.clone(), ups.clone());
+        tokio::spawn(async move { contribute_all(&clients, &ups, &[None; 3]).await })
+    };
+    loop {
+        let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
+        if info.phase == Phase::Decrypt {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarted = kill_and_restart(&mut served, &dir, &env);
+    let decrypted = kh.decrypt_round(1, WAIT).await.unwrap();
+    assert_eq!(decrypted.status, RoundStatus::Completed);
+    let results = contributing.await.unwrap();
+    assert!(results
+        .iter()
+        .all(|r| done(r).status == RoundStatus::Completed));
+    assert_model_is_mean(&admin, fed.id, &ups).await;
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 on_both_stores! {
     secagg_round_of_ten_equals_the_plaintext_weighted_mean: 4,
     secagg_dropouts_at_every_phase_leave_the_survivors_sum: 4,
@@ -1307,6 +1404,7 @@ on_both_stores! {
     a_retry_is_a_replay_after_its_phase_and_after_the_round: 2,
     the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,
+    sigkill_in_dp_and_paillier_phases_loses_nothing_accepted: 4,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
