@@ -1384,6 +1384,68 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Wait until round `r` of `fid` is in `phase` with at least `received` submissions in it.
+async fn wait_for_phase(admin: &Admin, fid: i64, r: u64, phase: Phase, received: u32) {
+    loop {
+        let info = admin.round(fid, r, None, Duration::ZERO).await.unwrap();
+        assert_eq!(info.status, RoundStatus::Open, "{info:?}");
+        if info.phase == phase && info.received >= received {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sigkill_in_secagg_advertise_and_unmask_phases_loses_nothing_accepted(store: Store) {
+    let dir = temp_dir();
+    let env = store_env(&store);
+    let mut served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &env);
+    let base = served.base.clone();
+    let admin = Admin::new(&base, ADMIN).unwrap();
+    // Short phases: a member that vanished holds its phase open until the deadline, which the
+    // restarted server keeps (it is stored with the phase's start).
+    let fed = admin
+        .create_federation(&spec(secagg(0.3), 30, 3, 3))
+        .await
+        .unwrap();
+    let clients = enroll(&base, &admin, fed.id, 5, Role::Participant).await;
+    let ups = updates(5, 30, 21);
+    for (round, vanish, phase, wait_for) in [
+        (1, Vanish::BeforeSending, Phase::AdvertiseKeys, 4),
+        (2, Vanish::After(Phase::MaskedInput), Phase::Unmask, 1),
+    ] {
+        admin.open_round(fed.id).await.unwrap();
+        let mut drops = vec![None; 5];
+        drops[0] = Some(vanish);
+        let run = {
+            let (clients, ups) = (clients.clone(), ups.clone());
+            tokio::spawn(async move { contribute_all(&clients, &ups, &drops).await })
+        };
+        wait_for_phase(&admin, fed.id, round, phase, wait_for).await;
+        served = kill_and_restart(&mut served, &dir, &env);
+        let results = run.await.unwrap();
+        for r in &results[1..] {
+            assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
+        }
+        let end = admin.wait_round(fed.id, round, WAIT).await.unwrap();
+        let rec = end.record.unwrap();
+        // Vanishing after its masked input, member 0 is still in the sum.
+        let (included, dropped) = if round == 1 { (4, 1) } else { (5, 0) };
+        assert_eq!(
+            (rec.participants, rec.dropouts),
+            (included, dropped),
+            "round {round}"
+        );
+        let members = if round == 1 { &ups[1..] } else { &ups[..] };
+        let got = admin.model(fed.id, round).await.unwrap();
+        let prev = admin.model(fed.id, round - 1).await.unwrap();
+        let step: Vec<f32> = got.iter().zip(&prev).map(|(g, p)| g - p).collect();
+        assert_close(&step, &weighted_mean(members), 4.0 * STEP);
+    }
+    drop(served);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 on_both_stores! {
     secagg_round_of_ten_equals_the_plaintext_weighted_mean: 4,
     secagg_dropouts_at_every_phase_leave_the_survivors_sum: 4,
@@ -1405,6 +1467,7 @@ on_both_stores! {
     the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,
     sigkill_in_dp_and_paillier_phases_loses_nothing_accepted: 4,
+    sigkill_in_secagg_advertise_and_unmask_phases_loses_nothing_accepted: 4,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
