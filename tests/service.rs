@@ -166,6 +166,29 @@ fn dp_mode() -> Mode {
     }
 }
 
+/// DP with negligible noise and an unbounded budget: the model shows exactly which updates were
+/// aggregated.
+fn exact_dp_mode() -> Mode {
+    Mode::Dp {
+        clip: 100.0,
+        noise_multiplier: 1e-6,
+        sampling_rate: 1.0,
+        epsilon_budget: 1e15,
+        delta: 1e-5,
+        adaptive_clip: None,
+    }
+}
+
+/// The server's `/metrics` text, read with the admin token.
+async fn metrics_text(srv: &Srv) -> String {
+    let (_, metrics) = srv
+        .admin
+        .raw(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    String::from_utf8(metrics).unwrap()
+}
+
 /// `r` is the API error `status` of `kind`.
 fn expect(r: Result<(reqwest::StatusCode, Vec<u8>), Error>, status: u16, kind: &str) {
     match r {
@@ -750,12 +773,7 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
             .unwrap();
         assert_eq!(r.status(), 405);
     }
-    let (_, metrics) = srv
-        .admin
-        .raw(Method::GET, "/metrics", None, None)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics).unwrap();
+    let metrics = metrics_text(&srv).await;
     assert!(!metrics.contains("FOO"), "{metrics}");
     assert!(
         metrics.contains("method=\"OTHER\",route=\"/v1/health\",status=\"405\"} 3"),
@@ -828,13 +846,7 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     )
     .await;
     assert!(s == 0 || s == 413, "{s}");
-    let metrics = srv
-        .admin
-        .raw(Method::GET, "/metrics", None, None)
-        .await
-        .unwrap()
-        .1;
-    let metrics = String::from_utf8(metrics).unwrap();
+    let metrics = metrics_text(&srv).await;
     for series in [
         r#"method="POST",route="/v1/enroll",status="413"} 1"#,
         r#"method="POST",route="/v1/federations",status="401"} 1"#,
@@ -986,14 +998,7 @@ async fn a_failed_store_write_leaves_every_round_completable(store: Store) {
     let srv = start(store, 1 << 20).await;
     // DP with negligible noise, so the model shows exactly which updates were aggregated.
     let m = 8;
-    let mode = Mode::Dp {
-        clip: 100.0,
-        noise_multiplier: 1e-6,
-        sampling_rate: 1.0,
-        epsilon_budget: 1e15,
-        delta: 1e-5,
-        adaptive_clip: None,
-    };
+    let mode = exact_dp_mode();
     let fed = srv
         .admin
         .create_federation(&spec(mode, m, 3, 30))
@@ -1204,12 +1209,7 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: S
         .unwrap();
     assert_eq!((info.received, info.expected), (1, 2));
     // Metrics saw it all.
-    let (_, metrics) = srv
-        .admin
-        .raw(Method::GET, "/metrics", None, None)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics).unwrap();
+    let metrics = metrics_text(&srv).await;
     assert!(metrics.contains("fedagg_http_requests_total{"), "{metrics}");
     assert!(metrics.contains("status=\"413\""), "{metrics}");
     assert_statuses_documented(&srv).await;
@@ -1308,14 +1308,7 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
     let base = served.base.clone();
     let admin = Admin::new(&base, ADMIN).unwrap();
     // DP, killed in its submit phase with two of three updates accepted.
-    let mode = Mode::Dp {
-        clip: 100.0,
-        noise_multiplier: 1e-6,
-        sampling_rate: 1.0,
-        epsilon_budget: 1e15,
-        delta: 1e-5,
-        adaptive_clip: None,
-    };
+    let mode = exact_dp_mode();
     let fed = admin
         .create_federation(&spec(mode, 4, 3, 60))
         .await

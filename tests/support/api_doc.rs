@@ -28,12 +28,7 @@ fn documented(doc: &serde_json::Value, method: &str, route: &str) -> Option<BTre
 /// Every status `srv` has answered so far is documented for its operation.
 pub(super) async fn assert_statuses_documented(srv: &Srv) {
     let doc = document();
-    let (_, metrics) = srv
-        .admin
-        .raw(Method::GET, "/metrics", None, None)
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics).unwrap();
+    let metrics = metrics_text(srv).await;
     let label = |line: &str, name: &str| -> String {
         let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
         line[start..start + line[start..].find('"').unwrap()].to_string()

@@ -89,7 +89,8 @@ impl App {
 
     /// Model `version` (the current one when `None`) as an f32 frame.
     pub fn model_frame(&self, fid: i64, version: Option<u64>) -> Result<Vec<u8>, ApiError> {
-        let v = version.unwrap_or(self.federation(fid)?.model_version);
+        let (row, _) = self.federation_spec(fid)?;
+        let v = version.unwrap_or(row.model_version);
         let data = self
             .store
             .model(fid, v)?

@@ -28,6 +28,11 @@ impl App {
         })
     }
 
+    /// `Ok` when federation `fid` exists (404 otherwise): one row read, no report built.
+    pub fn check_federation(&self, fid: i64) -> Result<(), ApiError> {
+        self.federation_spec(fid).map(drop)
+    }
+
     /// The number of the federation's open round, if any.
     fn open_round_number(&self, fid: i64) -> Result<Option<u64>, ApiError> {
         if self.store.is_shared() {

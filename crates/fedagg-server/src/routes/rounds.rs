@@ -93,7 +93,7 @@ pub(crate) async fn current_round(
     let (after, wait) = WaitQuery::parse(q, &app)?;
     let after = after.unwrap_or(0);
     let a = app.clone();
-    blocking(move || a.federation(fid).map(drop)).await?;
+    blocking(move || a.check_federation(fid)).await?;
     let who = caller.who;
     let a = app.clone();
     let info = app
