@@ -779,6 +779,13 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
         metrics.contains("method=\"OTHER\",route=\"/v1/health\",status=\"405\"} 3"),
         "{metrics}"
     );
+    // Every request is timed, in the same bounded series.
+    for line in [
+        "fedagg_http_request_duration_seconds_count{method=\"OTHER\",route=\"/v1/health\"} 3",
+        "fedagg_http_request_duration_seconds_bucket{method=\"OTHER\",route=\"/v1/health\",le=\"+Inf\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     assert_statuses_documented(&srv).await;
 }
 
@@ -1327,7 +1334,7 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
     for (m, x) in members.iter().zip([0.1, 0.2]) {
         assert_eq!(post_frame(m, fed.id, update(x)).await.0, 200);
     }
-    let mut served = kill_and_restart(&mut served, &dir, &env);
+    let served = kill_and_restart(&mut served, &dir, &env);
     let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
     assert_eq!((info.status, info.received), (RoundStatus::Open, 2));
     assert_eq!(post_frame(&members[2], fed.id, update(0.3)).await.0, 200);
@@ -1335,7 +1342,7 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
     assert_eq!(end.record.unwrap().participants, 3);
     let model = admin.model(fed.id, 1).await.unwrap();
     assert!(model.iter().all(|x| (x - 0.2).abs() < 1e-3), "{model:?}");
-    // Paillier, killed in the decrypt phase: the key holder's SDK retries through the restart.
+    // Paillier, killed in its submit phase and again in its decrypt phase.
     let mode = Mode::Paillier {
         clip: 1.0,
         levels: 1 << 16,
@@ -1348,32 +1355,77 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
     let kh = enroll(&base, &admin, fed.id, 1, Role::KeyHolder)
         .await
         .remove(0);
-    let clients = enroll(&base, &admin, fed.id, 3, Role::Participant).await;
     let sk = fedagg_paillier::keygen(2048, &mut ChaCha20Rng::seed_from_u64(8)).unwrap();
-    let kh = std::sync::Arc::new(KeyHolder::new(kh, sk));
+    let served =
+        he_round_through_two_sigkills(served, &dir, &env, fed.id, KeyHolder::new(kh, sk)).await;
+    drop(served);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One round of a Paillier or lattice federation `fid` (three participants, enrolled here; the
+/// key holder not yet published), with the server SIGKILLed and restarted twice: in the submit
+/// phase with two ciphertexts accepted, and in the decrypt phase. The SDKs' long polls and the
+/// key holder's decryption retry through the restarts; the model is the mean of all three.
+async fn he_round_through_two_sigkills(
+    mut served: serve::Served,
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+    fid: i64,
+    kh: KeyHolder,
+) -> serve::Served {
+    let admin = Admin::new(&served.base, ADMIN).unwrap();
+    let clients = enroll(&served.base, &admin, fid, 3, Role::Participant).await;
     kh.publish().await.unwrap();
-    admin.open_round(fed.id).await.unwrap();
-    let ups = updates(3, 20, 12);
-    let contributing = {
-        let (clients, ups) = (clients.clone(), ups.clone());
-        tokio::spawn(async move { contribute_all(&clients, &ups, &[None; 3]).await })
+    admin.open_round(fid).await.unwrap();
+    let m = admin.federation(fid).await.unwrap().spec.vector_len;
+    let ups = updates(3, m, 12);
+    let first_two = {
+        let (clients, ups) = (clients[..2].to_vec(), ups[..2].to_vec());
+        tokio::spawn(async move { contribute_all(&clients, &ups, &[None; 2]).await })
     };
-    loop {
-        let info = admin.round(fed.id, 1, None, Duration::ZERO).await.unwrap();
-        if info.phase == Phase::Decrypt {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let restarted = kill_and_restart(&mut served, &dir, &env);
+    wait_for_phase(&admin, fid, 1, Phase::Submit, 2).await;
+    served = kill_and_restart(&mut served, dir, env);
+    let info = admin.round(fid, 1, None, Duration::ZERO).await.unwrap();
+    assert_eq!((info.phase, info.received), (Phase::Submit, 2));
+    let last = {
+        let (clients, ups) = (clients[2..].to_vec(), ups[2..].to_vec());
+        tokio::spawn(async move { contribute_all(&clients, &ups, &[None]).await })
+    };
+    wait_for_phase(&admin, fid, 1, Phase::Decrypt, 0).await;
+    served = kill_and_restart(&mut served, dir, env);
     let decrypted = kh.decrypt_round(1, WAIT).await.unwrap();
     assert_eq!(decrypted.status, RoundStatus::Completed);
-    let results = contributing.await.unwrap();
-    assert!(results
-        .iter()
-        .all(|r| done(r).status == RoundStatus::Completed));
-    assert_model_is_mean(&admin, fed.id, &ups).await;
-    drop(restarted);
+    for r in first_two.await.unwrap().iter().chain(&last.await.unwrap()) {
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
+    }
+    let end = admin.wait_round(fid, 1, WAIT).await.unwrap();
+    assert_eq!(end.record.unwrap().participants, 3);
+    assert_model_is_mean(&admin, fid, &ups).await;
+    served
+}
+
+#[cfg(feature = "lattice")]
+async fn sigkill_in_lattice_submit_and_decrypt_phases_loses_nothing_accepted(store: Store) {
+    let dir = temp_dir();
+    let env = store_env(&store);
+    let served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &env);
+    let admin = Admin::new(&served.base, ADMIN).unwrap();
+    let mode = Mode::Lattice {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+    };
+    let mut sp = spec(mode, 2100, 3, 60);
+    sp.max_clients = 16;
+    let fed = admin.create_federation(&sp).await.unwrap();
+    let kh = enroll(&served.base, &admin, fed.id, 1, Role::KeyHolder)
+        .await
+        .remove(0);
+    let params = fedagg_lattice::LatticeParams::new(&fed.spec.quant().unwrap()).unwrap();
+    let (sk, pk) = fedagg_lattice::keygen(params, &mut ChaCha20Rng::seed_from_u64(9));
+    let kh = KeyHolder::lattice(kh, sk, pk);
+    let served = he_round_through_two_sigkills(served, &dir, &env, fed.id, kh).await;
+    drop(served);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1389,7 +1441,7 @@ async fn wait_for_phase(admin: &Admin, fid: i64, r: u64, phase: Phase, received:
     }
 }
 
-async fn sigkill_in_secagg_advertise_and_unmask_phases_loses_nothing_accepted(store: Store) {
+async fn sigkill_in_secagg_key_and_unmask_phases_loses_nothing_accepted(store: Store) {
     let dir = temp_dir();
     let env = store_env(&store);
     let mut served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &env);
@@ -1403,9 +1455,18 @@ async fn sigkill_in_secagg_advertise_and_unmask_phases_loses_nothing_accepted(st
         .unwrap();
     let clients = enroll(&base, &admin, fed.id, 5, Role::Participant).await;
     let ups = updates(5, 30, 21);
-    for (round, vanish, phase, wait_for) in [
-        (1, Vanish::BeforeSending, Phase::AdvertiseKeys, 4),
-        (2, Vanish::After(Phase::MaskedInput), Phase::Unmask, 1),
+    // Member 0 vanishes in each round; the server is killed in the phase it left open. Vanishing
+    // after its masked input, member 0 is still in the sum.
+    for (round, vanish, phase, wait_for, included) in [
+        (1, Vanish::BeforeSending, Phase::AdvertiseKeys, 4, 4),
+        (
+            2,
+            Vanish::After(Phase::AdvertiseKeys),
+            Phase::ShareKeys,
+            4,
+            4,
+        ),
+        (3, Vanish::After(Phase::MaskedInput), Phase::Unmask, 1, 5),
     ] {
         admin.open_round(fed.id).await.unwrap();
         let mut drops = vec![None; 5];
@@ -1422,14 +1483,12 @@ async fn sigkill_in_secagg_advertise_and_unmask_phases_loses_nothing_accepted(st
         }
         let end = admin.wait_round(fed.id, round, WAIT).await.unwrap();
         let rec = end.record.unwrap();
-        // Vanishing after its masked input, member 0 is still in the sum.
-        let (included, dropped) = if round == 1 { (4, 1) } else { (5, 0) };
         assert_eq!(
             (rec.participants, rec.dropouts),
-            (included, dropped),
+            (included, 5 - included),
             "round {round}"
         );
-        let members = if round == 1 { &ups[1..] } else { &ups[..] };
+        let members = &ups[5 - included as usize..];
         let got = admin.model(fed.id, round).await.unwrap();
         let prev = admin.model(fed.id, round - 1).await.unwrap();
         let step: Vec<f32> = got.iter().zip(&prev).map(|(g, p)| g - p).collect();
@@ -1460,7 +1519,8 @@ on_both_stores! {
     the_document_is_current_and_lists_every_route_and_status: 2,
     sigkill_mid_round_loses_no_accepted_masked_input: 4,
     sigkill_in_dp_and_paillier_phases_loses_nothing_accepted: 4,
-    sigkill_in_secagg_advertise_and_unmask_phases_loses_nothing_accepted: 4,
+    sigkill_in_secagg_key_and_unmask_phases_loses_nothing_accepted: 4,
+    #[cfg(feature = "lattice")] sigkill_in_lattice_submit_and_decrypt_phases_loses_nothing_accepted: 4,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1470,36 +1530,61 @@ async fn sighup_reloads_the_tls_certificate() {
 
 /// A load balancer on 127.0.0.1 that sends each request to the next replica in turn (HTTP/1.1,
 /// per request, so a client's long poll, submission and download of one phase may each land on
-/// a different replica).
+/// a different replica). Like a health-checked balancer, it stops sending to a replica it could
+/// not reach, and answers that request 502 (which the SDK retries).
 async fn round_robin(replicas: Vec<String>) -> String {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::response::Response;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::sync::Arc;
     let next = Arc::new(AtomicUsize::new(0));
+    let down: Arc<Vec<AtomicBool>> =
+        Arc::new(replicas.iter().map(|_| AtomicBool::new(false)).collect());
     let http = http_client();
     let app = axum::Router::new().fallback(move |req: Request| {
-        let (next, http, replicas) = (next.clone(), http.clone(), replicas.clone());
+        let (next, down, http, replicas) =
+            (next.clone(), down.clone(), http.clone(), replicas.clone());
         async move {
-            let i = next.fetch_add(1, Ordering::Relaxed) % replicas.len();
+            let i = loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) % replicas.len();
+                if !down[i].load(Ordering::Relaxed) {
+                    break i;
+                }
+            };
             let (parts, body) = req.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let mut headers = parts.headers;
             headers.remove(reqwest::header::HOST);
-            let r = http
+            let sent = http
                 .request(parts.method, format!("{}{path}", replicas[i]))
                 .headers(headers)
                 .body(body)
                 .send()
-                .await
-                .unwrap();
-            let mut out = Response::builder().status(r.status());
-            for (k, v) in r.headers() {
+                .await;
+            let answer = match sent {
+                Ok(r) => {
+                    let (status, headers) = (r.status(), r.headers().clone());
+                    r.bytes().await.map(|b| (status, headers, b))
+                }
+                Err(e) => Err(e),
+            };
+            let Ok((status, headers, bytes)) = answer else {
+                down[i].store(true, Ordering::Relaxed);
+                return Response::builder()
+                    .status(502)
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        r#"{"error":"bad_gateway","detail":"replica down"}"#,
+                    ))
+                    .unwrap();
+            };
+            let mut out = Response::builder().status(status);
+            for (k, v) in &headers {
                 out = out.header(k, v);
             }
-            out.body(Body::from(r.bytes().await.unwrap())).unwrap()
+            out.body(Body::from(bytes)).unwrap()
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1571,6 +1656,53 @@ async fn two_replicas_sharing_postgres_serve_one_federation() {
         let e = admin.open_round(fed.id).await;
         assert!(matches!(e, Err(Error::Api { status: 409, .. })), "{e:?}");
     }
+    drop((a, b));
+    for d in [dir_a, dir_b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Two replicas on PostgreSQL behind the balancer; one is SIGKILLed while the round waits in its
+/// masked-input phase. The other replica closes the phase at its deadline and finishes the
+/// round, with every input accepted before the kill (on either replica) in the sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_mid_round_leaves_the_other_to_finish_it() {
+    let Some(store) = Store::postgres("replica_killed") else {
+        return;
+    };
+    let env = store_env(&store);
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let mut a = serve::spawn(&dir_a, "127.0.0.1:0", ADMIN, &env);
+    let b = serve::spawn(&dir_b, "127.0.0.1:0", ADMIN, &env);
+    let base = round_robin(vec![a.base.clone(), b.base.clone()]).await;
+    let admin = Admin::new(&base, ADMIN).unwrap();
+    let (m, n) = (200, 6);
+    let fed = admin
+        .create_federation(&spec(secagg(0.4), m, 3, 5))
+        .await
+        .unwrap();
+    let clients = enroll(&base, &admin, fed.id, n, Role::Participant).await;
+    admin.open_round(fed.id).await.unwrap();
+    let ups = updates(n, m, 31);
+    let mut drops = vec![None; n];
+    drops[0] = Some(Vanish::After(Phase::ShareKeys));
+    drops[1] = Some(Vanish::After(Phase::ShareKeys));
+    let run = {
+        let (clients, ups) = (clients.clone(), ups.clone());
+        tokio::spawn(async move { contribute_all(&clients, &ups, &drops).await })
+    };
+    wait_for_phase(&admin, fed.id, 1, Phase::MaskedInput, 4).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let results = run.await.unwrap();
+    for r in &results[2..] {
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
+    }
+    let direct = Admin::new(&b.base, ADMIN).unwrap();
+    let info = direct.wait_round(fed.id, 1, WAIT).await.unwrap();
+    let rec = info.record.unwrap();
+    assert_eq!((rec.participants, rec.dropouts), (4, 2), "{rec:?}");
+    assert_model_is_mean(&direct, fed.id, &ups[2..]).await;
     drop((a, b));
     for d in [dir_a, dir_b] {
         let _ = std::fs::remove_dir_all(d);
