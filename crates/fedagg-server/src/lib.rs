@@ -36,6 +36,8 @@ use std::time::Duration;
 use app::App;
 pub use config::{Config, Storage};
 use error::ApiError;
+/// The upper bounds (seconds) of `fedagg_http_request_duration_seconds`'s buckets on `/metrics`.
+pub use metrics::DURATION_BUCKETS;
 
 /// A bound, initialised server, not yet serving.
 pub struct Server {

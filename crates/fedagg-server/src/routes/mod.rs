@@ -152,7 +152,13 @@ async fn count_requests(State(app): AppState, req: axum::extract::Request, next:
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
+    app.metrics.observe(
+        "fedagg_http_request_duration_seconds",
+        &[("method", method), ("route", &route)],
+        started.elapsed().as_secs_f64(),
+    );
     // A refused request's body may be unread (refused by its size, or before its sender was
     // authenticated): the connection cannot carry another request, so say it will close.
     if has_body && !resp.status().is_success() {
