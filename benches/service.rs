@@ -86,7 +86,7 @@ async fn round(name: &str, n: usize, m: usize) {
             .enrollment_code(fed.id, Role::KeyHolder)
             .await
             .unwrap();
-        let (c, _) = Client::enroll(&base, &code.code).await.unwrap();
+        let (c, _) = Client::enroll(&base, &code.bundle).await.unwrap();
         let mut rng = ChaCha20Rng::from_entropy();
         let kh = KeyHolder::new(c, fedagg_paillier::keygen(2048, &mut rng).unwrap());
         kh.publish().await.unwrap();
@@ -98,7 +98,7 @@ async fn round(name: &str, n: usize, m: usize) {
             .enrollment_code(fed.id, Role::Participant)
             .await
             .unwrap();
-        clients.push(Client::enroll(&base, &code.code).await.unwrap().0);
+        clients.push(Client::enroll(&base, &code.bundle).await.unwrap().0);
     }
     let info = admin.open_round(fed.id).await.unwrap();
     let kh_task = key_holder.map(|kh| {

@@ -176,6 +176,21 @@ impl DemoConfig {
         })
     }
 
+    /// Enough participants for an aggregate that hides each of them.
+    fn check(&self) -> Result<()> {
+        let least = fedagg_api::MIN_CLIENTS;
+        if self.clients < least as usize {
+            bail!("the demo needs at least {least} participants");
+        }
+        if self.mode != DemoMode::Dp && self.cohort() < least {
+            bail!(
+                "an aggregate needs at least {least} participants per round (from two, each \
+                 would learn the other's update): raise --fraction"
+            );
+        }
+        Ok(())
+    }
+
     /// Picked per round.
     fn cohort(&self) -> u32 {
         ((self.fraction * self.clients as f64) as u32).clamp(1, self.clients as u32)
@@ -192,7 +207,7 @@ impl DemoConfig {
                     dropout_rate: self.dropout.clamp(0.0, 0.5).max(0.05),
                     corrupt_fraction: 0.05,
                 },
-                2,
+                fedagg_api::MIN_CLIENTS,
                 5,
             ),
             DemoMode::Paillier => (
@@ -201,7 +216,7 @@ impl DemoConfig {
                     levels: 1 << 16,
                     max_weight,
                 },
-                1,
+                fedagg_api::MIN_CLIENTS,
                 900,
             ),
             DemoMode::Dp => (
@@ -218,7 +233,7 @@ impl DemoConfig {
                             .max(self.noise_multiplier),
                     }),
                 },
-                1,
+                fedagg_api::MIN_CLIENTS,
                 5,
             ),
         };
@@ -295,7 +310,7 @@ impl Service {
     /// A Paillier key holder that has generated and published its key.
     async fn key_holder(&self, fid: i64, bits: u32) -> Result<Arc<KeyHolder>> {
         let code = self.admin.enrollment_code(fid, Role::KeyHolder).await?;
-        let (c, _) = Client::enroll(&self.base, &code.code).await?;
+        let (c, _) = Client::enroll(&self.base, &code.bundle).await?;
         let sk = tokio::task::spawn_blocking(move || {
             let mut rng = ChaCha20Rng::from_rng(OsRng)?;
             fedagg_paillier::keygen(bits, &mut rng).map_err(anyhow::Error::from)
@@ -309,12 +324,7 @@ impl Service {
 
 /// Run the demo federation. Prints the table unless `quiet`.
 pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
-    if cfg.clients < 2 {
-        bail!("the demo needs at least 2 participants");
-    }
-    if cfg.mode == DemoMode::Secagg && cfg.cohort() < 2 {
-        bail!("SecAgg needs at least 2 participants per round: raise --fraction");
-    }
+    cfg.check()?;
     let started = Instant::now();
     let setup = Setup::new(&cfg.source()?, cfg.clients, cfg.partition()?, 0.2, cfg.seed)?;
     let arch: Arch = cfg.model.parse().map_err(|e: String| anyhow!(e))?;
@@ -492,7 +502,7 @@ async fn spawn_participants(
             .admin
             .enrollment_code(fid, Role::Participant)
             .await?;
-        let (client, _) = Client::enroll(&service.base, &code.code).await?;
+        let (client, _) = Client::enroll(&service.base, &code.bundle).await?;
         let plan: Vec<Option<Vanish>> = (0..=cfg.rounds)
             .map(|_| {
                 let u = drops.next_u64() as f64 / u64::MAX as f64;

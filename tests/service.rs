@@ -24,6 +24,9 @@ mod api_doc;
 
 #[path = "support/tls.rs"]
 mod tls;
+
+#[path = "support/tamper.rs"]
+mod tamper;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
@@ -213,7 +216,7 @@ async fn enroll(base: &str, admin: &Admin, fid: i64, n: usize, role: Role) -> Ve
     let mut out = Vec::new();
     for _ in 0..n {
         let code = admin.enrollment_code(fid, role).await.unwrap();
-        let (c, e) = Client::enroll(base, &code.code).await.unwrap();
+        let (c, e) = Client::enroll(base, &code.bundle).await.unwrap();
         assert_eq!(e.role, role);
         out.push(c);
     }
@@ -391,8 +394,11 @@ async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs(sto
 
 /// A Paillier or lattice round: the key holder publishes, the round opens, every client
 /// contributes, the key holder decrypts; the model must be the weighted mean.
-async fn he_round(srv: &Srv, fid: i64, clients: &[Client], kh: KeyHolder, ups: &[(Vec<f32>, u64)]) {
+/// Publish the key holder's key, enroll a participant per update (their codes pin the key), and
+/// run one round.
+async fn he_round(srv: &Srv, fid: i64, kh: KeyHolder, ups: &[(Vec<f32>, u64)]) {
     kh.publish().await.unwrap();
+    let clients = &enroll(&srv.base, &srv.admin, fid, ups.len(), Role::Participant).await;
     let round = srv.admin.open_round(fid).await.unwrap();
     let key_holder = tokio::spawn(async move { kh.decrypt_round(round.round, WAIT).await });
     let results = contribute_all(clients, ups, &vec![None; clients.len()]).await;
@@ -424,9 +430,17 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(sto
         .enrollment_code(fed.id, Role::KeyHolder)
         .await
         .unwrap();
-    let (kh, enrolled) = Client::enroll(&srv.base, &code.code).await.unwrap();
-    let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
-    // No key yet: the round cannot open.
+    let (kh, enrolled) = Client::enroll(&srv.base, &code.bundle).await.unwrap();
+    // No key yet: no participant code (it would pin the key), and no round.
+    let e = srv
+        .admin
+        .enrollment_code(fed.id, Role::Participant)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Api { status: 409, detail, .. } if detail.contains("publish it first")),
+        "{e}"
+    );
     let e = srv.admin.open_round(fed.id).await.unwrap_err();
     assert!(matches!(e, Error::Api { status: 409, .. }), "{e}");
     let mut rng = ChaCha20Rng::seed_from_u64(4);
@@ -447,7 +461,7 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(sto
     );
     let sk = fedagg_paillier::keygen(2048, &mut rng).unwrap();
     let kh = KeyHolder::new(kh, sk);
-    he_round(&srv, fed.id, &clients, kh, &updates(10, m, 5)).await;
+    he_round(&srv, fed.id, kh, &updates(10, m, 5)).await;
     assert_statuses_documented(&srv).await;
 }
 
@@ -472,7 +486,6 @@ async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean(stor
     let kh = enroll(&srv.base, &srv.admin, fed.id, 1, Role::KeyHolder)
         .await
         .remove(0);
-    let clients = enroll(&srv.base, &srv.admin, fed.id, 10, Role::Participant).await;
     let quant = fed.spec.quant().unwrap();
     let params = fedagg_lattice::LatticeParams::new(&quant).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(14);
@@ -485,7 +498,7 @@ async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean(stor
         .unwrap_err();
     assert!(matches!(e, Error::Api { status: 400, .. }), "{e}");
     let kh = KeyHolder::lattice(kh, sk, pk);
-    he_round(&srv, fed.id, &clients, kh, &updates(10, m, 15)).await;
+    he_round(&srv, fed.id, kh, &updates(10, m, 15)).await;
 }
 
 #[cfg(not(feature = "lattice"))]
@@ -498,7 +511,7 @@ async fn a_server_without_the_lattice_feature_refuses_lattice_federations(store:
     };
     let e = srv
         .admin
-        .create_federation(&spec(mode, 10, 2, 60))
+        .create_federation(&spec(mode, 10, 3, 60))
         .await
         .unwrap_err();
     assert!(
@@ -574,12 +587,12 @@ async fn auth_is_checked_on_every_route(store: Store) {
     let srv = start(store, 1 << 20).await;
     let a = srv
         .admin
-        .create_federation(&spec(secagg(0.1), 10, 2, 30))
+        .create_federation(&spec(secagg(0.1), 10, 3, 30))
         .await
         .unwrap();
     let b = srv
         .admin
-        .create_federation(&spec(secagg(0.1), 10, 2, 30))
+        .create_federation(&spec(secagg(0.1), 10, 3, 30))
         .await
         .unwrap();
     let pa = enroll(&srv.base, &srv.admin, a.id, 1, Role::Participant)
@@ -605,7 +618,7 @@ async fn auth_is_checked_on_every_route(store: Store) {
     assert_eq!(r.status(), 401);
     // A participant of A reads A, not B.
     assert!(pa.federation().await.is_ok());
-    let other = Client::connect(&srv.base, &token_of(&srv, a.id).await, b.id, 0).unwrap();
+    let other = Client::connect(&srv.base, &token_of(&srv, a.id).await, b.id, 0, pa.pin()).unwrap();
     let e = other.federation().await.unwrap_err();
     assert!(matches!(e, Error::Api { status: 403, .. }), "{e}");
     // A participant cannot call admin routes.
@@ -618,7 +631,7 @@ async fn auth_is_checked_on_every_route(store: Store) {
             .await
             .unwrap_err(),
         as_admin
-            .create_federation(&spec(secagg(0.1), 10, 2, 30))
+            .create_federation(&spec(secagg(0.1), 10, 3, 30))
             .await
             .unwrap_err(),
     ] {
@@ -630,8 +643,8 @@ async fn auth_is_checked_on_every_route(store: Store) {
         .enrollment_code(a.id, Role::Participant)
         .await
         .unwrap();
-    Client::enroll(&srv.base, &code.code).await.unwrap();
-    let e = Client::enroll(&srv.base, &code.code).await.err().unwrap();
+    Client::enroll(&srv.base, &code.bundle).await.unwrap();
+    let e = Client::enroll(&srv.base, &code.bundle).await.err().unwrap();
     assert!(matches!(e, Error::Api { status: 401, .. }), "{e}");
     assert_statuses_documented(&srv).await;
 }
@@ -642,7 +655,7 @@ async fn token_of(srv: &Srv, fid: i64) -> String {
         .enrollment_code(fid, Role::Participant)
         .await
         .unwrap();
-    let (_, e) = Client::enroll(&srv.base, &code.code).await.unwrap();
+    let (_, e) = Client::enroll(&srv.base, &code.bundle).await.unwrap();
     e.token
 }
 
@@ -715,15 +728,17 @@ async fn a_retry_is_a_replay_after_its_phase_and_after_the_round(store: Store) {
     // DP: after the round ended, a retry is a replay that carries the round's outcome.
     let fed = srv
         .admin
-        .create_federation(&spec(dp_mode(), 4, 2, 30))
+        .create_federation(&spec(dp_mode(), 4, 3, 30))
         .await
         .unwrap();
     let a = Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap();
     let b = Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap();
+    let c = Admin::new(&srv.base, &token_of(&srv, fed.id).await).unwrap();
     srv.admin.open_round(fed.id).await.unwrap();
     let update = |x: f32| Frame::encode(FrameKind::F32, 1, &fedagg_api::f32_bytes(&[x; 4]));
     assert_eq!(post_frame(&a, fed.id, update(0.1)).await.0, 200);
     assert_eq!(post_frame(&b, fed.id, update(0.2)).await.0, 200);
+    assert_eq!(post_frame(&c, fed.id, update(0.4)).await.0, 200);
     let end = srv.admin.wait_round(fed.id, 1, WAIT).await.unwrap();
     assert_eq!(end.status, RoundStatus::Completed);
     let (s, ack) = post_frame(&a, fed.id, update(0.1)).await;
@@ -732,7 +747,7 @@ async fn a_retry_is_a_replay_after_its_phase_and_after_the_round(store: Store) {
         (200, &serde_json::json!(true)),
         "{ack}"
     );
-    assert_eq!(ack["record"]["participants"], 2, "{ack}");
+    assert_eq!(ack["record"]["participants"], 3, "{ack}");
     let (s, ack) = post_frame(&a, fed.id, update(0.3)).await;
     assert_eq!((s, &ack["error"]), (409, &serde_json::json!("wrong_phase")));
     assert_statuses_documented(&srv).await;
@@ -752,7 +767,7 @@ async fn metrics_are_private_and_their_series_bounded(store: Store) {
     let member = token_of(
         &srv,
         srv.admin
-            .create_federation(&spec(dp_mode(), 4, 2, 30))
+            .create_federation(&spec(dp_mode(), 4, 3, 30))
             .await
             .unwrap()
             .id,
@@ -865,7 +880,7 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     let m = 100;
     let fed = srv
         .admin
-        .create_federation(&spec(dp_mode(), m, 2, 30))
+        .create_federation(&spec(dp_mode(), m, 3, 30))
         .await
         .unwrap();
     let member = token_of(&srv, fed.id).await;
@@ -886,7 +901,7 @@ async fn bodies_are_refused_past_their_limits_before_they_are_read(store: Store)
     // And an initial model exactly one frame of vector_len values.
     let other = srv
         .admin
-        .create_federation(&spec(dp_mode(), m, 2, 30))
+        .create_federation(&spec(dp_mode(), m, 3, 30))
         .await
         .unwrap();
     let model = fedagg_api::routes::fill(fedagg_api::routes::MODEL, &[&other.id]);
@@ -945,7 +960,7 @@ async fn slow_or_too_many_clients_are_cut_off(store: Store) {
     // A body that trickles: 408 once its deadline passes, and the upload slot is free again.
     let fed = srv
         .admin
-        .create_federation(&spec(dp_mode(), 100, 2, 30))
+        .create_federation(&spec(dp_mode(), 100, 3, 30))
         .await
         .unwrap();
     let member = token_of(&srv, fed.id).await;
@@ -1104,7 +1119,7 @@ async fn bad_control_requests_get_json_errors(store: Store) {
     let e = srv.admin.create_federation(&bad).await.unwrap_err();
     assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
     // An integral float is an integer; a fraction is not.
-    let mut j = serde_json::to_value(spec(secagg(0.1), 10, 2, 30)).unwrap();
+    let mut j = serde_json::to_value(spec(secagg(0.1), 10, 3, 30)).unwrap();
     j["max_clients"] = serde_json::json!(64.0);
     let (s, _) = srv
         .admin
@@ -1150,7 +1165,7 @@ async fn bad_input_gets_the_documented_4xx_and_the_server_keeps_serving(store: S
     let m = 100;
     let fed = srv
         .admin
-        .create_federation(&spec(dp_mode(), m, 2, 30))
+        .create_federation(&spec(dp_mode(), m, 3, 30))
         .await
         .unwrap();
     let token = token_of(&srv, fed.id).await;
@@ -1326,7 +1341,7 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
             .enrollment_code(fed.id, Role::Participant)
             .await
             .unwrap();
-        let (_, e) = Client::enroll(&base, &code.code).await.unwrap();
+        let (_, e) = Client::enroll(&base, &code.bundle).await.unwrap();
         members.push(Admin::new(&base, &e.token).unwrap());
     }
     admin.open_round(fed.id).await.unwrap();
@@ -1374,8 +1389,8 @@ async fn he_round_through_two_sigkills(
     kh: KeyHolder,
 ) -> serve::Served {
     let admin = Admin::new(&served.base, ADMIN).unwrap();
-    let clients = enroll(&served.base, &admin, fid, 3, Role::Participant).await;
     kh.publish().await.unwrap();
+    let clients = enroll(&served.base, &admin, fid, 3, Role::Participant).await;
     admin.open_round(fid).await.unwrap();
     let m = admin.federation(fid).await.unwrap().spec.vector_len;
     let ups = updates(3, m, 12);
@@ -1521,6 +1536,17 @@ on_both_stores! {
     sigkill_in_dp_and_paillier_phases_loses_nothing_accepted: 4,
     sigkill_in_secagg_key_and_unmask_phases_loses_nothing_accepted: 4,
     #[cfg(feature = "lattice")] sigkill_in_lattice_submit_and_decrypt_phases_loses_nothing_accepted: 4,
+}
+
+/// The SDK against a server that lies about what the member pinned (the store plays no part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sdk_refuses_a_server_that_weakens_what_it_pinned() {
+    tamper::the_sdk_refuses_a_server_that_weakens_what_it_pinned(Store::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_refuses_a_key_the_server_substitutes() {
+    tamper::the_sdk_refuses_a_key_the_server_substitutes(Store::Sqlite).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,12 +177,12 @@ pub(super) async fn the_document_is_current_and_lists_every_route_and_status(sto
     // A federation with an open round, a member of it, and a member of another one.
     let fed = srv
         .admin
-        .create_federation(&spec(dp_mode(), 4, 2, 30))
+        .create_federation(&spec(dp_mode(), 4, 3, 30))
         .await
         .unwrap();
     let other = srv
         .admin
-        .create_federation(&spec(dp_mode(), 4, 2, 30))
+        .create_federation(&spec(dp_mode(), 4, 3, 30))
         .await
         .unwrap();
     let member = token_of(&srv, fed.id).await;

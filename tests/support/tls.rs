@@ -75,7 +75,7 @@ fn with_ca(ca: &Path, pin: Option<[u8; 32]>) -> Transport {
 async fn reachable(base: &str, t: &Transport) -> Result<(), Error> {
     let admin = Admin::with_transport(base, ADMIN, t)?;
     admin
-        .create_federation(&spec(dp_mode(), 4, 2, 30))
+        .create_federation(&spec(dp_mode(), 4, 3, 30))
         .await
         .map(drop)
 }
@@ -131,7 +131,7 @@ async fn dp_round_over(base: &str, admin: &Admin, t: &Transport) {
             .enrollment_code(fed.id, Role::Participant)
             .await
             .unwrap();
-        clients.push(Client::enroll_with(base, &code.code, t).await.unwrap().0);
+        clients.push(Client::enroll_with(base, &code.bundle, t).await.unwrap().0);
     }
     admin.open_round(fed.id).await.unwrap();
     let ups: Vec<(Vec<f32>, u64)> = (0..3).map(|i| (vec![0.1 * i as f32; 4], 1)).collect();

@@ -118,6 +118,25 @@ impl Mode {
         matches!(self, Mode::Paillier { .. } | Mode::Lattice { .. })
     }
 
+    /// The SecAgg threat model of a SecAgg federation (the defaults' security and correctness
+    /// levels, and its corrupt fraction and dropout rate), from which server and SDK both derive
+    /// each round's graph and threshold; `None` in the other modes.
+    pub fn threat_model(&self) -> Option<fedagg_secagg::ThreatModel> {
+        match *self {
+            Mode::Secagg {
+                dropout_rate,
+                corrupt_fraction,
+                ..
+            } => Some(fedagg_secagg::ThreatModel {
+                dropout_rate,
+                corrupt_fraction,
+                adversary: fedagg_secagg::Adversary::Curious,
+                ..fedagg_secagg::ThreatModel::default()
+            }),
+            _ => None,
+        }
+    }
+
     /// Short name: `secagg`, `paillier`, `lattice` or `dp`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -196,12 +215,13 @@ pub struct FederationSpec {
     pub vector_len: usize,
     /// Aggregation mode and its parameters.
     pub mode: Mode,
-    /// A round fails if fewer contributions than this arrive.
-    #[schema(minimum = 1, maximum = 100_000)]
+    /// A round fails if fewer contributions than this arrive (at least 3: with two, each
+    /// contributor would learn the other's update).
+    #[schema(minimum = 3, maximum = 100_000)]
     #[serde(deserialize_with = "crate::integer::de")]
     pub min_clients: u32,
     /// Largest cohort of a round (sizes quantization headroom).
-    #[schema(minimum = 1, maximum = 100_000)]
+    #[schema(minimum = 3, maximum = 100_000)]
     #[serde(deserialize_with = "crate::integer::de")]
     pub max_clients: u32,
     /// Deadline of each phase, in seconds, counted from the phase's start.
@@ -315,6 +335,9 @@ pub struct EnrollmentCodeRequest {
 pub struct EnrollmentCode {
     /// The code, shown once.
     pub code: String,
+    /// What to hand the member out of band: the code with the fingerprints the member pins
+    /// (`code.federation[.key]`, see `fedagg_api::trust`). The SDK enrolls with this.
+    pub bundle: String,
     /// Federation it enrolls into.
     pub federation_id: i64,
     /// Role it grants.

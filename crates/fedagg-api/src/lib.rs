@@ -15,6 +15,7 @@ mod frame;
 mod integer;
 mod round;
 pub mod routes;
+pub mod trust;
 
 pub use federation::{
     AdaptiveClipping, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation,
@@ -30,6 +31,10 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 
 /// Largest model a federation may declare (2^26 values, 256 MiB of f32).
 pub const MAX_VECTOR_LEN: usize = 1 << 26;
+
+/// Fewest contributions an aggregate may have: with two, each contributor learns the other's
+/// update from the sum.
+pub const MIN_CLIENTS: u32 = 3;
 
 /// Largest cohort a federation may declare.
 pub const MAX_CLIENTS: u32 = 100_000;

@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut clients = Vec::new();
     for _ in 0..5 {
         let code = admin.enrollment_code(fed.id, Role::Participant).await?;
-        clients.push(Client::enroll(&base, &code.code).await?.0);
+        clients.push(Client::enroll(&base, &code.bundle).await?.0);
     }
     admin.open_round(fed.id).await?;
 

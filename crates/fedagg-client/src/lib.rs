@@ -8,8 +8,10 @@
 //! ```no_run
 //! # async fn run() -> Result<(), fedagg_client::Error> {
 //! use fedagg_client::Client;
-//! // Enroll once with the code the operator gave you; keep the token.
-//! let (client, enrolled) = Client::enroll("http://127.0.0.1:8470", "fe_...").await?;
+//! // Enroll once with the bundle the operator gave you (the code and the fingerprints this
+//! // client pins: it then refuses parameters or keys from the server that differ); keep the
+//! // token and `client.pin()`.
+//! let (client, enrolled) = Client::enroll("http://127.0.0.1:8470", "fe_....9f2c...").await?;
 //! let (version, global) = client.model().await?;
 //! let update: Vec<f32> = global.iter().map(|w| -0.01 * w).collect(); // train locally here
 //! let outcome = client.contribute(&update, 32).await?;
@@ -21,6 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedagg_api::trust::Pin;
 use fedagg_api::{
     f32_bytes, f32_values, routes, u64_bytes, EnrollRequest, Enrolled, EnrollmentCode,
     EnrollmentCodeRequest, ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode, Phase,
@@ -63,6 +66,11 @@ pub enum Error {
     /// The local protocol step failed (bad server message, quantization, encryption).
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The server described the federation, a round's safety parameters or the public key
+    /// differently from what was pinned at enrollment (see `fedagg_api::trust`): nothing was
+    /// sent. Never retried.
+    #[error("refused, differs from what was pinned: {0}")]
+    Untrusted(String),
     /// The round ended without us, or failed.
     #[error("round {round}: {reason}")]
     Round {
@@ -259,20 +267,26 @@ pub struct Client {
     http: Http,
     federation_id: i64,
     participant_id: i64,
+    pin: Pin,
 }
 
 impl Client {
-    /// Redeem an enrollment code; the returned [`Enrolled`] carries the token to keep.
-    pub async fn enroll(base_url: &str, code: &str) -> Result<(Client, Enrolled)> {
-        Self::enroll_with(base_url, code, &Transport::default()).await
+    /// Redeem an enrollment bundle (`EnrollmentCode::bundle`: the code and the fingerprints to
+    /// pin), and check the federation the server describes against the pinned fingerprint. The
+    /// returned [`Enrolled`] carries the token to keep, and [`Client::pin`] what to keep beside
+    /// it for [`Client::connect`]. A bare code without fingerprints is refused.
+    pub async fn enroll(base_url: &str, bundle: &str) -> Result<(Client, Enrolled)> {
+        Self::enroll_with(base_url, bundle, &Transport::default()).await
     }
 
     /// [`Client::enroll`] with transport settings (a CA file, a certificate pin).
     pub async fn enroll_with(
         base_url: &str,
-        code: &str,
+        bundle: &str,
         transport: &Transport,
     ) -> Result<(Client, Enrolled)> {
+        let (code, pin) =
+            fedagg_api::trust::split_bundle(bundle).map_err(|e| Error::Untrusted(e.0))?;
         let http = Http::new(base_url, None, transport)?;
         let e: Enrolled = http
             .json(
@@ -288,22 +302,26 @@ impl Client {
             },
             federation_id: e.federation_id,
             participant_id: e.participant_id,
+            pin,
         };
+        client.federation().await?;
         Ok((client, e))
     }
 
-    /// A client for a token obtained earlier.
+    /// A client for a token obtained earlier, with the pin from enrollment.
     pub fn connect(
         base_url: &str,
         token: &str,
         federation_id: i64,
         participant_id: i64,
+        pin: Pin,
     ) -> Result<Client> {
         Self::connect_with(
             base_url,
             token,
             federation_id,
             participant_id,
+            pin,
             &Transport::default(),
         )
     }
@@ -314,13 +332,20 @@ impl Client {
         token: &str,
         federation_id: i64,
         participant_id: i64,
+        pin: Pin,
         transport: &Transport,
     ) -> Result<Client> {
         Ok(Client {
             http: Http::new(base_url, Some(token.to_string()), transport)?,
             federation_id,
             participant_id,
+            pin,
         })
+    }
+
+    /// What this member pinned at enrollment (its text form is what to store beside the token).
+    pub fn pin(&self) -> Pin {
+        self.pin
     }
 
     /// Replace the retry policy.
@@ -341,15 +366,20 @@ impl Client {
         routes::fill(route, &args)
     }
 
-    /// The federation.
+    /// The federation, checked against the pinned fingerprint.
     pub async fn federation(&self) -> Result<Federation> {
-        self.http
+        let fed: Federation = self
+            .http
             .json(
                 Method::GET,
                 &self.fpath(routes::FEDERATION, &[]),
                 Body::None,
             )
-            .await
+            .await?;
+        self.pin
+            .check_federation(self.federation_id, &fed.spec)
+            .map_err(|e| Error::Untrusted(e.0))?;
+        Ok(fed)
     }
 
     /// The current global model: `(version, values)`.
@@ -394,23 +424,39 @@ impl Client {
         }
     }
 
-    async fn public_key(&self) -> Result<PublicKeyBody> {
-        self.http
+    /// The key holder's public key in the field of `mode`, checked against the pinned
+    /// fingerprint.
+    async fn public_key(&self, mode: &Mode) -> Result<String> {
+        let body: PublicKeyBody = self
+            .http
             .json(
                 Method::GET,
                 &self.fpath(routes::PUBLIC_KEY, &[]),
                 Body::None,
             )
-            .await
+            .await?;
+        let key = match mode {
+            Mode::Lattice { .. } => body.lattice,
+            _ => body.paillier,
+        }
+        .ok_or_else(|| Error::Protocol(format!("no {} key in the answer", mode.name())))?;
+        self.pin
+            .check_key(mode, &key)
+            .map_err(|e| Error::Untrusted(e.0))?;
+        Ok(key)
     }
 
     #[cfg(feature = "lattice")]
-    async fn lattice_encrypt(&self, quant: &QuantParams, values: Vec<u64>) -> Result<Vec<u8>> {
-        let pk = self.public_key().await?;
+    async fn lattice_encrypt(
+        &self,
+        mode: &Mode,
+        quant: &QuantParams,
+        values: Vec<u64>,
+    ) -> Result<Vec<u8>> {
+        let pk = self.public_key(mode).await?;
         let params = fedagg_lattice::LatticeParams::new(quant)
             .map_err(|e| Error::Protocol(e.to_string()))?;
-        let bytes = hex::decode(pk.lattice.as_deref().unwrap_or_default())
-            .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
+        let bytes = hex::decode(pk).map_err(|e| Error::Protocol(format!("public key: {e}")))?;
         let pk = fedagg_lattice::PublicKey::from_bytes(&bytes, params)
             .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
         let mut enc_rng =
@@ -421,7 +467,12 @@ impl Client {
     }
 
     #[cfg(not(feature = "lattice"))]
-    async fn lattice_encrypt(&self, _quant: &QuantParams, _values: Vec<u64>) -> Result<Vec<u8>> {
+    async fn lattice_encrypt(
+        &self,
+        _mode: &Mode,
+        _quant: &QuantParams,
+        _values: Vec<u64>,
+    ) -> Result<Vec<u8>> {
         Err(Error::Protocol(
             "this SDK was built without the lattice mode (cargo feature `lattice`)".into(),
         ))
@@ -551,8 +602,8 @@ impl Client {
             }
             Mode::Paillier { .. } => {
                 let quant = quant_of(spec)?;
-                let pk = self.public_key().await?;
-                let pk = PublicKey::from_text(pk.paillier.as_deref().unwrap_or_default())
+                let pk = self.public_key(&spec.mode).await?;
+                let pk = PublicKey::from_text(&pk)
                     .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
                 checked_key(&pk)?;
                 let values = quant
@@ -578,7 +629,7 @@ impl Client {
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
-                let body = self.lattice_encrypt(&quant, values).await?;
+                let body = self.lattice_encrypt(&spec.mode, &quant, values).await?;
                 self.submit(round, spec.mode.submission_kind(Phase::Submit), &body)
                     .await?;
                 report("sent ciphertexts".into(), Some(Phase::Submit));
@@ -588,7 +639,7 @@ impl Client {
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
-                self.secagg(&mut info, &spec.mode, &values, until, &report, &mut rng)
+                self.secagg(&mut info, spec, &values, until, &report, &mut rng)
                     .await?;
             }
         }
@@ -604,7 +655,7 @@ impl Client {
     async fn secagg(
         &self,
         info: &mut RoundInfo,
-        mode: &Mode,
+        spec: &FederationSpec,
         values: &[u64],
         until: Instant,
         report: &(dyn Fn(String, Option<Phase>) + Sync),
@@ -619,7 +670,13 @@ impl Client {
         let member = info
             .member
             .ok_or_else(|| Error::Protocol("not a member of this round".into()))?;
-        let cfg = Arc::new(session.config(values.len() - 1).map_err(Error::Protocol)?);
+        // Graph, threshold, cohort size and modulus from the pinned spec, not the server's word.
+        let cfg = Arc::new(
+            session
+                .verified_config(spec)
+                .map_err(|e| Error::Untrusted(format!("round {round}: {e}")))?,
+        );
+        let mode = &spec.mode;
         self.await_phase(info, Phase::AdvertiseKeys, until).await?;
         let (st, msg) =
             fedagg_secagg::client::start(cfg, ClientId(member), None, rng).map_err(p)?;

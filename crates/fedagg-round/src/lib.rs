@@ -28,7 +28,7 @@
 //!     vector_len: 2,
 //!     mode: Mode::Dp { clip: 1.0, noise_multiplier: 1.0, sampling_rate: 1.0,
 //!                      epsilon_budget: 10.0, delta: 1e-5, adaptive_clip: None },
-//!     min_clients: 1,
+//!     min_clients: 3,
 //!     max_clients: 10,
 //!     phase_timeout_secs: 60,
 //!     server_lr: 1.0,
@@ -38,13 +38,15 @@
 //! let ledger = spec::initial_ledger(&spec)?;
 //! # use rand_core::SeedableRng;
 //! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1); // a CSPRNG the shell seeds from the OS
-//! let params = plan::plan(&spec, vec![7], ledger.as_ref(), &mut rng)?;
+//! let params = plan::plan(&spec, vec![7, 8, 9], ledger.as_ref(), &mut rng)?;
 //! let id = RoundId { federation_id: 1, round: 1, base_version: 0, opened_ms: 0 };
 //! let mut round = Round::new(id, spec, params, None, ledger)?;
-//! let member = round.member_of(Role::Participant, Some(7))?;
-//! let update = fedagg_api::f32_bytes(&[0.5, -0.5]);
-//! let s = round.check(member, &update)?; // validate; the shell logs it here
-//! round.apply(s)?;
+//! for participant in [7, 8, 9] {
+//!     let member = round.member_of(Role::Participant, Some(participant))?;
+//!     let update = fedagg_api::f32_bytes(&[0.5, -0.5]);
+//!     let s = round.check(member, &update)?; // validate; the shell logs it here
+//!     round.apply(s)?;
+//! }
 //! assert!(round.due(0)); // everyone answered
 //! let closure = round.prepare_close(&mut rng, 10);
 //! let ending = round.ending(&closure, || Ok(vec![0.0, 0.0]))?; // the shell stores this

@@ -2,7 +2,7 @@
 //! budget allows it, and the SecAgg session it runs (graph and threshold from the threat model).
 
 use fedagg_api::{FederationSpec, Mode, SecaggSession};
-use fedagg_secagg::{Adversary, GraphParams, ThreatModel};
+use fedagg_secagg::GraphParams;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -58,17 +58,7 @@ pub fn plan<R: RngCore + CryptoRng>(
     }
     check_budget(spec, ledger)?;
     let secagg = match spec.mode {
-        Mode::Secagg {
-            dropout_rate,
-            corrupt_fraction,
-            ..
-        } => Some(secagg_session(
-            spec,
-            cohort.len() as u32,
-            dropout_rate,
-            corrupt_fraction,
-            rng,
-        )?),
+        Mode::Secagg { .. } => Some(secagg_session(spec, cohort.len() as u32, rng)?),
         _ => None,
     };
     Ok(RoundParams { cohort, secagg })
@@ -124,21 +114,18 @@ fn check_budget(spec: &FederationSpec, ledger: Option<&DpState>) -> Result<()> {
     Ok(())
 }
 
-/// A fresh SecAgg session for a cohort of `n`: graph and threshold from the threat model, a
-/// random session id and graph seed.
+/// A fresh SecAgg session for a cohort of `n`: graph and threshold from the threat model (which
+/// each member recomputes from its pinned spec: `SecaggSession::verified_config`), a random
+/// session id and graph seed.
 fn secagg_session<R: RngCore + CryptoRng>(
     spec: &FederationSpec,
     n: u32,
-    dropout_rate: f64,
-    corrupt_fraction: f64,
     rng: &mut R,
 ) -> Result<SecaggSession> {
-    let threat = ThreatModel {
-        dropout_rate,
-        corrupt_fraction,
-        adversary: Adversary::Curious,
-        ..ThreatModel::default()
-    };
+    let threat = spec
+        .mode
+        .threat_model()
+        .ok_or_else(|| RoundError::Invalid("not a SecAgg federation".into()))?;
     let gp = GraphParams::derive(n, &threat).map_err(|e| RoundError::Conflict(e.to_string()))?;
     let quant = spec.quant().map_err(RoundError::Invalid)?;
     let mut sid = [0u8; 32];

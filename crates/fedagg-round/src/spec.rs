@@ -34,10 +34,13 @@ pub fn validate(spec: &FederationSpec) -> Result<()> {
             fedagg_api::MAX_VECTOR_LEN
         ));
     }
-    if spec.min_clients == 0 || spec.min_clients > spec.max_clients {
+    // With two inputs, each contributor learns the other's update from the aggregate.
+    if spec.min_clients < fedagg_api::MIN_CLIENTS || spec.min_clients > spec.max_clients {
         return bad(format!(
-            "min_clients {} must lie in 1..=max_clients ({})",
-            spec.min_clients, spec.max_clients
+            "min_clients {} must lie in {}..=max_clients ({})",
+            spec.min_clients,
+            fedagg_api::MIN_CLIENTS,
+            spec.max_clients
         ));
     }
     if spec.max_clients > MAX_CLIENTS {
@@ -76,11 +79,6 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             corrupt_fraction,
             ..
         } => {
-            if spec.min_clients < 2 {
-                return bad("secagg needs min_clients >= 2".into());
-            }
-            // The graph is derived for the actual cohort when a round opens; here the rates
-            // only need to be meaningful.
             for (name, v) in [
                 ("dropout_rate", dropout_rate),
                 ("corrupt_fraction", corrupt_fraction),
@@ -89,6 +87,8 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
                     return bad(format!("{name} {v} must lie in [0, 1)"));
                 }
             }
+            // The graph and threshold are derived for each round's cohort, by the server and,
+            // from their pinned spec, by the members; here the rates only need to be meaningful.
         }
         Mode::Paillier { .. } => {}
         Mode::Lattice { .. } => {

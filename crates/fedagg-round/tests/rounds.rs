@@ -20,7 +20,7 @@ fn spec(mode: Mode, n: u32) -> FederationSpec {
         name: "t".into(),
         vector_len: LEN,
         mode,
-        min_clients: 2,
+        min_clients: 3,
         max_clients: n,
         phase_timeout_secs: (TIMEOUT_MS / 1000) as u64,
         server_lr: 1.0,
@@ -424,8 +424,8 @@ fn mean(included: &[u32]) -> Vec<f32> {
 
 #[test]
 fn dp_round_closes_at_its_deadline_with_who_answered() {
-    let mut h = Harness::open(spec(dp(1e15), 4), 4, None, 5);
-    for i in [0u32, 2] {
+    let mut h = Harness::open(spec(dp(1e15), 5), 5, None, 5);
+    for i in [0u32, 2, 3] {
         let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(i)));
         h.submit(i, &f).unwrap();
     }
@@ -437,9 +437,9 @@ fn dp_round_closes_at_its_deadline_with_who_answered() {
     assert_eq!(h.round.phase(), Phase::Submit);
     h.tick(d.at_ms()).unwrap();
     assert_eq!(h.round.phase(), Phase::Done);
-    assert_close(&h.model(), 0.5, &mean(&[0, 2]), 1e-3);
+    assert_close(&h.model(), 0.5, &mean(&[0, 2, 3]), 1e-3);
     let r = h.ending.as_ref().unwrap().record();
-    assert_eq!((r.participants, r.dropouts), (2, 2));
+    assert_eq!((r.participants, r.dropouts), (3, 2));
     assert!(r.epsilon_spent.unwrap() > 0.0);
     assert!((r.duration_secs - TIMEOUT_MS as f64 / 1000.0).abs() < 1e-9);
 }
@@ -455,7 +455,7 @@ fn a_round_below_its_minimum_fails_at_the_deadline() {
     match h.ending.as_ref().unwrap() {
         Ending::Failed { record } => {
             assert!(
-                record.failure.as_ref().unwrap().contains("requires 2"),
+                record.failure.as_ref().unwrap().contains("requires 3"),
                 "{record:?}"
             )
         }
@@ -627,7 +627,7 @@ fn adaptive_clipping_moves_the_clip_and_keeps_the_round_s_privacy_cost() {
     ));
     let n = 200u32;
     let mut s = spec(adaptive_dp(1.0, 10.0), n);
-    s.min_clients = 2;
+    s.min_clients = 3;
     let start = spec::initial_ledger(&s).unwrap().unwrap();
     assert_eq!(start.clip, Some(1.0));
     let mut h = Harness::open(s, n, None, 11);

@@ -20,11 +20,22 @@ impl App {
                 "enrollment codes grant participant or key_holder",
             ));
         }
-        self.federation(fid)?;
+        let fed = self.federation(fid)?;
+        // A participant of a Paillier or lattice federation pins the key it will encrypt under.
+        let key = match fed.spec.mode.is_he() && role == Role::Participant {
+            true => Some(self.public_key_text(fid).map_err(|_| {
+                ApiError::conflict(
+                    "participant codes pin the key holder's public key: publish it first",
+                )
+            })?),
+            false => None,
+        };
+        let pin = fedagg_api::trust::Pin::new(fid, &fed.spec, key.as_deref());
         let code = auth::new_secret("fe_");
         self.store
             .insert_code(&auth::hash(&code), fid, role, label)?;
         Ok(EnrollmentCode {
+            bundle: fedagg_api::trust::bundle(&code, &pin),
             code,
             federation_id: fid,
             role,
@@ -66,15 +77,19 @@ impl App {
         })
     }
 
-    /// The key holder's published key, in the field of the federation's mode.
-    pub fn public_key(&self, fid: i64) -> Result<PublicKeyBody, ApiError> {
-        let fed = self.federation(fid)?;
-        let key = self
-            .store
+    /// The key holder's published key, as stored.
+    fn public_key_text(&self, fid: i64) -> Result<String, ApiError> {
+        self.store
             .federation(fid)?
             .ok_or_else(|| ApiError::not_found(format!("no federation {fid}")))?
             .public_key
-            .ok_or_else(|| ApiError::not_found("no public key published yet"))?;
+            .ok_or_else(|| ApiError::not_found("no public key published yet"))
+    }
+
+    /// The key holder's published key, in the field of the federation's mode.
+    pub fn public_key(&self, fid: i64) -> Result<PublicKeyBody, ApiError> {
+        let fed = self.federation(fid)?;
+        let key = self.public_key_text(fid)?;
         Ok(match fed.spec.mode {
             Mode::Lattice { .. } => PublicKeyBody {
                 lattice: Some(key),

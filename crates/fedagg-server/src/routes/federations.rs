@@ -133,6 +133,7 @@ pub(crate) async fn put_model(
         (status = 403, description = "Not the admin", body = ErrorBody),
         (status = 404, description = "No such federation", body = ErrorBody),
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "A participant code of a Paillier or lattice federation before its key is published (the code pins the key)", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "A code for the admin role", body = ErrorBody),

@@ -1,0 +1,202 @@
+//! A server that deviates from the protocol, for the SDK's checks against what it pinned at
+//! enrollment: a proxy on 127.0.0.1 in front of the real server rewrites the JSON it returns (a
+//! round's SecAgg parameters, the federation's spec, the public key), as a server that lies
+//! would. Each lie must be refused by the SDK, naming what differed, before the member sends
+//! anything.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+
+/// Rewrites a JSON answer to a GET of `path`.
+type Rewrite = Arc<dyn Fn(&str, &mut serde_json::Value) + Send + Sync>;
+
+/// The proxy's current lie (none: it passes everything through).
+#[derive(Clone, Default)]
+struct Lie(Arc<Mutex<Option<Rewrite>>>);
+
+impl Lie {
+    fn set(&self, f: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) {
+        *self.0.lock().unwrap() = Some(Arc::new(f));
+    }
+
+    fn clear(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+}
+
+async fn tampering_proxy(upstream: String, lie: Lie) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let http = http_client();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (http, upstream, lie) = (http.clone(), upstream.clone(), lie.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut headers = parts.headers;
+            headers.remove(reqwest::header::HOST);
+            let r = http
+                .request(parts.method.clone(), format!("{upstream}{path}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let (status, mut headers) = (r.status(), r.headers().clone());
+            let mut bytes = r.bytes().await.unwrap().to_vec();
+            let rewrite = lie.0.lock().unwrap().clone();
+            let json = headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if let (Some(rewrite), true, true) = (rewrite, json, parts.method == Method::GET) {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                rewrite(parts.uri.path(), &mut v);
+                bytes = serde_json::to_vec(&v).unwrap();
+                headers.remove(reqwest::header::CONTENT_LENGTH);
+            }
+            let mut out = Response::builder().status(status);
+            for (k, v) in &headers {
+                out = out.header(k, v);
+            }
+            out.body(Body::from(bytes)).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// One member's contribution through the lying proxy: refused with [`Error::Untrusted`]
+/// naming `what`, and nothing of it reached the server.
+async fn refused(srv: &Srv, fid: i64, member: &Client, m: usize, what: &str) {
+    let opts = Contribute {
+        timeout: Some(Duration::from_secs(20)),
+        ..Contribute::default()
+    };
+    let e = member
+        .contribute_with(&vec![0.1; m], 1, opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Untrusted(msg) if msg.contains(what)),
+        "wanted a refusal naming {what:?}, got {e}"
+    );
+    let info = srv.admin.round(fid, 1, None, Duration::ZERO).await.unwrap();
+    assert_eq!(info.received, 0, "{what}: something was sent: {info:?}");
+}
+
+pub(super) async fn the_sdk_refuses_a_server_that_weakens_what_it_pinned(store: Store) {
+    let srv = start(store, 1 << 22).await;
+    let lie = Lie::default();
+    let proxy = tampering_proxy(srv.base.clone(), lie.clone()).await;
+    let m = 20;
+
+    // Passed through, a round over the proxy completes: what follows fails for the lies alone.
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.2), m, 4, 30))
+        .await
+        .unwrap();
+    let clients = enroll(&proxy, &srv.admin, fed.id, 4, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    let ups = updates(4, m, 41);
+    let results = contribute_all(&clients, &ups, &[None; 4]).await;
+    assert!(results
+        .iter()
+        .all(|r| done(r).status == RoundStatus::Completed));
+
+    // A bare code, without the fingerprints, is refused before it is redeemed.
+    let code = srv
+        .admin
+        .enrollment_code(fed.id, Role::Participant)
+        .await
+        .unwrap();
+    let e = Client::enroll(&proxy, &code.code).await.err().unwrap();
+    assert!(
+        matches!(&e, Error::Untrusted(msg) if msg.contains("no federation fingerprint")),
+        "{e}"
+    );
+
+    // SecAgg parameters: each lie in a fresh federation's first round.
+    type Edit = fn(&mut serde_json::Value);
+    let lies: [(Edit, &str); 5] = [
+        (|s| s["threshold"] = 1.into(), "threshold 1 differs"),
+        (|s| s["n"] = (1u64 << 31).into(), "outside the pinned"),
+        (|s| s["half_degree"] = 1.into(), "graph degree 2 differs"),
+        (
+            |s| s["modulus_bits"] = (s["modulus_bits"].as_u64().unwrap() + 1).into(),
+            "modulus",
+        ),
+        // A cohort the pinned threat model would give another threshold.
+        (|s| s["n"] = 40.into(), "differs"),
+    ];
+    for (edit, what) in lies {
+        let fed = srv
+            .admin
+            .create_federation(&spec(secagg(0.2), m, 4, 30))
+            .await
+            .unwrap();
+        let members = enroll(&proxy, &srv.admin, fed.id, 4, Role::Participant).await;
+        srv.admin.open_round(fed.id).await.unwrap();
+        lie.set(move |_, v| {
+            if v.get("secagg").is_some_and(|s| s.is_object()) {
+                edit(&mut v["secagg"]);
+            }
+        });
+        refused(&srv, fed.id, &members[0], m, what).await;
+        lie.clear();
+    }
+
+    // The federation's spec: a weaker threat model than the one pinned.
+    let fed = srv
+        .admin
+        .create_federation(&spec(secagg(0.2), m, 4, 30))
+        .await
+        .unwrap();
+    let members = enroll(&proxy, &srv.admin, fed.id, 4, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    lie.set(|_, v| {
+        if let Some(mode) = v.pointer_mut("/spec/mode") {
+            mode["corrupt_fraction"] = 0.0.into();
+        }
+    });
+    refused(&srv, fed.id, &members[0], m, "differ from those pinned").await;
+}
+
+/// Paillier: the server hands out a key of its own instead of the key holder's.
+pub(super) async fn the_sdk_refuses_a_key_the_server_substitutes(store: Store) {
+    let srv = start(store, 1 << 22).await;
+    let lie = Lie::default();
+    let proxy = tampering_proxy(srv.base.clone(), lie.clone()).await;
+    let m = 20;
+    let mode = Mode::Paillier {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+    };
+    let fed = srv
+        .admin
+        .create_federation(&spec(mode, m, 3, 30))
+        .await
+        .unwrap();
+    let kh = enroll(&srv.base, &srv.admin, fed.id, 1, Role::KeyHolder)
+        .await
+        .remove(0);
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let key = fedagg_paillier::keygen(2048, &mut rng).unwrap();
+    KeyHolder::new(kh, key).publish().await.unwrap();
+    let members = enroll(&proxy, &srv.admin, fed.id, 3, Role::Participant).await;
+    srv.admin.open_round(fed.id).await.unwrap();
+    let servers_own = fedagg_paillier::keygen(2048, &mut rng).unwrap();
+    let text = servers_own.public().to_text();
+    lie.set(move |_, v| {
+        if v.get("paillier").is_some() {
+            v["paillier"] = text.clone().into();
+        }
+    });
+    refused(&srv, fed.id, &members[0], m, "public key differs").await;
+}
