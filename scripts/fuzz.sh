@@ -21,7 +21,7 @@ fi
 export PATH="$cache/cargo-fuzz/bin:$PATH"
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame secagg session paillier ledger config)
+[ ${#targets[@]} -gt 0 ] || targets=(frame secagg session paillier ledger config lattice)
 seconds="${FUZZ_SECONDS:-20}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
