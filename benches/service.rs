@@ -202,6 +202,7 @@ async fn round(name: &str, n: usize, m: usize) {
             phase_timeout_secs: 3600,
             server_lr: 1.0,
             auto_rounds: false,
+            roster_authority: None,
         })
         .await
         .unwrap();

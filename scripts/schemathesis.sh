@@ -45,13 +45,17 @@ echo "== schemathesis, pass 2: the ids of a DP federation with an open round and
 # (so that the operations reach their logic instead of answering 404)
 api() { curl -sS --fail-with-body -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
 fid="$(api -X POST "$base/v1/federations" -d '{"name": "schemathesis", "vector_len": 4,
-    "min_clients": 1, "max_clients": 8, "phase_timeout_secs": 600,
+    "min_clients": 3, "max_clients": 8, "phase_timeout_secs": 600,
     "mode": {"kind": "dp", "clip": 1.0, "noise_multiplier": 1.0, "sampling_rate": 1.0,
              "epsilon_budget": 1000.0, "delta": 1e-5}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-code="$(api -X POST "$base/v1/federations/$fid/enrollment-codes" -d '{"role": "participant"}' \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
-pid="$(api -X POST "$base/v1/enroll" -d "{\"code\": \"$code\"}" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["participant_id"])')"
+# (three participants: no round opens for fewer than min_clients; the first one's id is used)
+for _ in 1 2 3; do
+    code="$(api -X POST "$base/v1/federations/$fid/enrollment-codes" -d '{"role": "participant"}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
+    enrolled="$(api -X POST "$base/v1/enroll" -d "{\"code\": \"$code\"}" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["participant_id"])')"
+    pid="${pid:-$enrolled}"
+done
 api -X POST "$base/v1/federations/$fid/rounds" >/dev/null
 { cat scripts/schemathesis.toml
   printf '\n[parameters]\n"path.fid" = %s\n"path.round" = 1\n"path.pid" = %s\n' "$fid" "$pid"

@@ -250,6 +250,7 @@ impl DemoConfig {
             phase_timeout_secs: self.phase_timeout.unwrap_or(timeout),
             server_lr: self.server_lr,
             auto_rounds: false,
+            roster_authority: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The `fedagg` command's library side: [`demo`], the demo federation (the project's main job),
 //! kept here so that integration tests drive the same code as `fedagg demo`, and [`dropout`],
-//! the simulated dropouts the demo and the service tests share.
+//! the simulated dropouts the demo and the service tests share, and [`authority`], the enrollment
+//! authority's key and roster signing (`fedagg authority`).
 
+pub mod authority;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dropout;

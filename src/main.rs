@@ -34,6 +34,40 @@ enum Command {
     Serve(ServeArgs),
     /// Print the service's OpenAPI document (what `GET /v1/openapi.json` serves).
     Openapi,
+    /// The enrollment authority: its key, and the roster of identity keys it signs.
+    #[command(subcommand)]
+    Authority(AuthorityCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthorityCommand {
+    /// Create the authority's Ed25519 key (`DIR/authority.key`, mode 0600) and print the public
+    /// key to give as a federation's `roster_authority`.
+    Keygen {
+        /// Folder for `authority.key`.
+        #[arg(long, default_value = "keys")]
+        dir: std::path::PathBuf,
+    },
+    /// Sign a federation's roster of participants' identity keys and store it on the server.
+    SignRoster {
+        /// The federation.
+        #[arg(long)]
+        federation: i64,
+        /// The authority's key file.
+        #[arg(long, default_value = "keys/authority.key")]
+        key: std::path::PathBuf,
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8470")]
+        url: String,
+        /// The admin token (to read the roster and store the signed one).
+        #[arg(long, env = "FEDAGG_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Sign only these members: lines `PARTICIPANT_ID IDENTITY_KEY`, the keys each partner
+        /// read out to you (`Client::identity().public_hex()`). Without it, every enrolled
+        /// identity the server lists is signed.
+        #[arg(long)]
+        members: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -82,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(args),
         Command::Keygen(args) => keygen(&args),
         Command::Serve(args) => serve(args),
+        Command::Authority(cmd) => authority(cmd),
         Command::Openapi => {
             print!("{}", fedagg_server::openapi::document_json());
             Ok(())
@@ -139,9 +174,6 @@ fn demo(cfg: fedagg::demo::DemoConfig) -> Result<()> {
 }
 
 fn keygen(a: &KeygenArgs) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-
     let public_path = a.dir.join("paillier.pub");
     let private_path = a.dir.join("paillier.key");
     if !a.force && (public_path.exists() || private_path.exists()) {
@@ -160,14 +192,8 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
         let _ = std::fs::remove_file(&private_path);
     }
     // The private key file is created with mode 0600 from the start, never widened.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&private_path)
+    fedagg_client::write_secret(&private_path, sk.to_text().as_bytes())
         .with_context(|| format!("creating {}", private_path.display()))?;
-    f.write_all(sk.to_text().as_bytes())?;
-    f.sync_all()?;
     std::fs::write(&public_path, sk.public().to_text())
         .with_context(|| format!("writing {}", public_path.display()))?;
     println!(
@@ -178,6 +204,63 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
         private_path.display()
     );
     Ok(())
+}
+
+fn authority(cmd: AuthorityCommand) -> Result<()> {
+    match cmd {
+        AuthorityCommand::Keygen { dir } => {
+            let public = fedagg::authority::keygen(&dir)?;
+            println!(
+                "created {} (mode 0600; keep it away from the server)\nroster_authority: {public}",
+                dir.join("authority.key").display()
+            );
+        }
+        AuthorityCommand::SignRoster {
+            federation,
+            key,
+            url,
+            admin_token,
+            members,
+        } => {
+            let only = members.map(|p| members_file(&p)).transpose()?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let admin = fedagg_client::Admin::new(&url, &admin_token)?;
+            let signed = rt.block_on(fedagg::authority::sign_roster(
+                &admin,
+                federation,
+                &key,
+                only.as_deref(),
+            ))?;
+            println!("signed the roster of federation {federation}:");
+            for m in &signed {
+                println!(
+                    "  participant {:>6}  identity {}",
+                    m.participant_id, m.identity_key
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lines `PARTICIPANT_ID IDENTITY_KEY` (blank lines and `#` comments skipped).
+fn members_file(path: &std::path::Path) -> Result<Vec<(i64, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (id, key) = l
+                .split_once(char::is_whitespace)
+                .with_context(|| format!("{}: {l:?} is not `ID KEY`", path.display()))?;
+            Ok((
+                id.parse()
+                    .with_context(|| format!("participant id {id:?}"))?,
+                key.trim().to_string(),
+            ))
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> String {

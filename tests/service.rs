@@ -30,6 +30,7 @@ mod tamper;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
+use tamper::members_trust_the_roster_their_authority_signed;
 use tls::{
     sighup_reloads_the_certificate, the_sdk_reaches_the_server_over_its_own_tls,
     the_sdk_reaches_the_server_through_a_tls_proxy,
@@ -154,6 +155,7 @@ fn spec(mode: Mode, m: usize, min: u32, timeout: u64) -> FederationSpec {
         phase_timeout_secs: timeout,
         server_lr: 1.0,
         auto_rounds: false,
+        roster_authority: None,
     }
 }
 
@@ -1536,6 +1538,7 @@ on_both_stores! {
     sigkill_in_dp_and_paillier_phases_loses_nothing_accepted: 4,
     sigkill_in_secagg_key_and_unmask_phases_loses_nothing_accepted: 4,
     #[cfg(feature = "lattice")] sigkill_in_lattice_submit_and_decrypt_phases_loses_nothing_accepted: 4,
+    members_trust_the_roster_their_authority_signed: 2,
 }
 
 /// The SDK against a server that lies about what the member pinned (the store plays no part).

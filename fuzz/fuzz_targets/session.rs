@@ -26,6 +26,7 @@ fn pinned() -> &'static FederationSpec {
         phase_timeout_secs: 60,
         server_lr: 1.0,
         auto_rounds: false,
+        roster_authority: None,
     })
 }
 

@@ -200,3 +200,118 @@ pub(super) async fn the_sdk_refuses_a_key_the_server_substitutes(store: Store) {
     });
     refused(&srv, fed.id, &members[0], m, "public key differs").await;
 }
+
+/// `fedagg authority …` on this server; its output, or its error text.
+fn authority_cli(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedagg"))
+        .arg("authority")
+        .args(args)
+        .env("FEDAGG_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    });
+    if out.status.success() {
+        Ok(text.into_owned())
+    } else {
+        Err(text.into_owned())
+    }
+}
+
+/// The roster of identity keys: signed by the enrollment authority with `fedagg authority`,
+/// checked by the server when stored and by members when read; a server that swaps a key in it
+/// is caught.
+pub(super) async fn members_trust_the_roster_their_authority_signed(store: Store) {
+    let srv = start(store, 1 << 22).await;
+    let dir = temp_dir();
+    let keys = dir.join("keys");
+    let out = authority_cli(&["keygen", "--dir", keys.to_str().unwrap()]).unwrap();
+    let public = out
+        .lines()
+        .last()
+        .unwrap()
+        .trim_start_matches("roster_authority: ")
+        .to_string();
+    assert!(authority_cli(&["keygen", "--dir", keys.to_str().unwrap()]).is_err());
+    let mut sp = spec(dp_mode(), 4, 3, 30);
+    sp.roster_authority = Some("zz".into());
+    let e = srv.admin.create_federation(&sp).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
+    sp.roster_authority = Some(public.clone());
+    let fed = srv.admin.create_federation(&sp).await.unwrap();
+    let lie = Lie::default();
+    let proxy = tampering_proxy(srv.base.clone(), lie.clone()).await;
+    let members = enroll(&proxy, &srv.admin, fed.id, 3, Role::Participant).await;
+    let e = members[0].roster().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Untrusted(m) if m.contains("not signed a roster")),
+        "{e}"
+    );
+    let listed = srv.admin.roster(fed.id).await.unwrap().enrolled;
+    let own: Vec<(i64, String)> = members
+        .iter()
+        .map(|c| (c.participant_id(), c.identity().unwrap().public_hex()))
+        .collect();
+    let got: Vec<(i64, String)> = listed
+        .iter()
+        .map(|m| (m.participant_id, m.identity_key.clone()))
+        .collect();
+    assert_eq!(got, own);
+
+    // Signed by another key, or listing a key a member did not enroll with: refused.
+    let other = fedagg_client::Identity::generate();
+    let forged = other.sign_roster(fed.id, listed.clone()).unwrap();
+    let e = srv.admin.put_roster(fed.id, &forged).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 422, .. }), "{e}");
+    let key = keys.join("authority.key");
+    let wrong = dir.join("wrong-members");
+    std::fs::write(&wrong, format!("{} {}\n", own[0].0, other.public_hex())).unwrap();
+    let base = srv.base.as_str();
+    let fid = fed.id.to_string();
+    let sign = |extra: &[&str]| {
+        let mut args = vec!["sign-roster", "--federation", &fid, "--url", base, "--key"];
+        args.push(key.to_str().unwrap());
+        args.extend_from_slice(extra);
+        authority_cli(&args)
+    };
+    let e = sign(&["--members", wrong.to_str().unwrap()]).unwrap_err();
+    assert!(e.contains("not signed"), "{e}");
+
+    // The partners' keys, read out to the authority: two of the three.
+    let list = dir.join("members");
+    let lines: Vec<String> = own[..2].iter().map(|(id, k)| format!("{id} {k}")).collect();
+    std::fs::write(&list, lines.join("\n")).unwrap();
+    sign(&["--members", list.to_str().unwrap()]).unwrap();
+    let roster = members[2].roster().await.unwrap();
+    assert_eq!(roster.len(), 2);
+    for (id, k) in &own[..2] {
+        assert_eq!(hex::encode(roster[id].as_bytes()), *k);
+    }
+
+    // A server that swaps a member's key in the roster it serves is caught.
+    let swapped = other.public_hex();
+    lie.set(move |_, v| {
+        if let Some(m) = v.pointer_mut("/signed/members/0/identity_key") {
+            *m = swapped.clone().into();
+        }
+    });
+    let e = members[0].roster().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Untrusted(m) if m.contains("not signed by the pinned")),
+        "{e}"
+    );
+    lie.clear();
+
+    // No authority, no roster to store.
+    let plain = srv
+        .admin
+        .create_federation(&spec(dp_mode(), 4, 3, 30))
+        .await
+        .unwrap();
+    let e = srv.admin.put_roster(plain.id, &forged).await.unwrap_err();
+    assert!(matches!(e, Error::Api { status: 409, .. }), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

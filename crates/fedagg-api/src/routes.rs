@@ -23,6 +23,9 @@ pub const ENROLL: &str = "/v1/enroll";
 pub const TOKEN: &str = "/v1/federations/{fid}/participants/{pid}/token";
 /// `GET` or `PUT`: the key holder's public key.
 pub const PUBLIC_KEY: &str = "/v1/federations/{fid}/public-key";
+/// `GET` the roster (who enrolled with which identity key, and the signed roster), or `PUT` a
+/// roster the enrollment authority signed.
+pub const ROSTER: &str = "/v1/federations/{fid}/roster";
 /// `POST`: open a round.
 pub const ROUNDS: &str = "/v1/federations/{fid}/rounds";
 /// `GET`: the open or latest round (long poll).
@@ -35,7 +38,7 @@ pub const SUBMISSIONS: &str = "/v1/federations/{fid}/rounds/{round}/submissions"
 pub const INBOX: &str = "/v1/federations/{fid}/rounds/{round}/inbox";
 
 /// Every route.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     HEALTH,
     OPENAPI,
     METRICS,
@@ -46,6 +49,7 @@ pub const ALL: [&str; 15] = [
     ENROLL,
     TOKEN,
     PUBLIC_KEY,
+    ROSTER,
     ROUNDS,
     CURRENT_ROUND,
     ROUND,

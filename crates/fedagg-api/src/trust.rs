@@ -16,9 +16,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::collections::BTreeMap;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::{FederationSpec, Mode, SecaggSession};
+use crate::{FederationSpec, Mode, RosterEntry, SecaggSession, SignedRoster};
 
 /// A SHA-256 fingerprint.
 pub type Fingerprint = [u8; 32];
@@ -168,6 +171,84 @@ pub fn split_bundle(bundle: &str) -> Result<(&str, Pin), Mismatch> {
     Ok((code, pin.parse()?))
 }
 
+/// The bytes the enrollment authority signs for federation `federation_id`'s roster: a domain
+/// tag, the id, then each member's id and identity key, ascending by id. Refuses keys that are
+/// not 32-byte Ed25519 points, and ids out of order or repeated.
+pub fn roster_message(federation_id: i64, members: &[RosterEntry]) -> Result<Vec<u8>, Mismatch> {
+    let mut out = Vec::with_capacity(32 + 40 * members.len());
+    out.extend_from_slice(b"fedagg roster v1\0");
+    out.extend_from_slice(&federation_id.to_le_bytes());
+    let mut last = None;
+    for m in members {
+        if last.is_some_and(|l| l >= m.participant_id) {
+            return Err(Mismatch(format!(
+                "roster ids must ascend; {} is out of order",
+                m.participant_id
+            )));
+        }
+        last = Some(m.participant_id);
+        out.extend_from_slice(&m.participant_id.to_le_bytes());
+        out.extend_from_slice(identity_key(&m.identity_key)?.as_bytes());
+    }
+    Ok(out)
+}
+
+/// Parse an Ed25519 public key written as 64 hex digits.
+pub fn identity_key(hex_key: &str) -> Result<VerifyingKey, Mismatch> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut b)
+        .map_err(|e| Mismatch(format!("identity key {hex_key:?}: {e}")))?;
+    let key = VerifyingKey::from_bytes(&b)
+        .map_err(|_| Mismatch(format!("identity key {hex_key} is not an Ed25519 point")))?;
+    if key.is_weak() {
+        return Err(Mismatch(format!(
+            "identity key {hex_key} is of small order"
+        )));
+    }
+    Ok(key)
+}
+
+/// Sign federation `federation_id`'s roster of `members` (sorted here) with the enrollment
+/// authority's key.
+pub fn sign_roster(
+    authority: &SigningKey,
+    federation_id: i64,
+    mut members: Vec<RosterEntry>,
+) -> Result<SignedRoster, Mismatch> {
+    members.sort_by_key(|m| m.participant_id);
+    let msg = roster_message(federation_id, &members)?;
+    Ok(SignedRoster {
+        signature: hex::encode(authority.sign(&msg).to_bytes()),
+        members,
+    })
+}
+
+/// Check a signed roster against the authority's public key (64 hex digits): each member's
+/// identity key, by participant id.
+pub fn verify_roster(
+    authority: &str,
+    federation_id: i64,
+    roster: &SignedRoster,
+) -> Result<BTreeMap<i64, VerifyingKey>, Mismatch> {
+    let key = identity_key(authority).map_err(|e| Mismatch(format!("roster authority: {e}")))?;
+    let msg = roster_message(federation_id, &roster.members)?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&roster.signature, &mut sig)
+        .map_err(|e| Mismatch(format!("roster signature: {e}")))?;
+    key.verify_strict(&msg, &Signature::from_bytes(&sig))
+        .map_err(|_| {
+            Mismatch(format!(
+                "federation {federation_id}'s roster is not signed by the pinned enrollment \
+                 authority"
+            ))
+        })?;
+    roster
+        .members
+        .iter()
+        .map(|m| Ok((m.participant_id, identity_key(&m.identity_key)?)))
+        .collect()
+}
+
 impl SecaggSession {
     /// [`SecaggSession::config`] after checking every safety parameter against the pinned
     /// `spec`: the cohort within `min_clients..=max_clients` (at least 3), the graph and
@@ -243,6 +324,7 @@ mod tests {
             phase_timeout_secs: 60,
             server_lr: 1.0,
             auto_rounds: false,
+            roster_authority: None,
         }
     }
 
@@ -312,5 +394,46 @@ mod tests {
         refused(&|r| r.modulus_bits += 1, "modulus");
         // n changed alone: the threshold no longer matches the cohort.
         refused(&|r| r.n = 300, "threshold");
+    }
+
+    #[test]
+    fn a_roster_verifies_under_its_authority_only_and_as_signed() {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let authority = SigningKey::generate(&mut rng);
+        let public = hex::encode(authority.verifying_key().as_bytes());
+        let other = hex::encode(SigningKey::generate(&mut rng).verifying_key().as_bytes());
+        let mut member = |id: i64| RosterEntry {
+            participant_id: id,
+            identity_key: hex::encode(SigningKey::generate(&mut rng).verifying_key().as_bytes()),
+        };
+        let signed = sign_roster(&authority, 7, vec![member(3), member(1), member(2)]).unwrap();
+        let ids: Vec<i64> = signed.members.iter().map(|m| m.participant_id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        let keys = verify_roster(&public, 7, &signed).unwrap();
+        assert_eq!(keys.len(), 3);
+        // Another federation, another authority, a swapped key, a dropped or added member.
+        assert!(verify_roster(&public, 8, &signed).is_err());
+        assert!(verify_roster(&other, 7, &signed).is_err());
+        let mut swapped = signed.clone();
+        swapped.members[1] = member(2);
+        let e = verify_roster(&public, 7, &swapped).unwrap_err();
+        assert!(e.0.contains("not signed by the pinned"), "{e}");
+        let mut dropped = signed.clone();
+        dropped.members.remove(0);
+        assert!(verify_roster(&public, 7, &dropped).is_err());
+        let mut added = signed.clone();
+        added.members.push(member(4));
+        assert!(verify_roster(&public, 7, &added).is_err());
+        // Out of order, a repeated id, and a key that is no point are refused before verifying.
+        let mut unsorted = signed.clone();
+        unsorted.members.swap(0, 1);
+        assert!(verify_roster(&public, 7, &unsorted)
+            .unwrap_err()
+            .0
+            .contains("ascend"));
+        let mut bad = signed;
+        bad.members[0].identity_key = "00".repeat(32);
+        assert!(verify_roster(&public, 7, &bad).is_err());
     }
 }

@@ -45,6 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             phase_timeout_secs: 30,
             server_lr: 1.0,
             auto_rounds: false,
+            roster_authority: None,
         })
         .await?;
     let mut clients = Vec::new();

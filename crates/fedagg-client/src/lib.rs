@@ -23,12 +23,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ed25519_dalek::VerifyingKey;
 use fedagg_api::trust::Pin;
 use fedagg_api::{
     f32_bytes, f32_values, routes, u64_bytes, EnrollRequest, Enrolled, EnrollmentCode,
     EnrollmentCodeRequest, ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode, Phase,
     PublicKeyBody, Role, RoundInfo, RoundRecord, RoundStatus, OCTET_STREAM,
 };
+use fedagg_api::{Roster, SignedRoster};
 use fedagg_paillier::{Packing, PrivateKey, PublicKey};
 use fedagg_quant::QuantParams;
 use fedagg_secagg::ClientId;
@@ -37,9 +39,11 @@ use rand_core::{OsRng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+mod identity;
 mod transport;
 
 pub use fedagg_api as api;
+pub use identity::{write_secret, Identity};
 pub use transport::Transport;
 
 /// What can go wrong.
@@ -268,6 +272,7 @@ pub struct Client {
     federation_id: i64,
     participant_id: i64,
     pin: Pin,
+    identity: Option<Arc<Identity>>,
 }
 
 impl Client {
@@ -288,11 +293,15 @@ impl Client {
         let (code, pin) =
             fedagg_api::trust::split_bundle(bundle).map_err(|e| Error::Untrusted(e.0))?;
         let http = Http::new(base_url, None, transport)?;
+        let identity = Identity::generate();
         let e: Enrolled = http
             .json(
                 Method::POST,
                 routes::ENROLL,
-                to_json(&EnrollRequest { code: code.into() })?,
+                to_json(&EnrollRequest {
+                    code: code.into(),
+                    identity_key: Some(identity.public_hex()),
+                })?,
             )
             .await?;
         let client = Client {
@@ -303,6 +312,7 @@ impl Client {
             federation_id: e.federation_id,
             participant_id: e.participant_id,
             pin,
+            identity: Some(Arc::new(identity)),
         };
         client.federation().await?;
         Ok((client, e))
@@ -340,7 +350,38 @@ impl Client {
             federation_id,
             participant_id,
             pin,
+            identity: None,
         })
+    }
+
+    /// The identity this member enrolled with (from [`Client::enroll`], or given with
+    /// [`Client::with_identity`] after [`Client::connect`]); save it with [`Identity::save`].
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
+    }
+
+    /// Use the identity this member enrolled with (read back with [`Identity::load`]).
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// The federation's roster as its enrollment authority signed it, checked against the
+    /// authority's key in the pinned spec: each member's identity key, by participant id.
+    pub async fn roster(&self) -> Result<std::collections::BTreeMap<i64, VerifyingKey>> {
+        let fed = self.federation().await?;
+        let authority = fed.spec.roster_authority.ok_or_else(|| {
+            Error::Untrusted("the pinned federation has no roster authority".into())
+        })?;
+        let roster: Roster = self
+            .http
+            .json(Method::GET, &self.fpath(routes::ROSTER, &[]), Body::None)
+            .await?;
+        let signed = roster.signed.ok_or_else(|| {
+            Error::Untrusted("the enrollment authority has not signed a roster yet".into())
+        })?;
+        fedagg_api::trust::verify_roster(&authority, self.federation_id, &signed)
+            .map_err(|e| Error::Untrusted(e.0))
     }
 
     /// What this member pinned at enrollment (its text form is what to store beside the token).
@@ -878,6 +919,29 @@ impl Admin {
                 Body::None,
             )
             .await
+    }
+
+    /// Federation `id`'s roster: who enrolled with which identity key, and the signed roster.
+    pub async fn roster(&self, id: i64) -> Result<Roster> {
+        self.http
+            .json(
+                Method::GET,
+                &routes::fill(routes::ROSTER, &[&id]),
+                Body::None,
+            )
+            .await
+    }
+
+    /// Store a roster signed by federation `id`'s enrollment authority.
+    pub async fn put_roster(&self, id: i64, signed: &SignedRoster) -> Result<()> {
+        self.http
+            .send(
+                Method::PUT,
+                &routes::fill(routes::ROSTER, &[&id]),
+                to_json(signed)?,
+            )
+            .await
+            .map(drop)
     }
 
     /// Set the initial model (before the first round).

@@ -33,6 +33,7 @@
 //!     phase_timeout_secs: 60,
 //!     server_lr: 1.0,
 //!     auto_rounds: false,
+//!     roster_authority: None,
 //! };
 //! spec::validate(&spec)?;
 //! let ledger = spec::initial_ledger(&spec)?;

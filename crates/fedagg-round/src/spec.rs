@@ -54,6 +54,10 @@ pub fn validate(spec: &FederationSpec) -> Result<()> {
     if !(spec.server_lr > 0.0 && spec.server_lr <= MAX_PARAMETER) {
         return bad(format!("server_lr must lie in (0, {MAX_PARAMETER}]"));
     }
+    if let Some(a) = &spec.roster_authority {
+        fedagg_api::trust::identity_key(a)
+            .map_err(|e| RoundError::Invalid(format!("roster_authority: {e}")))?;
+    }
     if let Some((clip, levels, max_weight)) = spec.mode.quantization() {
         if !(clip > 0.0 && clip <= MAX_CLIP) {
             return bad(format!("clip must lie in (0, {MAX_CLIP}]"));

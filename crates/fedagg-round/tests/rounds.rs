@@ -25,6 +25,7 @@ fn spec(mode: Mode, n: u32) -> FederationSpec {
         phase_timeout_secs: (TIMEOUT_MS / 1000) as u64,
         server_lr: 1.0,
         auto_rounds: false,
+        roster_authority: None,
     }
 }
 

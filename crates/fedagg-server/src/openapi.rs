@@ -32,6 +32,8 @@ use crate::routes;
         routes::rotate_token,
         routes::put_public_key,
         routes::get_public_key,
+        routes::get_roster,
+        routes::put_roster,
         routes::open_round,
         routes::current_round,
         routes::get_round,

@@ -1,7 +1,10 @@
 //! Enrollment, tokens, the key holder's public key and model downloads: the federation's
 //! membership and what its members read.
 
-use fedagg_api::{Enrolled, EnrollmentCode, Frame, FrameKind, Mode, PublicKeyBody, Role};
+use fedagg_api::{
+    Enrolled, EnrollmentCode, Frame, FrameKind, Mode, PublicKeyBody, Role, Roster, RosterEntry,
+    SignedRoster,
+};
 
 use super::App;
 use crate::auth;
@@ -42,12 +45,21 @@ impl App {
         })
     }
 
-    /// Redeem an enrollment code for a fresh bearer token.
-    pub fn enroll(&self, code: &str) -> Result<Enrolled, ApiError> {
+    /// Redeem an enrollment code for a fresh bearer token, recording the participant's identity
+    /// key when it gives one (checked before the code is used up).
+    pub fn enroll(&self, code: &str, identity_key: Option<&str>) -> Result<Enrolled, ApiError> {
+        if let Some(k) = identity_key {
+            fedagg_api::trust::identity_key(k).map_err(|e| ApiError::invalid(e.0))?;
+        }
         let token = auth::new_secret("ft_");
         let (pid, fid, role) = self
             .store
-            .enroll(&auth::hash(code), &auth::hash(&token), self.now_ms())?
+            .enroll(
+                &auth::hash(code),
+                &auth::hash(&token),
+                identity_key,
+                self.now_ms(),
+            )?
             .ok_or_else(|| ApiError::unauthorized("unknown or already used enrollment code"))?;
         self.bump(fid);
         Ok(Enrolled {
@@ -75,6 +87,56 @@ impl App {
             role,
             token,
         })
+    }
+
+    /// Federation `fid`'s roster: who enrolled with an identity key, and the last signed roster.
+    pub fn roster(&self, fid: i64) -> Result<Roster, ApiError> {
+        self.check_federation(fid)?;
+        let (enrolled, signed) = self.store.roster(fid)?;
+        let signed = signed
+            .map(|text| serde_json::from_str::<SignedRoster>(&text))
+            .transpose()
+            .map_err(|e| ApiError::internal(format!("stored roster: {e}")))?;
+        Ok(Roster {
+            federation_id: fid,
+            enrolled: enrolled
+                .into_iter()
+                .map(|(participant_id, identity_key)| RosterEntry {
+                    participant_id,
+                    identity_key,
+                })
+                .collect(),
+            signed,
+        })
+    }
+
+    /// Store a roster the federation's enrollment authority signed: the signature must verify
+    /// under the federation's `roster_authority`, and each member be enrolled with that key.
+    pub fn set_roster(&self, fid: i64, signed: &SignedRoster) -> Result<(), ApiError> {
+        let fed = self.federation(fid)?;
+        let Some(authority) = &fed.spec.roster_authority else {
+            return Err(ApiError::conflict(
+                "this federation has no roster authority",
+            ));
+        };
+        fedagg_api::trust::verify_roster(authority, fid, signed)
+            .map_err(|e| ApiError::invalid(e.0))?;
+        let (enrolled, _) = self.store.roster(fid)?;
+        for m in &signed.members {
+            let known = enrolled
+                .iter()
+                .any(|(pid, key)| *pid == m.participant_id && *key == m.identity_key);
+            if !known {
+                return Err(ApiError::invalid(format!(
+                    "participant {} is not enrolled in federation {fid} with identity key {}",
+                    m.participant_id, m.identity_key
+                )));
+            }
+        }
+        let text = serde_json::to_string(signed).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.store.set_roster(fid, &text)?;
+        self.bump(fid);
+        Ok(())
     }
 
     /// The key holder's published key, as stored.

@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::Json;
 use fedagg_api::{
     routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, ErrorBody, Federation,
-    FederationSpec, PublicKeyBody,
+    FederationSpec, PublicKeyBody, Roster, SignedRoster,
 };
 use serde::Deserialize;
 
@@ -160,6 +160,7 @@ pub(crate) async fn create_code(
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "An identity key that is not an Ed25519 point", body = ErrorBody),
         (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)))]
 pub(crate) async fn enroll(
@@ -167,7 +168,7 @@ pub(crate) async fn enroll(
     body: JsonBody<EnrollRequest>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let req = body?.0;
-    let e = blocking(move || app.enroll(&req.code)).await?;
+    let e = blocking(move || app.enroll(&req.code, req.identity_key.as_deref())).await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
 
@@ -234,4 +235,52 @@ pub(crate) async fn get_public_key(
 ) -> Result<Json<PublicKeyBody>, ApiError> {
     let fid = caller.path.fid;
     Ok(Json(blocking(move || app.public_key(fid)).await?))
+}
+
+/// The federation's roster: who enrolled with which identity key, and the roster its enrollment
+/// authority signed last.
+#[utoipa::path(get, path = routes::ROSTER, tag = "enrollment",
+    params(FedPath), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The roster", body = Roster),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin nor a member", body = ErrorBody),
+        (status = 404, description = "No such federation", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn get_roster(
+    State(app): AppState,
+    caller: Caller<access::Reader, FedPath>,
+) -> Result<Json<Roster>, ApiError> {
+    let fid = caller.path.fid;
+    Ok(Json(blocking(move || app.roster(fid)).await?))
+}
+
+/// Store a roster signed by the federation's enrollment authority (checked against its
+/// `roster_authority` and the enrolled identity keys); it replaces the previous one.
+#[utoipa::path(put, path = routes::ROSTER, tag = "enrollment",
+    params(FedPath), request_body = SignedRoster, security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Bad id or body", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin", body = ErrorBody),
+        (status = 404, description = "No such federation", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "The federation has no roster authority", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "The signature does not verify, or a member is not enrolled with that key", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn put_roster(
+    State(app): AppState,
+    caller: Caller<access::Admin, FedPath>,
+    body: JsonBody<SignedRoster>,
+) -> Result<StatusCode, ApiError> {
+    let fid = caller.path.fid;
+    let body = body?.0;
+    blocking(move || app.set_roster(fid, &body)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -61,6 +61,9 @@ pub(crate) const MAX_JSON_BYTES: usize = 64 << 10;
 
 /// Largest public-key body: a lattice key is 32 KiB, 64 KiB in hex.
 const MAX_KEY_BYTES: usize = 256 << 10;
+/// Largest signed roster (about 100 bytes per member, for `MAX_CLIENTS` members; the admin's
+/// token is checked before it is read).
+const MAX_ROSTER_BYTES: usize = 16 << 20;
 
 /// Read a vector body of at most `limit` bytes: refused (413) at once when its declared length
 /// is over, and as soon as more than `limit` bytes arrive otherwise.
@@ -112,6 +115,12 @@ pub fn router(app: Arc<App>) -> Router {
             put(put_public_key)
                 .layer(DefaultBodyLimit::max(MAX_KEY_BYTES))
                 .get(get_public_key),
+        )
+        .route(
+            routes::ROSTER,
+            get(get_roster)
+                .put(put_roster)
+                .layer(DefaultBodyLimit::max(MAX_ROSTER_BYTES)),
         )
         .route(routes::ROUNDS, post(open_round))
         .route(routes::CURRENT_ROUND, get(current_round))

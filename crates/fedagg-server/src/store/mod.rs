@@ -22,6 +22,7 @@ mod sql;
 mod error;
 mod pool;
 mod queries;
+mod roster;
 mod rows;
 pub mod schema;
 #[cfg(test)]

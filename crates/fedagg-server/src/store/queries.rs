@@ -208,6 +208,7 @@ impl Store {
         &self,
         code_hash: &[u8],
         token_hash: &[u8],
+        identity_key: Option<&str>,
         now_ms: i64,
     ) -> Result<Option<(i64, i64, Role)>, StoreError> {
         self.tx(|c| {
@@ -224,8 +225,8 @@ impl Store {
             let (fid, role, label) = (row.int(0)?, row.text(1)?, row.opt_text(2)?);
             let pid = c
                 .first(
-                    "INSERT INTO participants (federation_id, role, label, enrolled_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-                    params![fid, role.as_str(), label.as_deref(), now_ms],
+                    "INSERT INTO participants (federation_id, role, label, enrolled_ms, identity_key) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    params![fid, role.as_str(), label.as_deref(), now_ms, identity_key],
                 )?
                 .ok_or_else(|| StoreError::internal("database: no id returned"))?
                 .int(0)?;

@@ -2,7 +2,8 @@
 //! them, and the advisory-lock keys of this service.
 
 /// Schema migrations (SQLite's dialect; see [`for_postgres`]), applied in order; `meta.schema_version` records how many ran.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE federations (
     id INTEGER PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -60,7 +61,15 @@ CREATE TABLE events (
     PRIMARY KEY (federation_id, round, seq)
 );
 CREATE INDEX events_member ON events (federation_id, round, member, phase);
-"#];
+"#,
+    r#"
+ALTER TABLE participants ADD COLUMN identity_key TEXT;
+CREATE TABLE rosters (
+    federation_id INTEGER NOT NULL PRIMARY KEY REFERENCES federations(id),
+    signed TEXT NOT NULL
+);
+"#,
+];
 
 /// A migration, written in SQLite's dialect, as PostgreSQL text: 64-bit integers everywhere,
 /// `BYTEA` for blobs, identity columns for ids. (A future migration that cannot be translated

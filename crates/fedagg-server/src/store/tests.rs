@@ -26,7 +26,10 @@ fn round_trip(open: &dyn Fn() -> Store) {
         s.append_close(f, 1, fedagg_api::Phase::Submit, 9).unwrap();
     }
     let s = open();
-    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        s.meta("schema_version").unwrap().as_deref(),
+        Some(super::schema::MIGRATIONS.len().to_string().as_str())
+    );
     let ev = s.events(1, 1).unwrap();
     assert!(matches!(&ev[0], Event::Submit { member: 3, body, .. } if body == b"abc"));
     assert!(matches!(&ev[1], Event::Close { phase } if *phase == fedagg_api::Phase::Submit));
@@ -49,9 +52,9 @@ fn round_trip(open: &dyn Fn() -> Store) {
     // A code redeems once.
     s.insert_code(b"code", 1, fedagg_api::Role::Participant, Some("a"))
         .unwrap();
-    let (pid, fid, role) = s.enroll(b"code", b"tok", 7).unwrap().unwrap();
+    let (pid, fid, role) = s.enroll(b"code", b"tok", None, 7).unwrap().unwrap();
     assert_eq!((fid, role), (1, fedagg_api::Role::Participant));
-    assert!(s.enroll(b"code", b"tok2", 8).unwrap().is_none());
+    assert!(s.enroll(b"code", b"tok2", None, 8).unwrap().is_none());
     assert_eq!(
         s.token(b"tok").unwrap().unwrap().1.participant_id,
         Some(pid)
