@@ -76,6 +76,7 @@ fn secagg_mode(dropout_pct: u32) -> Mode {
         max_weight: 100,
         dropout_rate: f64::from(dropout_pct) / 100.0,
         corrupt_fraction: 0.05,
+        malicious_server: false,
     }
 }
 
@@ -271,6 +272,8 @@ fn secagg_round_bytes(
         graph_seed: hex::encode([7u8; 32]),
         threshold: gp.threshold as u32,
         modulus_bits: q.modulus().bits(),
+        cohort: Vec::new(),
+        identities: Vec::new(),
     };
     let cfg = Arc::new(session.config(m).expect("session"));
     let u = update(m);

@@ -168,6 +168,7 @@ fn mode(name: &str) -> Mode {
             max_weight: 100,
             dropout_rate: 0.1,
             corrupt_fraction: 0.05,
+            malicious_server: false,
         },
         "paillier" => Mode::Paillier {
             clip: 1.0,

@@ -90,6 +90,11 @@ pub struct DemoConfig {
     /// multiplier.
     #[arg(long)]
     pub adaptive_clip: Option<f64>,
+    /// SecAgg: do not trust the server to follow the protocol. Members sign their keys with
+    /// identities from a roster that an enrollment authority (made here, apart from the server)
+    /// signs, and run the consistency check before unmasking.
+    #[arg(long)]
+    pub malicious_server: bool,
     /// Paillier key size in bits.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(i64::from(fedagg_paillier::MIN_SERVICE_KEY_BITS)..=8192))]
     pub key_bits: u32,
@@ -182,6 +187,9 @@ impl DemoConfig {
         if self.clients < least as usize {
             bail!("the demo needs at least {least} participants");
         }
+        if self.malicious_server && self.mode != DemoMode::Secagg {
+            bail!("--malicious-server applies to --mode secagg");
+        }
         if self.mode != DemoMode::Dp && self.cohort() < least {
             bail!(
                 "an aggregate needs at least {least} participants per round (from two, each \
@@ -196,7 +204,12 @@ impl DemoConfig {
         ((self.fraction * self.clients as f64) as u32).clamp(1, self.clients as u32)
     }
 
-    fn spec(&self, vector_len: usize, max_weight: u64) -> FederationSpec {
+    fn spec(
+        &self,
+        vector_len: usize,
+        max_weight: u64,
+        authority: Option<&fedagg_client::Identity>,
+    ) -> FederationSpec {
         let cohort = self.cohort();
         let (mode, min, timeout) = match self.mode {
             DemoMode::Secagg => (
@@ -206,6 +219,7 @@ impl DemoConfig {
                     max_weight,
                     dropout_rate: self.dropout.clamp(0.0, 0.5).max(0.05),
                     corrupt_fraction: 0.05,
+                    malicious_server: self.malicious_server,
                 },
                 fedagg_api::MIN_CLIENTS,
                 5,
@@ -250,7 +264,7 @@ impl DemoConfig {
             phase_timeout_secs: self.phase_timeout.unwrap_or(timeout),
             server_lr: self.server_lr,
             auto_rounds: false,
-            roster_authority: None,
+            roster_authority: authority.map(fedagg_client::Identity::public_hex),
         }
     }
 }
@@ -323,9 +337,19 @@ impl Service {
     }
 }
 
+/// As the enrollment authority: sign the roster of every enrolled participant's identity.
+async fn sign_roster(admin: &Admin, fid: i64, authority: &fedagg_client::Identity) -> Result<()> {
+    let enrolled = admin.roster(fid).await?.enrolled;
+    admin
+        .put_roster(fid, &authority.sign_roster(fid, enrolled)?)
+        .await?;
+    Ok(())
+}
+
 /// Run the demo federation. Prints the table unless `quiet`.
 pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     cfg.check()?;
+    let authority = cfg.malicious_server.then(fedagg_client::Identity::generate);
     let started = Instant::now();
     let setup = Setup::new(&cfg.source()?, cfg.clients, cfg.partition()?, 0.2, cfg.seed)?;
     let arch: Arch = cfg.model.parse().map_err(|e: String| anyhow!(e))?;
@@ -341,7 +365,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let service = Service::start(&cfg.out).await?;
     let admin = &service.admin;
     let fed = admin
-        .create_federation(&cfg.spec(params, max_weight.unwrap_or(1)))
+        .create_federation(&cfg.spec(params, max_weight.unwrap_or(1), authority.as_ref()))
         .await?;
     admin.set_initial_model(fed.id, &initial).await?;
     let key_holder = match cfg.mode {
@@ -361,6 +385,9 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let setup = Arc::new(setup);
     let bar = Arc::new(Mutex::new(None::<ProgressBar>));
     let participants = spawn_participants(cfg, &service, fed.id, &setup, &trainer, &bar).await?;
+    if let Some(authority) = &authority {
+        sign_roster(admin, fed.id, authority).await?;
+    }
     if !cfg.quiet {
         print_header(cfg, params, &service.base);
     }

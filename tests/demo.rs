@@ -117,3 +117,20 @@ async fn paillier_and_dp_demos_train() {
     assert!(report.final_test.accuracy > 0.3, "{:?}", report.final_test);
     let _ = std::fs::remove_dir_all(&cfg.out);
 }
+
+/// `fedagg demo --malicious-server`: an authority signs the roster, members sign their keys and
+/// run the consistency check, and the federation trains as it does in the default mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_malicious_server_demo_trains() {
+    let cfg = demo("--malicious-server --clients 10 --fraction 1 --rounds 2 --model mlp16");
+    let report = run(&cfg).await.unwrap();
+    assert!(
+        report.rows.iter().all(|r| r.participants == 10),
+        "{:?}",
+        report.rows
+    );
+    assert!(report.final_test.accuracy > 0.2, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+    let refused = run(&demo("--mode dp --malicious-server --clients 10")).await;
+    assert!(refused.is_err());
+}

@@ -30,7 +30,11 @@ mod tamper;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
-use tamper::members_trust_the_roster_their_authority_signed;
+use tamper::{
+    a_secagg_round_against_a_malicious_server_gives_the_survivors_mean,
+    members_refuse_a_malicious_server_that_deviates, members_refuse_the_previous_rounds_key_lists,
+    members_trust_the_roster_their_authority_signed,
+};
 use tls::{
     sighup_reloads_the_certificate, the_sdk_reaches_the_server_over_its_own_tls,
     the_sdk_reaches_the_server_through_a_tls_proxy,
@@ -211,6 +215,7 @@ fn secagg(dropout_rate: f64) -> Mode {
         max_weight: 100,
         dropout_rate,
         corrupt_fraction: 0.05,
+        malicious_server: false,
     }
 }
 
@@ -1539,6 +1544,9 @@ on_both_stores! {
     sigkill_in_secagg_key_and_unmask_phases_loses_nothing_accepted: 4,
     #[cfg(feature = "lattice")] sigkill_in_lattice_submit_and_decrypt_phases_loses_nothing_accepted: 4,
     members_trust_the_roster_their_authority_signed: 2,
+    a_secagg_round_against_a_malicious_server_gives_the_survivors_mean: 4,
+    members_refuse_a_malicious_server_that_deviates: 4,
+    members_refuse_the_previous_rounds_key_lists: 4,
 }
 
 /// The SDK against a server that lies about what the member pinned (the store plays no part).

@@ -20,6 +20,7 @@ fn pinned() -> &'static FederationSpec {
             max_weight: 100,
             dropout_rate: 0.1,
             corrupt_fraction: 0.05,
+            malicious_server: false,
         },
         min_clients: 3,
         max_clients: 1000,
@@ -32,7 +33,7 @@ fn pinned() -> &'static FederationSpec {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = serde_json::from_slice::<SecaggSession>(data) {
-        let _ = s.verified_config(pinned());
+        let _ = s.verified_config(pinned(), None);
         // Keep the graph small enough to build in a fuzzing iteration.
         if s.n <= 4096 {
             let _ = s.config(16);
@@ -47,8 +48,10 @@ fuzz_target!(|data: &[u8]| {
             graph_seed: "11".repeat(32),
             threshold: word(8) % 4097,
             modulus_bits: u32::from(data[12]),
+            cohort: Vec::new(),
+            identities: Vec::new(),
         };
-        let _ = s.verified_config(pinned());
+        let _ = s.verified_config(pinned(), None);
         if s.n <= 4096 {
             let _ = s.config(usize::from(data[13]));
         }

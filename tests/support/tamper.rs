@@ -11,17 +11,28 @@ use super::*;
 /// Rewrites a JSON answer to a GET of `path`.
 type Rewrite = Arc<dyn Fn(&str, &mut serde_json::Value) + Send + Sync>;
 
-/// The proxy's current lie (none: it passes everything through).
+/// Rewrites a frame (an inbox) answering a GET of `path` by the holder of `token`.
+type FrameRewrite = Arc<dyn Fn(&str, &str, &mut Vec<u8>) + Send + Sync>;
+
+/// The proxy's current lies (none: it passes everything through).
 #[derive(Clone, Default)]
-struct Lie(Arc<Mutex<Option<Rewrite>>>);
+struct Lie(
+    Arc<Mutex<Option<Rewrite>>>,
+    Arc<Mutex<Option<FrameRewrite>>>,
+);
 
 impl Lie {
     fn set(&self, f: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) {
         *self.0.lock().unwrap() = Some(Arc::new(f));
     }
 
+    fn set_frames(&self, f: impl Fn(&str, &str, &mut Vec<u8>) + Send + Sync + 'static) {
+        *self.1.lock().unwrap() = Some(Arc::new(f));
+    }
+
     fn clear(&self) {
         *self.0.lock().unwrap() = None;
+        *self.1.lock().unwrap() = None;
     }
 }
 
@@ -38,6 +49,11 @@ async fn tampering_proxy(upstream: String, lie: Lie) -> String {
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let mut headers = parts.headers;
             headers.remove(reqwest::header::HOST);
+            let token = headers
+                .get(reqwest::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let r = http
                 .request(parts.method.clone(), format!("{upstream}{path}"))
                 .headers(headers)
@@ -55,6 +71,15 @@ async fn tampering_proxy(upstream: String, lie: Lie) -> String {
                 let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 rewrite(parts.uri.path(), &mut v);
                 bytes = serde_json::to_vec(&v).unwrap();
+                headers.remove(reqwest::header::CONTENT_LENGTH);
+            }
+            let frames = lie.1.lock().unwrap().clone();
+            let octets = headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes() == fedagg_api::OCTET_STREAM.as_bytes());
+            let get = parts.method == Method::GET;
+            if let (Some(rewrite), true, true, true) = (frames, octets, get, status.is_success()) {
+                rewrite(parts.uri.path(), &token, &mut bytes);
                 headers.remove(reqwest::header::CONTENT_LENGTH);
             }
             let mut out = Response::builder().status(status);
@@ -314,4 +339,230 @@ pub(super) async fn members_trust_the_roster_their_authority_signed(store: Store
     let e = srv.admin.put_roster(plain.id, &forged).await.unwrap_err();
     assert!(matches!(e, Error::Api { status: 409, .. }), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A SecAgg mode that does not trust the server, and a federation of it with `n` members whose
+/// roster the authority signed; returns the federation id and the members.
+async fn malicious_federation(srv: &Srv, base: &str, m: usize, n: usize) -> (i64, Vec<Client>) {
+    let authority = fedagg_client::Identity::generate();
+    let mode = Mode::Secagg {
+        clip: 1.0,
+        levels: 1 << 16,
+        max_weight: 100,
+        dropout_rate: 0.2,
+        corrupt_fraction: 0.05,
+        malicious_server: true,
+    };
+    let mut sp = spec(mode, m, 4, 5);
+    let e = srv.admin.create_federation(&sp).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Api { status: 422, detail, .. } if detail.contains("roster_authority")),
+        "{e}"
+    );
+    sp.roster_authority = Some(authority.public_hex());
+    let fed = srv.admin.create_federation(&sp).await.unwrap();
+    let members = enroll(base, &srv.admin, fed.id, n, Role::Participant).await;
+    // No signed roster, no round: nobody could check the others' identities.
+    let e = srv.admin.open_round(fed.id).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Api { status: 409, detail, .. } if detail.contains("roster")),
+        "{e}"
+    );
+    let enrolled = srv.admin.roster(fed.id).await.unwrap().enrolled;
+    let signed = authority.sign_roster(fed.id, enrolled).unwrap();
+    srv.admin.put_roster(fed.id, &signed).await.unwrap();
+    (fed.id, members)
+}
+
+/// Against a malicious server, over REST: signed keys, the consistency check, and dropouts
+/// before and after the masked input; the model is the survivors' weighted mean.
+pub(super) async fn a_secagg_round_against_a_malicious_server_gives_the_survivors_mean(
+    store: Store,
+) {
+    let srv = start(store, 1 << 22).await;
+    let (m, n) = (30, 10);
+    let (fid, members) = malicious_federation(&srv, &srv.base, m, n).await;
+    let info = srv.admin.open_round(fid).await.unwrap();
+    let session = info.secagg.as_ref().unwrap();
+    assert_eq!((session.cohort.len(), session.identities.len()), (n, n));
+    let ups = updates(n, m, 51);
+    let mut drops = vec![None; n];
+    drops[0] = Some(Vanish::BeforeSending);
+    drops[1] = Some(Vanish::After(Phase::MaskedInput));
+    let results = contribute_all(&members, &ups, &drops).await;
+    for r in &results[2..] {
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
+    }
+    let end = srv.admin.wait_round(fid, 1, WAIT).await.unwrap();
+    let rec = end.record.unwrap();
+    // Member 1 sent its masked input before vanishing: it is in the sum.
+    assert_eq!((rec.participants, rec.dropouts), (9, 1), "{rec:?}");
+    assert_model_is_mean(&srv.admin, fid, &ups[1..]).await;
+}
+
+/// Edit the SecAgg message inside an inbox frame of round `round`.
+fn edit_message(frame: &mut Vec<u8>, round: u64, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut msg = Frame::decode(frame, FrameKind::Secagg, round)
+        .unwrap()
+        .to_vec();
+    edit(&mut msg);
+    *frame = Frame::encode(FrameKind::Secagg, round, &msg);
+}
+
+/// Whether a SecAgg message is of `kind`.
+fn is(msg: &[u8], kind: fedagg_secagg::wire::Kind) -> bool {
+    fedagg_secagg::wire::peek_kind(msg).is_ok_and(|k| k == kind)
+}
+
+/// Key list entries: id, two X25519 keys, the identity's signature; they end the message.
+const KEY_ENTRY: usize = 4 + 64 + 64;
+
+/// Against a malicious server, every member refuses a round the server tampers with, before
+/// revealing what the lie was after: a forged key, two members' keys swapped, a survivor
+/// reported as dropped to collect both of its shares, and the previous round's key lists
+/// replayed. Each refusal names the check that caught it; no share of a refused phase reaches
+/// the server.
+pub(super) async fn members_refuse_a_malicious_server_that_deviates(store: Store) {
+    let srv = start(store, 1 << 22).await;
+    let lie = Lie::default();
+    let proxy = tampering_proxy(srv.base.clone(), lie.clone()).await;
+    let (m, n) = (20, 10);
+    type Edit = fn(&mut Vec<u8>);
+    let deviations: [(&str, Phase, Edit, &str); 3] = [
+        (
+            "forged key",
+            Phase::ShareKeys,
+            |msg| {
+                if is(msg, fedagg_secagg::wire::Kind::KeyList) {
+                    let at = msg.len() - KEY_ENTRY + 4;
+                    msg[at] ^= 1;
+                }
+            },
+            "does not verify",
+        ),
+        (
+            "swapped keys",
+            Phase::ShareKeys,
+            |msg| {
+                if is(msg, fedagg_secagg::wire::Kind::KeyList) {
+                    let (a, b) = (msg.len() - 2 * KEY_ENTRY + 4, msg.len() - KEY_ENTRY + 4);
+                    for i in 0..64 {
+                        msg.swap(a + i, b + i);
+                    }
+                }
+            },
+            "does not verify",
+        ),
+        (
+            "survivor reported dropped",
+            Phase::Unmask,
+            |msg| {
+                if is(msg, fedagg_secagg::wire::Kind::UnmaskRequest) {
+                    move_last_survivor_to_dropped(msg);
+                }
+            },
+            "signed set",
+        ),
+    ];
+    for (name, phase, edit, what) in deviations {
+        let (fid, members) = malicious_federation(&srv, &proxy, m, n).await;
+        srv.admin.open_round(fid).await.unwrap();
+        lie.set_frames(move |path, _, frame| {
+            if path.ends_with("/inbox") {
+                edit_message(frame, 1, edit);
+            }
+        });
+        let results = contribute_all(&members, &updates(n, m, 61), &vec![None; n]).await;
+        lie.clear();
+        for r in &results {
+            let e = r.as_ref().err().unwrap_or_else(|| panic!("{name}: {r:?}"));
+            let own = "key list omits or alters this client's own keys";
+            let itself = "lists this client as dropped";
+            assert!(
+                matches!(e, Error::Protocol(msg) if msg.contains(what) || msg.contains(own) || msg.contains(itself)),
+                "{name}: {e}"
+            );
+        }
+        let info = srv.admin.round(fid, 1, None, Duration::ZERO).await.unwrap();
+        assert_eq!((info.phase, info.received), (phase, 0), "{name}");
+    }
+}
+
+/// In an unmask request (survivors, dropped, the signed set, signatures), list the last
+/// surviving neighbour as dropped instead: the server would then get its self-mask share from
+/// the others and its mask-key share from this member.
+fn move_last_survivor_to_dropped(msg: &mut Vec<u8>) {
+    let u32_at = |m: &[u8], i: usize| u32::from_le_bytes(m[i..i + 4].try_into().unwrap()) as usize;
+    let survivors = u32_at(msg, 4);
+    let last = 8 + 4 * (survivors - 1);
+    let moved: Vec<u8> = msg[last..last + 4].to_vec();
+    let dropped_at = 8 + 4 * survivors;
+    let dropped = u32_at(msg, dropped_at);
+    let mut out = msg[..4].to_vec();
+    out.extend_from_slice(&((survivors - 1) as u32).to_le_bytes());
+    out.extend_from_slice(&msg[8..last]);
+    out.extend_from_slice(&((dropped + 1) as u32).to_le_bytes());
+    let mut ids: Vec<[u8; 4]> = msg[dropped_at + 4..dropped_at + 4 + 4 * dropped]
+        .chunks_exact(4)
+        .map(|c| c.try_into().unwrap())
+        .collect();
+    ids.push(moved.try_into().unwrap());
+    ids.sort_by_key(|b| u32::from_le_bytes(*b));
+    for id in ids {
+        out.extend_from_slice(&id);
+    }
+    out.extend_from_slice(&msg[dropped_at + 4 + 4 * dropped..]);
+    *msg = out;
+}
+
+/// Against a malicious server, the previous round's key lists, replayed in the next round (each
+/// member's own, framed for the new round), are refused: the signatures are bound to the session.
+pub(super) async fn members_refuse_the_previous_rounds_key_lists(store: Store) {
+    let srv = start(store, 1 << 22).await;
+    let lie = Lie::default();
+    let proxy = tampering_proxy(srv.base.clone(), lie.clone()).await;
+    let (m, n) = (20, 10);
+    let (fid, members) = malicious_federation(&srv, &proxy, m, n).await;
+    let seen: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    lie.set_frames(move |path, token, frame| {
+        if path.ends_with("/rounds/1/inbox") {
+            let msg = Frame::decode(frame, FrameKind::Secagg, 1).unwrap();
+            if is(msg, fedagg_secagg::wire::Kind::KeyList) {
+                record
+                    .lock()
+                    .unwrap()
+                    .insert(token.to_string(), msg.to_vec());
+            }
+        }
+    });
+    srv.admin.open_round(fid).await.unwrap();
+    let results = contribute_all(&members, &updates(n, m, 71), &vec![None; n]).await;
+    assert!(results
+        .iter()
+        .all(|r| done(r).status == RoundStatus::Completed));
+    assert_eq!(seen.lock().unwrap().len(), n);
+    lie.set_frames(move |path, token, frame| {
+        if path.ends_with("/rounds/2/inbox") {
+            let old = seen.lock().unwrap().get(token).cloned().unwrap();
+            edit_message(frame, 2, |msg| {
+                if is(msg, fedagg_secagg::wire::Kind::KeyList) {
+                    *msg = old;
+                }
+            });
+        }
+    });
+    srv.admin.open_round(fid).await.unwrap();
+    let results = contribute_all(&members, &updates(n, m, 72), &vec![None; n]).await;
+    lie.clear();
+    for r in &results {
+        let e = r.as_ref().err().unwrap_or_else(|| panic!("{r:?}"));
+        let own = "key list omits or alters this client's own keys";
+        assert!(
+            matches!(e, Error::Protocol(msg) if msg.contains("does not verify") || msg.contains(own)),
+            "{e}"
+        );
+    }
+    let info = srv.admin.round(fid, 2, None, Duration::ZERO).await.unwrap();
+    assert_eq!((info.phase, info.received), (Phase::ShareKeys, 0));
 }

@@ -31,6 +31,12 @@ pub enum Mode {
         /// Fraction of clients that may collude with the server.
         #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
         corrupt_fraction: f64,
+        /// Do not trust the server to follow the protocol: members sign their advertised keys
+        /// with their identities (from the roster the federation's `roster_authority` signs,
+        /// which this requires) and run the consistency check before unmasking, and the
+        /// threshold is sized for a server that lies about who dropped out.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        malicious_server: bool,
     },
     /// Packed Paillier encryption under a key held by the key holder, who decrypts only the sum.
     Paillier {
@@ -113,24 +119,40 @@ fn adaptive_learning_rate() -> f64 {
 }
 
 impl Mode {
+    /// Whether members run SecAgg against a server that may deviate from the protocol.
+    pub fn malicious_server(&self) -> bool {
+        matches!(
+            self,
+            Mode::Secagg {
+                malicious_server: true,
+                ..
+            }
+        )
+    }
+
     /// Whether a key holder decrypts the aggregate (Paillier and lattice).
     pub fn is_he(&self) -> bool {
         matches!(self, Mode::Paillier { .. } | Mode::Lattice { .. })
     }
 
     /// The SecAgg threat model of a SecAgg federation (the defaults' security and correctness
-    /// levels, and its corrupt fraction and dropout rate), from which server and SDK both derive
+    /// levels, its corrupt fraction and dropout rate, and whether the server may lie), from which server and SDK both derive
     /// each round's graph and threshold; `None` in the other modes.
     pub fn threat_model(&self) -> Option<fedagg_secagg::ThreatModel> {
         match *self {
             Mode::Secagg {
                 dropout_rate,
                 corrupt_fraction,
+                malicious_server,
                 ..
             } => Some(fedagg_secagg::ThreatModel {
                 dropout_rate,
                 corrupt_fraction,
-                adversary: fedagg_secagg::Adversary::Curious,
+                adversary: if malicious_server {
+                    fedagg_secagg::Adversary::SemiMalicious
+                } else {
+                    fedagg_secagg::Adversary::Curious
+                },
                 ..fedagg_secagg::ThreatModel::default()
             }),
             _ => None,

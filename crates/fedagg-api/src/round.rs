@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 /// A round's phase, spelled one way on the wire, in the store's event log and in logs.
 ///
-/// SecAgg rounds go through `advertise_keys`, `share_keys`, `masked_input` and `unmask`;
+/// SecAgg rounds go through `advertise_keys`, `share_keys`, `masked_input`,
+/// `consistency_check` (with `malicious_server` only) and `unmask`;
 /// Paillier and lattice rounds through `submit` and `decrypt`; DP rounds through `submit`. A round
 /// that ended is in `done`.
 #[derive(
@@ -21,6 +22,8 @@ pub enum Phase {
     ShareKeys,
     /// SecAgg round 2: participants send their masked inputs.
     MaskedInput,
+    /// SecAgg round 3, against a malicious server: survivors sign the survivor set.
+    ConsistencyCheck,
     /// SecAgg round 4: survivors send the shares that remove the masks.
     Unmask,
     /// Paillier, lattice and DP: participants send their (encrypted or plaintext) updates.
@@ -33,10 +36,11 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in no particular order.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::AdvertiseKeys,
         Phase::ShareKeys,
         Phase::MaskedInput,
+        Phase::ConsistencyCheck,
         Phase::Unmask,
         Phase::Submit,
         Phase::Decrypt,
@@ -49,6 +53,7 @@ impl Phase {
             Phase::AdvertiseKeys => "advertise_keys",
             Phase::ShareKeys => "share_keys",
             Phase::MaskedInput => "masked_input",
+            Phase::ConsistencyCheck => "consistency_check",
             Phase::Unmask => "unmask",
             Phase::Submit => "submit",
             Phase::Decrypt => "decrypt",
@@ -95,12 +100,24 @@ pub struct SecaggSession {
     pub threshold: u32,
     /// Modulus bits.
     pub modulus_bits: u32,
+    /// Against a malicious server: the participant id of each member, by member index (members
+    /// check each one's identity on the roster the enrollment authority signed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cohort: Vec<i64>,
+    /// Against a malicious server: each member's identity key (hex) as the server took it from
+    /// the signed roster, by member index (members use their own verified copy instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
 }
 
 impl SecaggSession {
     /// The session configuration both sides derive from these parameters for updates of
     /// `vector_len` values (the encoded vector has one more slot, for the weight).
-    pub fn config(&self, vector_len: usize) -> Result<fedagg_secagg::SessionConfig, String> {
+    pub(crate) fn config_with(
+        &self,
+        vector_len: usize,
+        identities: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    ) -> Result<fedagg_secagg::SessionConfig, String> {
         let hex32 = |s: &str, what: &str| -> Result<[u8; 32], String> {
             hex::decode(s)
                 .map_err(|e| format!("{what}: {e}"))?
@@ -120,9 +137,25 @@ impl SecaggSession {
             self.threshold as usize,
             modulus,
             fedagg_quant::QuantParams::encoded_len(vector_len),
-            None,
+            identities,
         )
         .map_err(|e| e.to_string())
+    }
+
+    /// The session configuration for updates of `vector_len` values, with the identity keys of
+    /// the session's own `identities` when it lists them (the server's view).
+    pub fn config(&self, vector_len: usize) -> Result<fedagg_secagg::SessionConfig, String> {
+        let identities = if self.identities.is_empty() {
+            None
+        } else {
+            let keys = self
+                .identities
+                .iter()
+                .map(|k| crate::trust::identity_key(k).map_err(|e| e.0))
+                .collect::<Result<Vec<_>, String>>()?;
+            Some(keys)
+        };
+        self.config_with(vector_len, identities)
     }
 }
 

@@ -254,9 +254,12 @@ impl SecaggSession {
     /// `spec`: the cohort within `min_clients..=max_clients` (at least 3), the graph and
     /// threshold that the pinned threat model gives for that cohort, and the modulus of the
     /// pinned quantization. The member's neighbours then follow from the graph seed, here.
+    /// Against a malicious server, every member's identity comes from `roster` (verified by the
+    /// caller under the pinned authority), never from the server's list.
     pub fn verified_config(
         &self,
         spec: &FederationSpec,
+        roster: Option<&BTreeMap<i64, VerifyingKey>>,
     ) -> Result<fedagg_secagg::SessionConfig, Mismatch> {
         let bad = |s: String| Err(Mismatch(s));
         let Some(threat) = spec.mode.threat_model() else {
@@ -299,7 +302,47 @@ impl SecaggSession {
                 self.modulus_bits
             ));
         }
-        self.config(spec.vector_len).map_err(Mismatch)
+        let identities = if spec.mode.malicious_server() {
+            Some(self.identities_from(roster)?)
+        } else {
+            None
+        };
+        self.config_with(spec.vector_len, identities)
+            .map_err(Mismatch)
+    }
+
+    /// Each member's identity key from the verified roster, by member index; a member missing
+    /// from it, or listed by the server with another key, is refused by name.
+    fn identities_from(
+        &self,
+        roster: Option<&BTreeMap<i64, VerifyingKey>>,
+    ) -> Result<Vec<VerifyingKey>, Mismatch> {
+        let roster = roster
+            .ok_or_else(|| Mismatch("a malicious-server session needs the signed roster".into()))?;
+        if self.cohort.len() != self.n as usize {
+            return Err(Mismatch(format!(
+                "the session lists {} members for a cohort of {}",
+                self.cohort.len(),
+                self.n
+            )));
+        }
+        self.cohort
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                let key = roster.get(pid).ok_or_else(|| {
+                    Mismatch(format!("participant {pid} is not on the signed roster"))
+                })?;
+                let listed = self.identities.get(i).map(String::as_str);
+                if listed != Some(hex::encode(key.as_bytes()).as_str()) {
+                    return Err(Mismatch(format!(
+                        "the server lists participant {pid} with an identity key other than \
+                         the signed roster's"
+                    )));
+                }
+                Ok(*key)
+            })
+            .collect()
     }
 }
 
@@ -318,6 +361,7 @@ mod tests {
                 max_weight: 100,
                 dropout_rate: 0.1,
                 corrupt_fraction: 0.05,
+                malicious_server: false,
             },
             min_clients: 4,
             max_clients: 500,
@@ -337,6 +381,8 @@ mod tests {
             graph_seed: "22".repeat(32),
             threshold: gp.threshold as u32,
             modulus_bits: spec.quant().unwrap().modulus().bits(),
+            cohort: Vec::new(),
+            identities: Vec::new(),
         }
     }
 
@@ -379,12 +425,12 @@ mod tests {
     fn a_session_weaker_than_the_pinned_spec_is_refused_by_what_differs() {
         let s = spec();
         for n in [4, 10, 100, 500] {
-            session(&s, n).verified_config(&s).unwrap();
+            session(&s, n).verified_config(&s, None).unwrap();
         }
         let refused = |f: &dyn Fn(&mut SecaggSession), what: &str| {
             let mut r = session(&s, 200);
             f(&mut r);
-            let e = r.verified_config(&s).unwrap_err();
+            let e = r.verified_config(&s, None).unwrap_err();
             assert!(e.0.contains(what), "{what}: {e}");
         };
         refused(&|r| r.threshold = 1, "threshold 1 differs");

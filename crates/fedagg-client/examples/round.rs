@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 max_weight: 1000,
                 dropout_rate: 0.1,
                 corrupt_fraction: 0.05,
+                malicious_server: false,
             },
             min_clients: 5,
             max_clients: 100,

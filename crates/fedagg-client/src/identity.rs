@@ -32,6 +32,11 @@ impl Identity {
         hex::encode(self.key.verifying_key().as_bytes())
     }
 
+    /// A copy of the signing key for one protocol session (it zeroizes itself when dropped).
+    pub(crate) fn signing_key(&self) -> SigningKey {
+        SigningKey::from_bytes(self.key.as_bytes())
+    }
+
     /// As the enrollment authority (whose key is an identity too): sign federation
     /// `federation_id`'s roster of `members`.
     pub fn sign_roster(

@@ -711,16 +711,31 @@ impl Client {
         let member = info
             .member
             .ok_or_else(|| Error::Protocol("not a member of this round".into()))?;
+        // Against a malicious server: the members' identities from the roster the pinned
+        // authority signed, and this member's own identity to sign with.
+        let malicious = spec.mode.malicious_server();
+        let (roster, identity) = if malicious {
+            let identity = self.identity.as_ref().ok_or_else(|| {
+                Error::Protocol(
+                    "this federation runs against a malicious server: give the client its \
+                     identity (Client::with_identity)"
+                        .into(),
+                )
+            })?;
+            (Some(self.roster().await?), Some(identity.signing_key()))
+        } else {
+            (None, None)
+        };
         // Graph, threshold, cohort size and modulus from the pinned spec, not the server's word.
         let cfg = Arc::new(
             session
-                .verified_config(spec)
+                .verified_config(spec, roster.as_ref())
                 .map_err(|e| Error::Untrusted(format!("round {round}: {e}")))?,
         );
         let mode = &spec.mode;
         self.await_phase(info, Phase::AdvertiseKeys, until).await?;
         let (st, msg) =
-            fedagg_secagg::client::start(cfg, ClientId(member), None, rng).map_err(p)?;
+            fedagg_secagg::client::start(cfg, ClientId(member), identity, rng).map_err(p)?;
         self.submit(round, mode.submission_kind(Phase::AdvertiseKeys), &msg)
             .await?;
         report("sent advertise_keys".into(), Some(Phase::AdvertiseKeys));
@@ -735,12 +750,27 @@ impl Client {
             .inbox(round, mode.inbox_kind(Phase::MaskedInput))
             .await?;
         let values = values.to_vec();
-        let (st, msg) = offload(move || st.mask(&shares, &values))
+        let (mut st, msg) = offload(move || st.mask(&shares, &values))
             .await?
             .map_err(p)?;
         self.submit(round, mode.submission_kind(Phase::MaskedInput), &msg)
             .await?;
         report("sent masked_input".into(), Some(Phase::MaskedInput));
+        if malicious {
+            // Sign the survivor set the server announces (one set per session, at most).
+            self.await_phase(info, Phase::ConsistencyCheck, until)
+                .await?;
+            let request = self
+                .inbox(round, mode.inbox_kind(Phase::ConsistencyCheck))
+                .await?;
+            let msg = st.sign_consistency(&request).map_err(p)?;
+            self.submit(round, mode.submission_kind(Phase::ConsistencyCheck), &msg)
+                .await?;
+            report(
+                "sent consistency_check".into(),
+                Some(Phase::ConsistencyCheck),
+            );
+        }
         self.await_phase(info, Phase::Unmask, until).await?;
         let request = self.inbox(round, mode.inbox_kind(Phase::Unmask)).await?;
         let msg = st.unmask(&request).map_err(p)?;

@@ -39,7 +39,7 @@
 //! let ledger = spec::initial_ledger(&spec)?;
 //! # use rand_core::SeedableRng;
 //! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1); // a CSPRNG the shell seeds from the OS
-//! let params = plan::plan(&spec, vec![7, 8, 9], ledger.as_ref(), &mut rng)?;
+//! let params = plan::plan(&spec, vec![7, 8, 9], None, ledger.as_ref(), &mut rng)?;
 //! let id = RoundId { federation_id: 1, round: 1, base_version: 0, opened_ms: 0 };
 //! let mut round = Round::new(id, spec, params, None, ledger)?;
 //! for participant in [7, 8, 9] {

@@ -1,6 +1,8 @@
 //! Planning a round: who is in its cohort (uniform, or Poisson sampling for DP), whether the DP
 //! budget allows it, and the SecAgg session it runs (graph and threshold from the threat model).
 
+use std::collections::BTreeMap;
+
 use fedagg_api::{FederationSpec, Mode, SecaggSession};
 use fedagg_secagg::GraphParams;
 use rand_core::{CryptoRng, RngCore};
@@ -39,15 +41,36 @@ impl RoundParams {
     }
 }
 
+/// Identity keys (hex) by participant id, from a roster the shell verified under the
+/// federation's `roster_authority`.
+pub type Identities = BTreeMap<i64, String>;
+
 /// Plan the next round of `spec` among the enrolled `contributors`, with the federation's
-/// `ledger` (DP mode). Refuses a round that cannot run: too few participants, a DP budget that
-/// one more round would exceed, a cohort no SecAgg graph protects.
+/// `ledger` (DP mode) and, against a malicious server, the verified roster's `identities` (only
+/// members on it can take part: nobody could check another's identity). Refuses a round that
+/// cannot run: too few participants, a DP budget that one more round would exceed, a cohort no
+/// SecAgg graph protects, no signed roster where one is needed.
 pub fn plan<R: RngCore + CryptoRng>(
     spec: &FederationSpec,
-    contributors: Vec<i64>,
+    mut contributors: Vec<i64>,
+    identities: Option<&Identities>,
     ledger: Option<&DpState>,
     rng: &mut R,
 ) -> Result<RoundParams> {
+    let roster = match (spec.mode.malicious_server(), identities) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(RoundError::Conflict(
+                "the enrollment authority has not signed a roster (`fedagg authority \
+                 sign-roster`)"
+                    .into(),
+            ))
+        }
+        (true, Some(ids)) => {
+            contributors.retain(|p| ids.contains_key(p));
+            Some(ids)
+        }
+    };
     let cohort = select_cohort(spec, contributors, rng);
     if !matches!(spec.mode, Mode::Dp { .. }) && cohort.len() < spec.min_clients as usize {
         return Err(RoundError::Conflict(format!(
@@ -58,7 +81,14 @@ pub fn plan<R: RngCore + CryptoRng>(
     }
     check_budget(spec, ledger)?;
     let secagg = match spec.mode {
-        Mode::Secagg { .. } => Some(secagg_session(spec, cohort.len() as u32, rng)?),
+        Mode::Secagg { .. } => {
+            let mut session = secagg_session(spec, cohort.len() as u32, rng)?;
+            if let Some(ids) = roster {
+                session.cohort = cohort.clone();
+                session.identities = cohort.iter().filter_map(|p| ids.get(p).cloned()).collect();
+            }
+            Some(session)
+        }
         _ => None,
     };
     Ok(RoundParams { cohort, secagg })
@@ -139,6 +169,8 @@ fn secagg_session<R: RngCore + CryptoRng>(
         graph_seed: hex::encode(seed),
         threshold: gp.threshold as u32,
         modulus_bits: quant.modulus().bits(),
+        cohort: Vec::new(),
+        identities: Vec::new(),
     })
 }
 

@@ -93,6 +93,13 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             }
             // The graph and threshold are derived for each round's cohort, by the server and,
             // from their pinned spec, by the members; here the rates only need to be meaningful.
+            if spec.mode.malicious_server() && spec.roster_authority.is_none() {
+                return bad(
+                    "malicious_server needs a roster_authority: the key that signs the \
+                            members' identities, which the server must not hold"
+                        .into(),
+                );
+            }
         }
         Mode::Paillier { .. } => {}
         Mode::Lattice { .. } => {

@@ -36,6 +36,7 @@ fn secagg() -> Mode {
         max_weight: 10,
         dropout_rate: 0.3,
         corrupt_fraction: 0.1,
+        malicious_server: false,
     }
 }
 
@@ -83,8 +84,14 @@ impl Harness {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         spec::validate(&spec).unwrap();
         let ledger = spec::initial_ledger(&spec).unwrap();
-        let params =
-            plan::plan(&spec, (1..=n as i64).collect(), ledger.as_ref(), &mut rng).unwrap();
+        let params = plan::plan(
+            &spec,
+            (1..=n as i64).collect(),
+            None,
+            ledger.as_ref(),
+            &mut rng,
+        )
+        .unwrap();
         let id = RoundId {
             federation_id: 1,
             round: 1,
@@ -506,7 +513,7 @@ fn a_spent_budget_refuses_the_next_round() {
     let s = spec(dp(1e-3), 3);
     let ledger = spec::initial_ledger(&s).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(8);
-    let e = plan::plan(&s, vec![1, 2, 3], ledger.as_ref(), &mut rng).unwrap_err();
+    let e = plan::plan(&s, vec![1, 2, 3], None, ledger.as_ref(), &mut rng).unwrap_err();
     assert!(matches!(e, RoundError::Conflict(_)), "{e}");
 }
 

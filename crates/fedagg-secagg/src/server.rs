@@ -520,6 +520,11 @@ pub struct CollectingSignatures {
 }
 
 impl CollectingSignatures {
+    /// Clients expected to sign (U3).
+    pub fn expected(&self) -> &BTreeSet<ClientId> {
+        &self.core.u3
+    }
+
     /// Accept one signature on U3.
     pub fn receive(&mut self, from: ClientId, msg: &[u8]) -> Result<(), Error> {
         let checked = self.check(from, msg)?;

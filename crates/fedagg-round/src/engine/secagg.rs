@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fedagg_api::{Phase, SecaggSession};
 use fedagg_quant::QuantParams;
 use fedagg_secagg::server::{
-    AfterMasking, CheckedKeys, CheckedMasked, CheckedShares, CheckedUnmask, CollectingKeys,
-    CollectingMasked, CollectingShares, Outbox, Unmasking,
+    AfterMasking, CheckedKeys, CheckedMasked, CheckedShares, CheckedSignature, CheckedUnmask,
+    CollectingKeys, CollectingMasked, CollectingShares, CollectingSignatures, Outbox, Unmasking,
 };
 use fedagg_secagg::wire::Kind;
 use fedagg_secagg::{ClientId, SessionConfig};
@@ -19,6 +19,8 @@ enum State {
     Keys(CollectingKeys),
     Shares(CollectingShares),
     Masked(CollectingMasked),
+    /// Against a malicious server: the survivors sign the survivor set.
+    Signatures(CollectingSignatures),
     Unmask(Unmasking),
 }
 
@@ -27,6 +29,7 @@ pub(crate) enum Checked {
     Keys(CheckedKeys),
     Shares(CheckedShares),
     Masked(CheckedMasked),
+    Signature(CheckedSignature),
     Unmask(CheckedUnmask),
 }
 
@@ -71,6 +74,7 @@ impl SecaggEngine {
             State::Keys(_) => Phase::AdvertiseKeys,
             State::Shares(_) => Phase::ShareKeys,
             State::Masked(_) => Phase::MaskedInput,
+            State::Signatures(_) => Phase::ConsistencyCheck,
             State::Unmask(_) => Phase::Unmask,
         }
     }
@@ -81,6 +85,7 @@ impl SecaggEngine {
             State::Keys(_) => Kind::AdvertiseKeys,
             State::Shares(_) => Kind::ShareKeys,
             State::Masked(_) => Kind::MaskedInput,
+            State::Signatures(_) => Kind::ConsistencySignature,
             State::Unmask(_) => Kind::UnmaskResponse,
         };
         fedagg_secagg::wire::max_len(kind, &self.cfg)
@@ -91,6 +96,7 @@ impl SecaggEngine {
             State::Keys(_) => self.n,
             State::Shares(s) => s.expected().len(),
             State::Masked(s) => s.expected().len(),
+            State::Signatures(s) => s.expected().len(),
             State::Unmask(s) => s.expected().len(),
         }
     }
@@ -109,6 +115,7 @@ impl SecaggEngine {
             State::Keys(s) => s.check(from, msg).map(Checked::Keys),
             State::Shares(s) => s.check(from, msg).map(Checked::Shares),
             State::Masked(s) => s.check(from, msg).map(Checked::Masked),
+            State::Signatures(s) => s.check(from, msg).map(Checked::Signature),
             State::Unmask(s) => s.check(from, msg).map(Checked::Unmask),
         }
         .map_err(from_secagg)
@@ -119,6 +126,7 @@ impl SecaggEngine {
             (State::Keys(s), Checked::Keys(c)) => s.apply(c),
             (State::Shares(s), Checked::Shares(c)) => s.apply(c),
             (State::Masked(s), Checked::Masked(c)) => s.apply(c),
+            (State::Signatures(s), Checked::Signature(c)) => s.apply(c),
             (State::Unmask(s), Checked::Unmask(c)) => s.apply(c),
             _ => {
                 return Err(RoundError::Internal(
@@ -147,10 +155,12 @@ impl SecaggEngine {
             }
             State::Masked(s) => match s.finish().map_err(text)? {
                 AfterMasking::Unmasking(next, out) => (State::Unmask(next), out),
-                AfterMasking::ConsistencyCheck(..) => {
-                    return Err("the consistency check is not offered by this server".into())
-                }
+                AfterMasking::ConsistencyCheck(next, out) => (State::Signatures(next), out),
             },
+            State::Signatures(s) => {
+                let (next, out) = s.finish().map_err(text)?;
+                (State::Unmask(next), out)
+            }
             State::Unmask(s) => {
                 let agg = s.finish().map_err(text)?;
                 if agg.included.len() < self.min {

@@ -110,6 +110,31 @@ impl App {
         })
     }
 
+    /// The identity keys of federation `fid`'s signed roster, verified again under its
+    /// `roster_authority` (the store is not trusted to have kept it intact); `None` when there is
+    /// no authority or no signed roster yet.
+    pub fn verified_roster(
+        &self,
+        fid: i64,
+        spec: &fedagg_api::FederationSpec,
+    ) -> Result<Option<fedagg_round::plan::Identities>, ApiError> {
+        let (Some(authority), (_, Some(text))) = (&spec.roster_authority, self.store.roster(fid)?)
+        else {
+            return Ok(None);
+        };
+        let signed: SignedRoster = serde_json::from_str(&text)
+            .map_err(|e| ApiError::internal(format!("stored roster: {e}")))?;
+        fedagg_api::trust::verify_roster(authority, fid, &signed)
+            .map_err(|e| ApiError::internal(format!("stored roster: {e}")))?;
+        Ok(Some(
+            signed
+                .members
+                .into_iter()
+                .map(|m| (m.participant_id, m.identity_key))
+                .collect(),
+        ))
+    }
+
     /// Store a roster the federation's enrollment authority signed: the signature must verify
     /// under the federation's `roster_authority`, and each member be enrolled with that key.
     pub fn set_roster(&self, fid: i64, signed: &SignedRoster) -> Result<(), ApiError> {

@@ -28,7 +28,14 @@ impl App {
         let (row, spec) = self.federation_spec(fid)?;
         let ledger = Self::ledger_of(&row)?;
         let contributors = self.store.contributors(fid)?;
-        let params = fedagg_round::plan::plan(&spec, contributors, ledger.as_ref(), &mut rng()?)?;
+        let identities = self.verified_roster(fid, &spec)?;
+        let params = fedagg_round::plan::plan(
+            &spec,
+            contributors,
+            identities.as_ref(),
+            ledger.as_ref(),
+            &mut rng()?,
+        )?;
         let number = self.store.latest_round(fid)?.map_or(1, |r| r.round + 1);
         let now = self.now_ms();
         let id = RoundId {
