@@ -17,7 +17,9 @@
 //! the full table (minutes); `-- load` runs the load rows (1,000 participants: SecAgg+ at
 //! m = 10^4, DP at m = 10^5); `-- --test` or `FEDAGG_BENCH_QUICK=1` runs a small smoke round.
 //! `FEDAGG_BENCH_CLIENTS=25,100` and `FEDAGG_BENCH_SIZES=1000000` choose the grid (several client
-//! counts show that server memory does not grow with n); `FEDAGG_BENCH_MODES=dp,secagg` the modes.
+//! counts show that server memory does not grow with n); `FEDAGG_BENCH_MODES=dp,secagg` the modes
+//! (`secagg-malicious`: SecAgg against a malicious server, with the roster's signing and
+//! verification timed).
 
 #![allow(clippy::unwrap_used)]
 
@@ -162,13 +164,13 @@ fn quantile_ms(before: &[f64], after: &[f64], q: f64) -> f64 {
 
 fn mode(name: &str) -> Mode {
     match name {
-        "secagg" => Mode::Secagg {
+        "secagg" | "secagg-malicious" => Mode::Secagg {
             clip: 1.0,
             levels: 1 << 16,
             max_weight: 100,
             dropout_rate: 0.1,
             corrupt_fraction: 0.05,
-            malicious_server: false,
+            malicious_server: name == "secagg-malicious",
         },
         "paillier" => Mode::Paillier {
             clip: 1.0,
@@ -193,6 +195,8 @@ async fn round(name: &str, n: usize, m: usize) {
     let served = serve::spawn(&dir, "127.0.0.1:0", ADMIN, &[]);
     let (pid, base) = (served.child.id(), served.base.clone());
     let admin = Admin::new(&base, ADMIN).unwrap();
+    // Against a malicious server: an enrollment authority signs the members' identities.
+    let authority = (name == "secagg-malicious").then(fedagg_client::Identity::generate);
     let fed = admin
         .create_federation(&FederationSpec {
             name: "bench".into(),
@@ -203,7 +207,7 @@ async fn round(name: &str, n: usize, m: usize) {
             phase_timeout_secs: 3600,
             server_lr: 1.0,
             auto_rounds: false,
-            roster_authority: None,
+            roster_authority: authority.as_ref().map(fedagg_client::Identity::public_hex),
         })
         .await
         .unwrap();
@@ -220,6 +224,9 @@ async fn round(name: &str, n: usize, m: usize) {
         key_holder = Some(kh);
     }
     let clients = enroll(&admin, &base, fed.id, n).await;
+    if let Some(a) = &authority {
+        roster_costs(&admin, fed.id, a, &clients[0]).await;
+    }
     // Updates of L2 norm about 0.5 (below the clip of 1), so the mean is exact before noise.
     let amplitude = (3.0 / m as f64).sqrt() * 0.5;
     let updates: Vec<Vec<f32>> = (0..n)
@@ -230,9 +237,7 @@ async fn round(name: &str, n: usize, m: usize) {
                 .collect()
         })
         .collect();
-    let mean: Vec<f64> = (0..m)
-        .map(|j| updates.iter().map(|u| f64::from(u[j])).sum::<f64>() / n as f64)
-        .collect();
+    let mean = mean_of(&updates);
     let before = scrape(&base).await;
     let cpu_before = cpu_secs(pid);
     let info = admin.open_round(fed.id).await.unwrap();
@@ -282,6 +287,40 @@ async fn round(name: &str, n: usize, m: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The coordinate-wise mean of equally weighted updates.
+fn mean_of(updates: &[Vec<f32>]) -> Vec<f64> {
+    let n = updates.len() as f64;
+    (0..updates[0].len())
+        .map(|j| updates.iter().map(|u| f64::from(u[j])).sum::<f64>() / n)
+        .collect()
+}
+
+/// Sign and store federation `fid`'s roster as its authority, then read and verify it as a
+/// member does before each round; prints both times.
+async fn roster_costs(
+    admin: &Admin,
+    fid: i64,
+    authority: &fedagg_client::Identity,
+    member: &Client,
+) {
+    let t = std::time::Instant::now();
+    let enrolled = admin.roster(fid).await.unwrap().enrolled;
+    let n = enrolled.len();
+    admin
+        .put_roster(fid, &authority.sign_roster(fid, enrolled).unwrap())
+        .await
+        .unwrap();
+    let signed = t.elapsed();
+    let t = std::time::Instant::now();
+    assert_eq!(member.roster().await.unwrap().len(), n);
+    println!(
+        "  roster of {n}: fetched, signed and stored (server checks it) in {:.1} ms; a member \
+         fetches and verifies it in {:.1} ms",
+        signed.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+}
+
 /// `n` participants of federation `fid`.
 async fn enroll(admin: &Admin, base: &str, fid: i64, n: usize) -> Vec<Client> {
     let mut clients = Vec::new();
@@ -326,7 +365,11 @@ fn main() {
     let quick =
         args.iter().any(|a| a == "--test") || std::env::var_os("FEDAGG_BENCH_QUICK").is_some();
     let grid: Vec<(String, usize, usize)> = if quick {
-        vec![("dp".into(), 10, 1000), ("secagg".into(), 10, 1000)]
+        vec![
+            ("dp".into(), 10, 1000),
+            ("secagg".into(), 10, 1000),
+            ("secagg-malicious".into(), 10, 1000),
+        ]
     } else if args.iter().any(|a| a == "load") {
         vec![
             ("secagg".into(), 1000, 10_000),
