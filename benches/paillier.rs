@@ -1,5 +1,8 @@
-//! Criterion benchmarks of Paillier: single operations at 2048 and 3072 bits, and packed vectors
-//! (client encryption, server addition of N vectors, key-holder decryption) against m.
+//! Criterion benchmarks of Paillier: single operations at 2048 and 3072 bits, packed vectors
+//! (client encryption, server addition of N vectors, key-holder decryption) against m, the key
+//! holder's extra work under verified decryption, and threshold decryption (partial decryption,
+//! its proof's check, combination). Dealing a threshold key (safe primes) is timed by
+//! `fedagg-paillier`'s `threshold_keygen` example: seconds to minutes a run.
 //! `FEDAGG_BENCH_QUICK=1` keeps only small sizes; `FEDAGG_BENCH_PAILLIER_1E6=1` adds 10^6 values.
 
 // criterion_group! generates undocumented public functions.
@@ -122,5 +125,123 @@ fn packed(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, single, packed);
+/// Verified decryption: what the key holder adds to decrypting the sum of `n` contributions of
+/// `m` values (checking each signature, decoding each vector, adding them up), against the
+/// decryption itself.
+fn verified(c: &mut Criterion) {
+    use fedagg_api::contributions::Contribution;
+    use fedagg_api::contributions::{sign_contribution, split_signed, verify_contributions};
+    let sk = key(if quick() { 1024 } else { 2048 });
+    let pk = sk.public();
+    let quant = QuantParams::with_minimal_modulus(1.0, 1 << 12, 16, 1000).expect("fits");
+    let packing = Packing::new(pk, &quant).expect("fits the key");
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let m = if quick() { 1_000 } else { 10_000 };
+    let values: Vec<u64> = (0..m as u64)
+        .map(|i| (i * 2654435761) % (1 << 16))
+        .collect();
+    let one = fedagg_paillier::encode_ciphertexts(
+        pk,
+        &packing.encrypt(pk, &values, &mut rng).expect("encrypts"),
+    );
+    let mut g = c.benchmark_group("paillier/verified");
+    g.sample_size(10);
+    for n in [10usize, 100] {
+        let mut roster = std::collections::BTreeMap::new();
+        let entries: Vec<Contribution> = (0..n as i64)
+            .map(|p| {
+                let id = ed25519_dalek::SigningKey::generate(&mut rng);
+                roster.insert(p, id.verifying_key());
+                let signed = sign_contribution(&id, 1, 7, &one);
+                let (_, signature) = split_signed(&signed).expect("signed");
+                Contribution {
+                    participant: p,
+                    ciphertexts: one.clone(),
+                    signature,
+                }
+            })
+            .collect();
+        let count = packing.ciphertexts_for(m);
+        let bytes = fedagg_api::contributions::encode_contributions(&entries).len();
+        eprintln!(
+            "verified/n={n}/m={}: the key holder downloads {bytes} bytes",
+            label(m)
+        );
+        g.bench_function(format!("signatures/m={}/n={n}", label(m)), |b| {
+            b.iter(|| verify_contributions(1, 7, &entries, &roster, n).expect("verifies"))
+        });
+        g.bench_function(
+            format!("check-and-add/{}/m={}/n={n}", pk.bits(), label(m)),
+            |b| {
+                b.iter(|| {
+                    verify_contributions(1, 7, &entries, &roster, n).expect("verifies");
+                    let mut acc: Option<Vec<Ciphertext>> = None;
+                    for e in &entries {
+                        let cts = fedagg_paillier::decode_ciphertexts(pk, &e.ciphertexts, count)
+                            .expect("decodes");
+                        match &mut acc {
+                            None => acc = Some(cts),
+                            Some(acc) => acc
+                                .iter_mut()
+                                .zip(&cts)
+                                .for_each(|(a, c)| pk.add_assign(a, c)),
+                        }
+                    }
+                    acc
+                })
+            },
+        );
+    }
+    let cts =
+        fedagg_paillier::decode_ciphertexts(pk, &one, packing.ciphertexts_for(m)).expect("decodes");
+    g.bench_function(format!("decrypt/{}/m={}", pk.bits(), label(m)), |b| {
+        b.iter(|| packing.decrypt(&sk, &cts, m))
+    });
+    g.finish();
+}
+
+/// Threshold decryption, 3 of 5 holders, from pinned safe primes: per ciphertext vector of 16
+/// (one batched proof each), a holder's partial decryption, its check, and combining three.
+fn threshold(c: &mut Criterion) {
+    use fedagg_paillier::threshold::{deal_from_primes, primes_from_text};
+    let fixtures: &[(u32, &str)] = &[
+        (
+            2048,
+            include_str!("../crates/fedagg-paillier/tests/data/safe-primes-2048.txt"),
+        ),
+        (
+            3072,
+            include_str!("../crates/fedagg-paillier/tests/data/safe-primes-3072.txt"),
+        ),
+    ];
+    let mut g = c.benchmark_group("paillier/threshold");
+    g.sample_size(10);
+    let count: u32 = if quick() { 2 } else { 16 };
+    for &(bits, text) in fixtures.iter().take(if quick() { 1 } else { 2 }) {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let (p, q) = primes_from_text(text).expect("two primes");
+        let (key, shares) = deal_from_primes(&p, &q, 5, 3, &mut rng).expect("safe primes");
+        let pk = key.public();
+        let cts: Vec<Ciphertext> = (0..count)
+            .map(|i| pk.encrypt(&(pk.n() - 1u32 - i), &mut rng).expect("below n"))
+            .collect();
+        let partials: Vec<_> = shares[..3]
+            .iter()
+            .map(|s| s.partial_decrypt(&cts, &mut rng))
+            .collect();
+        g.bench_function(format!("partial-decrypt/{bits}/cts={count}"), |b| {
+            b.iter(|| shares[0].partial_decrypt(&cts, &mut rng))
+        });
+        g.bench_function(format!("verify/{bits}/cts={count}"), |b| {
+            b.iter(|| key.verify(&cts, &partials[0]).expect("verifies"))
+        });
+        let refs: Vec<_> = partials.iter().collect();
+        g.bench_function(format!("combine-3-of-5/{bits}/cts={count}"), |b| {
+            b.iter(|| key.combine(&refs).expect("combines"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, single, packed, verified, threshold);
 criterion_main!(benches);

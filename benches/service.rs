@@ -219,7 +219,7 @@ async fn round(name: &str, n: usize, m: usize) {
             .unwrap();
         let (c, _) = Client::enroll(&base, &code.bundle).await.unwrap();
         let mut rng = ChaCha20Rng::from_entropy();
-        let kh = KeyHolder::new(c, fedagg_paillier::keygen(2048, &mut rng).unwrap());
+        let kh = KeyHolder::new(c, fedagg_paillier::keygen(2048, &mut rng).unwrap()).unverified();
         kh.publish().await.unwrap();
         key_holder = Some(kh);
     }

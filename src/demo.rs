@@ -95,6 +95,13 @@ pub struct DemoConfig {
     /// signs, and run the consistency check before unmasking.
     #[arg(long)]
     pub malicious_server: bool,
+    /// Paillier: deal a threshold key to this many key holders (safe primes: keygen takes
+    /// longer), any `--threshold` of whom decrypt together; none can alone. Needs `--threshold`.
+    #[arg(long, requires = "threshold", value_parser = clap::value_parser!(u16).range(2..=i64::from(fedagg_paillier::threshold::MAX_HOLDERS)))]
+    pub holders: Option<u16>,
+    /// Paillier: key holders needed to decrypt, more than half of `--holders`.
+    #[arg(long, requires = "holders")]
+    pub threshold: Option<u16>,
     /// Paillier key size in bits.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(i64::from(fedagg_paillier::MIN_SERVICE_KEY_BITS)..=8192))]
     pub key_bits: u32,
@@ -190,6 +197,12 @@ impl DemoConfig {
         if self.malicious_server && self.mode != DemoMode::Secagg {
             bail!("--malicious-server applies to --mode secagg");
         }
+        if let (Some(k), Some(t)) = (self.holders, self.threshold) {
+            if self.mode != DemoMode::Paillier {
+                bail!("--holders and --threshold apply to --mode paillier");
+            }
+            fedagg_paillier::threshold::check_threshold(k, t)?;
+        }
         if self.mode != DemoMode::Dp && self.cohort() < least {
             bail!(
                 "an aggregate needs at least {least} participants per round (from two, each \
@@ -197,6 +210,14 @@ impl DemoConfig {
             );
         }
         Ok(())
+    }
+
+    /// An enrollment authority (made here, apart from the server) to sign the roster of
+    /// members' identities: against a malicious server (SecAgg), and always for Paillier, whose
+    /// key holders then decrypt only sums of signed contributions they checked.
+    fn authority(&self) -> Option<fedagg_client::Identity> {
+        (self.malicious_server || self.mode == DemoMode::Paillier)
+            .then(fedagg_client::Identity::generate)
     }
 
     /// Picked per round.
@@ -322,18 +343,43 @@ impl Service {
         let _ = self.serving.await;
     }
 
-    /// A Paillier key holder that has generated and published its key.
-    async fn key_holder(&self, fid: i64, bits: u32) -> Result<Arc<KeyHolder>> {
-        let code = self.admin.enrollment_code(fid, Role::KeyHolder).await?;
-        let (c, _) = Client::enroll(&self.base, &code.bundle).await?;
-        let sk = tokio::task::spawn_blocking(move || {
-            let mut rng = ChaCha20Rng::from_rng(OsRng)?;
-            fedagg_paillier::keygen(bits, &mut rng).map_err(anyhow::Error::from)
-        })
-        .await??;
-        let kh = KeyHolder::new(c, sk);
-        kh.publish().await?;
-        Ok(Arc::new(kh))
+    /// The Paillier key holders, their key generated (or dealt, `holders` of them with
+    /// `threshold` needed) and published.
+    async fn key_holders(&self, fid: i64, cfg: &DemoConfig) -> Result<Vec<Arc<KeyHolder>>> {
+        let (bits, threshold) = (cfg.key_bits, cfg.holders.zip(cfg.threshold));
+        let mut clients = Vec::new();
+        for _ in 0..threshold.map_or(1, |(k, _)| k) {
+            let code = self.admin.enrollment_code(fid, Role::KeyHolder).await?;
+            clients.push(Client::enroll(&self.base, &code.bundle).await?.0);
+        }
+        let holders: Vec<KeyHolder> = match threshold {
+            None => {
+                let sk = tokio::task::spawn_blocking(move || {
+                    let mut rng = ChaCha20Rng::from_rng(OsRng)?;
+                    fedagg_paillier::keygen(bits, &mut rng).map_err(anyhow::Error::from)
+                })
+                .await??;
+                let c = clients.into_iter().next().context("no key holder")?;
+                vec![KeyHolder::new(c, sk)]
+            }
+            Some((k, t)) => {
+                let (_, shares) = tokio::task::spawn_blocking(move || {
+                    let mut rng = ChaCha20Rng::from_rng(OsRng)?;
+                    fedagg_paillier::threshold::deal(bits, k, t, &mut rng)
+                        .map_err(anyhow::Error::from)
+                })
+                .await??;
+                clients
+                    .into_iter()
+                    .zip(shares)
+                    .map(|(c, share)| KeyHolder::threshold(c, share))
+                    .collect()
+            }
+        };
+        if let Some(first) = holders.first() {
+            first.publish().await?;
+        }
+        Ok(holders.into_iter().map(Arc::new).collect())
     }
 }
 
@@ -349,7 +395,7 @@ async fn sign_roster(admin: &Admin, fid: i64, authority: &fedagg_client::Identit
 /// Run the demo federation. Prints the table unless `quiet`.
 pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     cfg.check()?;
-    let authority = cfg.malicious_server.then(fedagg_client::Identity::generate);
+    let authority = cfg.authority();
     let started = Instant::now();
     let setup = Setup::new(&cfg.source()?, cfg.clients, cfg.partition()?, 0.2, cfg.seed)?;
     let arch: Arch = cfg.model.parse().map_err(|e: String| anyhow!(e))?;
@@ -368,9 +414,9 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         .create_federation(&cfg.spec(params, max_weight.unwrap_or(1), authority.as_ref()))
         .await?;
     admin.set_initial_model(fed.id, &initial).await?;
-    let key_holder = match cfg.mode {
-        DemoMode::Paillier => Some(service.key_holder(fed.id, cfg.key_bits).await?),
-        _ => None,
+    let key_holders = match cfg.mode {
+        DemoMode::Paillier => service.key_holders(fed.id, cfg).await?,
+        _ => Vec::new(),
     };
     let trainer = Arc::new(Mutex::new(Trainer {
         net,
@@ -399,7 +445,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         let round = Round {
             admin,
             fid: fed.id,
-            key_holder: key_holder.as_ref(),
+            key_holders: &key_holders,
             bar: &bar,
             quiet: cfg.quiet,
         };
@@ -452,7 +498,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
 struct Round<'a> {
     admin: &'a Admin,
     fid: i64,
-    key_holder: Option<&'a Arc<KeyHolder>>,
+    key_holders: &'a [Arc<KeyHolder>],
     bar: &'a Mutex<Option<ProgressBar>>,
     quiet: bool,
 }
@@ -473,16 +519,20 @@ impl Round<'_> {
         if !self.quiet {
             *lock(self.bar) = Some(round_bar(&info));
         }
-        let decrypt = self.key_holder.cloned().map(|kh| {
-            let r = info.round;
-            tokio::spawn(async move { kh.decrypt_round(r, Duration::from_secs(3600)).await })
-        });
+        let decrypt: Vec<_> = self
+            .key_holders
+            .iter()
+            .map(|kh| {
+                let (kh, r) = (kh.clone(), info.round);
+                tokio::spawn(async move { kh.decrypt_round(r, Duration::from_secs(3600)).await })
+            })
+            .collect();
         let end = self
             .admin
             .wait_round(self.fid, info.round, Duration::from_secs(3600))
             .await?;
-        if let Some(d) = decrypt {
-            // The key holder's outcome mirrors the round's, which `end` already has.
+        for d in decrypt {
+            // A key holder's outcome mirrors the round's, which `end` already has.
             let _ = d.await;
         }
         if let Some(b) = lock(self.bar).take() {

@@ -92,9 +92,17 @@ struct KeygenArgs {
     /// Modulus size in bits (2048 default and minimum; 3072 for 128-bit security).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(i64::from(fedagg_paillier::MIN_SERVICE_KEY_BITS)..=8192))]
     bits: u32,
-    /// Folder for `paillier.pub` (shareable) and `paillier.key` (mode 0600).
+    /// Folder for `paillier.pub` (shareable) and `paillier.key` (mode 0600); with `--holders`,
+    /// `paillier.pub` and one `holder-<i>.key` (mode 0600) per key holder.
     #[arg(long, default_value = "keys")]
     dir: std::path::PathBuf,
+    /// Deal a threshold key to this many key holders (with safe primes; takes longer), so that
+    /// no single holder can decrypt. Needs `--threshold`.
+    #[arg(long, requires = "threshold", value_parser = clap::value_parser!(u16).range(2..=i64::from(fedagg_paillier::threshold::MAX_HOLDERS)))]
+    holders: Option<u16>,
+    /// Key holders needed to decrypt: more than half of `--holders`.
+    #[arg(long, requires = "holders")]
+    threshold: Option<u16>,
     /// Replace existing key files.
     #[arg(long)]
     force: bool,
@@ -174,23 +182,16 @@ fn demo(cfg: fedagg::demo::DemoConfig) -> Result<()> {
 }
 
 fn keygen(a: &KeygenArgs) -> Result<()> {
+    if let (Some(k), Some(t)) = (a.holders, a.threshold) {
+        return threshold_keygen(a, k, t);
+    }
     let public_path = a.dir.join("paillier.pub");
     let private_path = a.dir.join("paillier.key");
-    if !a.force && (public_path.exists() || private_path.exists()) {
-        bail!(
-            "{} or {} already exists; pass --force to replace them",
-            public_path.display(),
-            private_path.display()
-        );
-    }
-    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    fresh_key_files(a, &[&public_path, &private_path])?;
     let mut rng = ChaCha20Rng::from_rng(OsRng).context("seeding the CSPRNG from the OS")?;
     let t0 = Instant::now();
     let sk = fedagg_paillier::keygen(a.bits, &mut rng)?;
     let took = t0.elapsed();
-    if a.force {
-        let _ = std::fs::remove_file(&private_path);
-    }
     // The private key file is created with mode 0600 from the start, never widened.
     fedagg_client::write_secret(&private_path, sk.to_text().as_bytes())
         .with_context(|| format!("creating {}", private_path.display()))?;
@@ -202,6 +203,57 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
         ms(took),
         public_path.display(),
         private_path.display()
+    );
+    Ok(())
+}
+
+/// Refuse to overwrite key files unless `--force` (then remove them first, so that each secret
+/// file is created afresh with mode 0600); create the folder.
+fn fresh_key_files(a: &KeygenArgs, paths: &[&std::path::Path]) -> Result<()> {
+    if let Some(p) = paths.iter().find(|p| p.exists()) {
+        if !a.force {
+            bail!("{} already exists; pass --force to replace it", p.display());
+        }
+    }
+    if a.force {
+        for p in paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))
+}
+
+/// Deal a threshold key: the public file, and one share file per holder (mode 0600) to hand to
+/// that holder out of band. The factorization exists only in this process, and is wiped.
+fn threshold_keygen(a: &KeygenArgs, holders: u16, threshold: u16) -> Result<()> {
+    fedagg_paillier::threshold::check_threshold(holders, threshold)?;
+    let public_path = a.dir.join("paillier.pub");
+    let share_paths: Vec<_> = (1..=holders)
+        .map(|i| a.dir.join(format!("holder-{i}.key")))
+        .collect();
+    let mut all: Vec<&std::path::Path> = vec![&public_path];
+    all.extend(share_paths.iter().map(|p| p.as_path()));
+    fresh_key_files(a, &all)?;
+    let mut rng = ChaCha20Rng::from_rng(OsRng).context("seeding the CSPRNG from the OS")?;
+    let t0 = Instant::now();
+    let (key, shares) = fedagg_paillier::threshold::deal(a.bits, holders, threshold, &mut rng)?;
+    let took = t0.elapsed();
+    for (share, path) in shares.iter().zip(&share_paths) {
+        fedagg_client::write_secret(path, share.to_text().as_bytes())
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    std::fs::write(&public_path, key.to_text())
+        .with_context(|| format!("writing {}", public_path.display()))?;
+    println!(
+        "dealt a {}-bit threshold Paillier key ({threshold} of {holders} holders decrypt) in {}\n  public key (share it): {}\n  holder shares (one to each holder, mode 0600): {}",
+        a.bits,
+        ms(took),
+        public_path.display(),
+        share_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

@@ -118,6 +118,25 @@ async fn paillier_and_dp_demos_train() {
     let _ = std::fs::remove_dir_all(&cfg.out);
 }
 
+/// `fedagg demo --mode paillier --holders 3 --threshold 2`: the key dealt with safe primes to
+/// three key holders, two of whose partial decryptions the server combines; participants sign
+/// their contributions and the holders check them (verified decryption).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_paillier_demo_trains() {
+    let cfg = demo(
+        "--mode paillier --clients 4 --fraction 1 --rounds 2 --key-bits 2048 --holders 3 \
+         --threshold 2 --model mlp16",
+    );
+    let report = run(&cfg).await.unwrap();
+    assert!(
+        report.rows.iter().all(|r| r.participants == 4),
+        "{:?}",
+        report.rows
+    );
+    assert!(report.final_test.accuracy > 0.3, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+}
+
 /// `fedagg demo --malicious-server`: an authority signs the roster, members sign their keys and
 /// run the consistency check, and the federation trains as it does in the default mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

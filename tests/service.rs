@@ -27,6 +27,9 @@ mod tls;
 
 #[path = "support/tamper.rs"]
 mod tamper;
+
+#[path = "support/verified.rs"]
+mod verified;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
@@ -38,6 +41,10 @@ use tamper::{
 use tls::{
     sighup_reloads_the_certificate, the_sdk_reaches_the_server_over_its_own_tls,
     the_sdk_reaches_the_server_through_a_tls_proxy,
+};
+use verified::{
+    an_unverifiable_sum_is_decrypted_only_when_asked, key_holders_decrypt_only_sums_they_verified,
+    three_of_five_key_holders_decrypt_with_two_offline,
 };
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
@@ -220,12 +227,24 @@ fn secagg(dropout_rate: f64) -> Mode {
 }
 
 async fn enroll(base: &str, admin: &Admin, fid: i64, n: usize, role: Role) -> Vec<Client> {
+    let enrolled = enroll_with_tokens(base, admin, fid, n, role).await;
+    enrolled.into_iter().map(|(c, _)| c).collect()
+}
+
+/// [`enroll`], keeping each member's token (for raw requests, or to tell members apart).
+async fn enroll_with_tokens(
+    base: &str,
+    admin: &Admin,
+    fid: i64,
+    n: usize,
+    role: Role,
+) -> Vec<(Client, String)> {
     let mut out = Vec::new();
     for _ in 0..n {
         let code = admin.enrollment_code(fid, role).await.unwrap();
         let (c, e) = Client::enroll(base, &code.bundle).await.unwrap();
         assert_eq!(e.role, role);
-        out.push(c);
+        out.push((c, e.token));
     }
     out
 }
@@ -302,6 +321,15 @@ fn assert_close(got: &[f32], want: &[f64], tol: f64) {
 async fn assert_model_is_mean(admin: &Admin, fid: i64, included: &[(Vec<f32>, u64)]) {
     let model = admin.model(fid, 1).await.unwrap();
     assert_close(&model, &weighted_mean(included), STEP);
+}
+
+/// Model version `version` is the one before plus the weighted mean of `included` (server
+/// learning rate 1), within a few quantization steps.
+async fn assert_step_is_mean(admin: &Admin, fid: i64, version: u64, included: &[(Vec<f32>, u64)]) {
+    let got = admin.model(fid, version).await.unwrap();
+    let prev = admin.model(fid, version - 1).await.unwrap();
+    let step: Vec<f32> = got.iter().zip(&prev).map(|(g, p)| g - p).collect();
+    assert_close(&step, &weighted_mean(included), 4.0 * STEP);
 }
 
 /// The quantization step of `secagg()`/Paillier modes here: 2 / 2^16.
@@ -467,7 +495,7 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(sto
         "invalid",
     );
     let sk = fedagg_paillier::keygen(2048, &mut rng).unwrap();
-    let kh = KeyHolder::new(kh, sk);
+    let kh = KeyHolder::new(kh, sk).unverified();
     he_round(&srv, fed.id, kh, &updates(10, m, 5)).await;
     assert_statuses_documented(&srv).await;
 }
@@ -504,7 +532,7 @@ async fn lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean(stor
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Api { status: 400, .. }), "{e}");
-    let kh = KeyHolder::lattice(kh, sk, pk);
+    let kh = KeyHolder::lattice(kh, sk, pk).unverified();
     he_round(&srv, fed.id, kh, &updates(10, m, 15)).await;
 }
 
@@ -1378,8 +1406,14 @@ async fn sigkill_in_dp_and_paillier_phases_loses_nothing_accepted(store: Store) 
         .await
         .remove(0);
     let sk = fedagg_paillier::keygen(2048, &mut ChaCha20Rng::seed_from_u64(8)).unwrap();
-    let served =
-        he_round_through_two_sigkills(served, &dir, &env, fed.id, KeyHolder::new(kh, sk)).await;
+    let served = he_round_through_two_sigkills(
+        served,
+        &dir,
+        &env,
+        fed.id,
+        KeyHolder::new(kh, sk).unverified(),
+    )
+    .await;
     drop(served);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1445,7 +1479,7 @@ async fn sigkill_in_lattice_submit_and_decrypt_phases_loses_nothing_accepted(sto
         .remove(0);
     let params = fedagg_lattice::LatticeParams::new(&fed.spec.quant().unwrap()).unwrap();
     let (sk, pk) = fedagg_lattice::keygen(params, &mut ChaCha20Rng::seed_from_u64(9));
-    let kh = KeyHolder::lattice(kh, sk, pk);
+    let kh = KeyHolder::lattice(kh, sk, pk).unverified();
     let served = he_round_through_two_sigkills(served, &dir, &env, fed.id, kh).await;
     drop(served);
     let _ = std::fs::remove_dir_all(&dir);
@@ -1510,11 +1544,7 @@ async fn sigkill_in_secagg_key_and_unmask_phases_loses_nothing_accepted(store: S
             (included, 5 - included),
             "round {round}"
         );
-        let members = &ups[5 - included as usize..];
-        let got = admin.model(fed.id, round).await.unwrap();
-        let prev = admin.model(fed.id, round - 1).await.unwrap();
-        let step: Vec<f32> = got.iter().zip(&prev).map(|(g, p)| g - p).collect();
-        assert_close(&step, &weighted_mean(members), 4.0 * STEP);
+        assert_step_is_mean(&admin, fed.id, round, &ups[5 - included as usize..]).await;
     }
     drop(served);
     let _ = std::fs::remove_dir_all(&dir);
@@ -1547,6 +1577,9 @@ on_both_stores! {
     a_secagg_round_against_a_malicious_server_gives_the_survivors_mean: 4,
     members_refuse_a_malicious_server_that_deviates: 4,
     members_refuse_the_previous_rounds_key_lists: 4,
+    three_of_five_key_holders_decrypt_with_two_offline: 4,
+    key_holders_decrypt_only_sums_they_verified: 4,
+    an_unverifiable_sum_is_decrypted_only_when_asked: 2,
 }
 
 /// The SDK against a server that lies about what the member pinned (the store plays no part).

@@ -1,5 +1,6 @@
 //! Vector bodies as the server and the SDK decode them: the frame header, then f32 or u64
-//! payloads; and the JSON bodies of the control routes.
+//! payloads, the signed contributions a key holder downloads; and the JSON bodies of the
+//! control routes.
 #![no_main]
 
 use fedagg_api::{f32_values, u64_values, Frame, FrameKind};
@@ -15,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = Frame::decode(data, FrameKind::F32, 1);
+    if let Ok(entries) = fedagg_api::contributions::decode_contributions(data, 16, 1 << 16) {
+        assert_eq!(fedagg_api::contributions::encode_contributions(&entries), data);
+    }
+    let _ = fedagg_api::contributions::split_signed(data);
     let _ = serde_json::from_slice::<fedagg_api::FederationSpec>(data)
         .map(|spec| fedagg_round::spec::validate(&spec));
     let _ = serde_json::from_slice::<fedagg_api::RoundInfo>(data);

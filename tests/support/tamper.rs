@@ -16,27 +16,27 @@ type FrameRewrite = Arc<dyn Fn(&str, &str, &mut Vec<u8>) + Send + Sync>;
 
 /// The proxy's current lies (none: it passes everything through).
 #[derive(Clone, Default)]
-struct Lie(
+pub(super) struct Lie(
     Arc<Mutex<Option<Rewrite>>>,
     Arc<Mutex<Option<FrameRewrite>>>,
 );
 
 impl Lie {
-    fn set(&self, f: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) {
+    pub(super) fn set(&self, f: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) {
         *self.0.lock().unwrap() = Some(Arc::new(f));
     }
 
-    fn set_frames(&self, f: impl Fn(&str, &str, &mut Vec<u8>) + Send + Sync + 'static) {
+    pub(super) fn set_frames(&self, f: impl Fn(&str, &str, &mut Vec<u8>) + Send + Sync + 'static) {
         *self.1.lock().unwrap() = Some(Arc::new(f));
     }
 
-    fn clear(&self) {
+    pub(super) fn clear(&self) {
         *self.0.lock().unwrap() = None;
         *self.1.lock().unwrap() = None;
     }
 }
 
-async fn tampering_proxy(upstream: String, lie: Lie) -> String {
+pub(super) async fn tampering_proxy(upstream: String, lie: Lie) -> String {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::response::Response;

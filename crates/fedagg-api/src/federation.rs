@@ -270,6 +270,13 @@ fn one() -> f64 {
 }
 
 impl FederationSpec {
+    /// Whether the key holders decrypt only a sum they verified: a Paillier or lattice
+    /// federation with a `roster_authority`, whose participants sign their contributions
+    /// ([`crate::contributions`]).
+    pub fn verified_decryption(&self) -> bool {
+        self.mode.is_he() && self.roster_authority.is_some()
+    }
+
     /// The quantization both sides use (SecAgg and Paillier): headroom for `max_clients`
     /// contributions in the smallest modulus that holds them. An error for the DP mode.
     pub fn quant(&self) -> Result<fedagg_quant::QuantParams, String> {

@@ -16,6 +16,10 @@ pub enum FrameKind {
     Paillier = 4,
     /// A `fedagg-lattice` ciphertext vector.
     Lattice = 5,
+    /// A threshold Paillier key holder's partial decryption of the sum, with its proof.
+    PartialDecryption = 6,
+    /// Signed contributions for the key holders ([`crate::contributions`]).
+    Contributions = 7,
 }
 
 impl FrameKind {
@@ -26,6 +30,8 @@ impl FrameKind {
             3 => FrameKind::Secagg,
             4 => FrameKind::Paillier,
             5 => FrameKind::Lattice,
+            6 => FrameKind::PartialDecryption,
+            7 => FrameKind::Contributions,
             _ => return None,
         })
     }

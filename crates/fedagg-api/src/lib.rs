@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod contributions;
 mod federation;
 mod frame;
 mod integer;

@@ -48,6 +48,12 @@ impl Identity {
             .map_err(|e| Error::Protocol(e.0))
     }
 
+    /// Sign a ciphertext vector for round `round` of federation `federation_id` (verified
+    /// decryption): the submission payload, ciphertexts then signature.
+    pub fn sign_contribution(&self, federation_id: i64, round: u64, ciphertexts: &[u8]) -> Vec<u8> {
+        fedagg_api::contributions::sign_contribution(&self.key, federation_id, round, ciphertexts)
+    }
+
     /// Write the secret key (hex) to a new file of mode 0600; an existing file is never replaced.
     pub fn save(&self, path: &Path) -> Result<()> {
         let hex_key = Zeroizing::new(hex::encode(self.key.as_bytes()));

@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use fedagg_api::trust::Pin;
 use fedagg_api::{
-    f32_bytes, f32_values, routes, u64_bytes, EnrollRequest, Enrolled, EnrollmentCode,
-    EnrollmentCodeRequest, ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode, Phase,
-    PublicKeyBody, Role, RoundInfo, RoundRecord, RoundStatus, OCTET_STREAM,
+    f32_bytes, f32_values, routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest,
+    ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode, Phase, PublicKeyBody, Role,
+    RoundInfo, RoundRecord, RoundStatus, OCTET_STREAM,
 };
 use fedagg_api::{Roster, SignedRoster};
-use fedagg_paillier::{Packing, PrivateKey, PublicKey};
+use fedagg_paillier::{Packing, PublicKey};
 use fedagg_quant::QuantParams;
 use fedagg_secagg::ClientId;
 use rand_chacha::ChaCha20Rng;
@@ -40,10 +40,12 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 mod identity;
+mod keyholder;
 mod transport;
 
 pub use fedagg_api as api;
 pub use identity::{write_secret, Identity};
+pub use keyholder::KeyHolder;
 pub use transport::Transport;
 
 /// What can go wrong.
@@ -643,9 +645,7 @@ impl Client {
             }
             Mode::Paillier { .. } => {
                 let quant = quant_of(spec)?;
-                let pk = self.public_key(&spec.mode).await?;
-                let pk = PublicKey::from_text(&pk)
-                    .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
+                let pk = paillier_public(&self.public_key(&spec.mode).await?)?;
                 checked_key(&pk)?;
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
@@ -661,6 +661,7 @@ impl Client {
                 })
                 .await?
                 .map_err(|e| Error::Protocol(e.to_string()))?;
+                let body = self.signed(spec, round, body)?;
                 self.submit(round, spec.mode.submission_kind(Phase::Submit), &body)
                     .await?;
                 report("sent ciphertexts".into(), Some(Phase::Submit));
@@ -671,6 +672,7 @@ impl Client {
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
                 let body = self.lattice_encrypt(&spec.mode, &quant, values).await?;
+                let body = self.signed(spec, round, body)?;
                 self.submit(round, spec.mode.submission_kind(Phase::Submit), &body)
                     .await?;
                 report("sent ciphertexts".into(), Some(Phase::Submit));
@@ -691,6 +693,22 @@ impl Client {
             status: info.status,
             record: info.record,
         })
+    }
+
+    /// Under verified decryption, the ciphertexts followed by this member's signature over
+    /// them (`fedagg_api::contributions`); otherwise the ciphertexts.
+    fn signed(&self, spec: &FederationSpec, round: u64, body: Vec<u8>) -> Result<Vec<u8>> {
+        if !spec.verified_decryption() {
+            return Ok(body);
+        }
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            Error::Protocol(
+                "this federation verifies contributions: the member needs the identity it \
+                 enrolled with (Client::with_identity)"
+                    .into(),
+            )
+        })?;
+        Ok(identity.sign_contribution(self.federation_id, round, &body))
     }
 
     async fn secagg(
@@ -800,118 +818,19 @@ fn checked_key(pk: &PublicKey) -> Result<&PublicKey> {
     Ok(pk)
 }
 
+/// The Paillier key participants encrypt under, from a single key holder's key text or a
+/// threshold key's.
+fn paillier_public(text: &str) -> Result<PublicKey> {
+    let pk = if fedagg_paillier::is_threshold_key(text) {
+        fedagg_paillier::ThresholdKey::from_text(text).map(|k| k.public().clone())
+    } else {
+        PublicKey::from_text(text)
+    };
+    pk.map_err(|e| Error::Protocol(format!("public key: {e}")))
+}
+
 fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {
     spec.quant().map_err(Error::Protocol)
-}
-
-/// A key holder's secret: which scheme, and the key.
-enum HeKey {
-    Paillier(PrivateKey),
-    #[cfg(feature = "lattice")]
-    Lattice(fedagg_lattice::SecretKey, fedagg_lattice::PublicKey),
-}
-
-impl HeKey {
-    /// Decode the encrypted aggregate of `len` quantized values and decrypt it.
-    fn decrypt_sum(&self, quant: &QuantParams, bytes: &[u8], len: usize) -> Result<Vec<u64>> {
-        let protocol = |e: &dyn std::fmt::Display| Error::Protocol(e.to_string());
-        match self {
-            HeKey::Paillier(sk) => {
-                let pk = sk.public();
-                let packing = Packing::new(pk, quant).map_err(|e| protocol(&e))?;
-                let cts =
-                    fedagg_paillier::decode_ciphertexts(pk, bytes, packing.ciphertexts_for(len))
-                        .map_err(|e| protocol(&e))?;
-                packing.decrypt(sk, &cts, len).map_err(|e| protocol(&e))
-            }
-            #[cfg(feature = "lattice")]
-            HeKey::Lattice(sk, _) => {
-                let ct = fedagg_lattice::CiphertextVector::from_bytes(bytes, len)
-                    .map_err(|e| protocol(&e))?;
-                Ok(sk.decrypt(&ct))
-            }
-        }
-    }
-}
-
-/// The key holder of a Paillier or lattice federation: publishes the public key and decrypts
-/// aggregates (only the sums; the server never holds the secret key).
-pub struct KeyHolder {
-    client: Client,
-    key: Arc<HeKey>,
-}
-
-impl KeyHolder {
-    /// A Paillier key holder with its enrolled client and private key.
-    pub fn new(client: Client, key: PrivateKey) -> Self {
-        KeyHolder {
-            client,
-            key: Arc::new(HeKey::Paillier(key)),
-        }
-    }
-
-    /// A lattice key holder with its enrolled client and key pair (`fedagg_lattice::keygen`).
-    #[cfg(feature = "lattice")]
-    pub fn lattice(
-        client: Client,
-        secret: fedagg_lattice::SecretKey,
-        public: fedagg_lattice::PublicKey,
-    ) -> Self {
-        KeyHolder {
-            client,
-            key: Arc::new(HeKey::Lattice(secret, public)),
-        }
-    }
-
-    /// Publish the public key to the federation (a Paillier key must have at least 2048 bits).
-    pub async fn publish(&self) -> Result<()> {
-        let body = match &*self.key {
-            HeKey::Paillier(k) => PublicKeyBody {
-                paillier: Some(checked_key(k.public())?.to_text()),
-                lattice: None,
-            },
-            #[cfg(feature = "lattice")]
-            HeKey::Lattice(_, pk) => PublicKeyBody {
-                paillier: None,
-                lattice: Some(hex::encode(pk.to_bytes())),
-            },
-        };
-        self.client
-            .http
-            .send(
-                Method::PUT,
-                &self.client.fpath(routes::PUBLIC_KEY, &[]),
-                to_json(&body)?,
-            )
-            .await
-            .map(drop)
-    }
-
-    /// Wait for `round` to reach its decrypt phase, decrypt the aggregate and submit it; then
-    /// wait for the outcome.
-    pub async fn decrypt_round(&self, round: u64, timeout: Duration) -> Result<Outcome> {
-        let until = Instant::now() + timeout;
-        let c = &self.client;
-        let fed = c.federation().await?;
-        let quant = quant_of(&fed.spec)?;
-        let mut info = c.round(round, None, Duration::ZERO).await?;
-        c.await_phase(&mut info, Phase::Decrypt, until).await?;
-        let len = QuantParams::encoded_len(fed.spec.vector_len);
-        let bytes = c
-            .inbox(round, fed.spec.mode.inbox_kind(Phase::Decrypt))
-            .await?;
-        let key = self.key.clone();
-        // Decoding and decrypting are CPU work on the whole aggregate: off the async threads.
-        let sum = offload(move || key.decrypt_sum(&quant, &bytes, len)).await??;
-        let kind = fed.spec.mode.submission_kind(Phase::Decrypt);
-        c.submit(round, kind, &u64_bytes(&sum)).await?;
-        c.await_phase(&mut info, Phase::Done, until).await?;
-        Ok(Outcome {
-            round,
-            status: info.status,
-            record: info.record,
-        })
-    }
 }
 
 /// The operator's side: federations, enrollment codes, rounds.

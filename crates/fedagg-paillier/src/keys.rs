@@ -64,7 +64,7 @@ pub struct PrivateKey {
     q_inv_p: BigUint,
 }
 
-fn wipe(x: &mut BigUint) {
+pub(crate) fn wipe(x: &mut BigUint) {
     // Overwrite the limbs in place (assign_from_slice clears and refills the same buffer).
     let zeros = vec![0u32; (x.bits() as usize).div_ceil(32)];
     x.assign_from_slice(&zeros);
@@ -94,7 +94,7 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-fn check_bits(bits: u32) -> Result<(), Error> {
+pub(crate) fn check_bits(bits: u32) -> Result<(), Error> {
     if !(MIN_KEY_BITS..=8192).contains(&bits) || !bits.is_multiple_of(256) {
         return Err(Error::KeySize(bits));
     }
@@ -120,17 +120,7 @@ pub fn keygen<R: RngCore + CryptoRng>(bits: u32, rng: &mut R) -> Result<PrivateK
         if n.bits() != u64::from(bits) {
             continue;
         }
-        // hs = (-x^2)^n mod n^2 for a random unit x
-        let n_sq = &n * &n;
-        let x = loop {
-            let x = random_below(&n, rng);
-            if coprime(&x, &n) {
-                break x;
-            }
-        };
-        let minus_x2 = &n - (&x * &x) % &n;
-        let hs = pow_mod(&minus_x2, &n, &n_sq);
-        let public = PublicKey { n, n_sq, hs };
+        let public = PublicKey::with_djn_base(n, rng)?;
         return PrivateKey::from_primes(public, p, q);
     }
 }
@@ -148,6 +138,24 @@ impl PublicKey {
             return Err(Error::Malformed("hs is not a unit modulo n^2".into()));
         }
         Ok(PublicKey { n, n_sq, hs })
+    }
+
+    /// The public key of modulus `n` with a fresh DJN base `hs = (-x^2)^n mod n^2`, `x` a random
+    /// unit.
+    pub(crate) fn with_djn_base<R: RngCore + CryptoRng>(
+        n: BigUint,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let n_sq = &n * &n;
+        let x = loop {
+            let x = random_below(&n, rng);
+            if coprime(&x, &n) {
+                break x;
+            }
+        };
+        let minus_x2 = &n - (&x * &x) % &n;
+        let hs = pow_mod(&minus_x2, &n, &n_sq);
+        PublicKey::from_parts(n, hs)
     }
 
     /// The modulus `n`.

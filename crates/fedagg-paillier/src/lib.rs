@@ -61,14 +61,22 @@ mod keyfile;
 mod keys;
 mod packing;
 mod prime;
+pub mod threshold;
 mod wire;
 
 pub use arith::BACKEND;
+pub use keyfile::is_threshold_key;
 pub use keys::{
     keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS, MIN_SERVICE_KEY_BITS,
 };
+/// The big integers of keys, plaintexts and ciphertexts.
+pub use num_bigint::BigUint;
 pub use packing::Packing;
-pub use wire::{decode_ciphertexts, encode_ciphertexts, encoded_len};
+pub use threshold::{KeyShare, PartialDecryption, ThresholdKey};
+pub use wire::{
+    decode_ciphertexts, decode_partials, encode_ciphertexts, encode_partials, encoded_len,
+    partials_len,
+};
 
 use core::fmt;
 
@@ -86,6 +94,8 @@ pub enum Error {
     Malformed(String),
     /// A value does not fit its slot, or a vector does not match its packing.
     Packing(String),
+    /// Threshold decryption: a bad threshold, too few or invalid partial decryptions.
+    Threshold(String),
 }
 
 impl fmt::Display for Error {
@@ -99,6 +109,7 @@ impl fmt::Display for Error {
             Error::InvalidCiphertext => f.write_str("ciphertext is not a unit modulo n^2"),
             Error::Malformed(why) => write!(f, "malformed paillier data: {why}"),
             Error::Packing(why) => write!(f, "packing: {why}"),
+            Error::Threshold(why) => write!(f, "threshold decryption: {why}"),
         }
     }
 }

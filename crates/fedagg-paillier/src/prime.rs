@@ -9,7 +9,7 @@ use rand_core::{CryptoRng, RngCore};
 /// Miller-Rabin rounds: error at most 4^-64 for any odd composite, far less for random ones.
 const MR_ROUNDS: usize = 64;
 
-fn small_primes() -> Vec<u32> {
+pub(crate) fn small_primes() -> Vec<u32> {
     let limit = 2000usize;
     let mut sieve = vec![true; limit];
     let mut out = Vec::new();

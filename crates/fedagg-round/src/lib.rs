@@ -64,7 +64,9 @@ pub mod plan;
 mod round;
 pub mod spec;
 
-pub use engine::{lattice_key, paillier_key, Finished, KEY_HOLDER};
+pub use engine::{
+    is_key_holder, key_holder_member, lattice_key, paillier_key, Finished, KEY_HOLDER, KEY_HOLDERS,
+};
 pub use error::{Result, RoundError};
 pub use fedagg_api::Phase;
 pub use plan::RoundParams;

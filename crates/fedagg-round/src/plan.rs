@@ -18,6 +18,10 @@ pub struct RoundParams {
     pub cohort: Vec<i64>,
     /// SecAgg session (SecAgg mode).
     pub secagg: Option<SecaggSession>,
+    /// Under verified decryption (Paillier and lattice with a roster authority), each cohort
+    /// member's identity key (hex), from the verified roster, in cohort order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
 }
 
 impl RoundParams {
@@ -46,10 +50,10 @@ impl RoundParams {
 pub type Identities = BTreeMap<i64, String>;
 
 /// Plan the next round of `spec` among the enrolled `contributors`, with the federation's
-/// `ledger` (DP mode) and, against a malicious server, the verified roster's `identities` (only
-/// members on it can take part: nobody could check another's identity). Refuses a round that
-/// cannot run: too few participants, a DP budget that one more round would exceed, a cohort no
-/// SecAgg graph protects, no signed roster where one is needed.
+/// `ledger` (DP mode) and, against a malicious server or under verified decryption, the verified
+/// roster's `identities` (only members on it can take part: nobody could check another's
+/// identity). Refuses a round that cannot run: too few participants, a DP budget that one more
+/// round would exceed, a cohort no SecAgg graph protects, no signed roster where one is needed.
 pub fn plan<R: RngCore + CryptoRng>(
     spec: &FederationSpec,
     mut contributors: Vec<i64>,
@@ -57,7 +61,8 @@ pub fn plan<R: RngCore + CryptoRng>(
     ledger: Option<&DpState>,
     rng: &mut R,
 ) -> Result<RoundParams> {
-    let roster = match (spec.mode.malicious_server(), identities) {
+    let signed = spec.mode.malicious_server() || spec.verified_decryption();
+    let roster = match (signed, identities) {
         (false, _) => None,
         (true, None) => {
             return Err(RoundError::Conflict(
@@ -80,18 +85,26 @@ pub fn plan<R: RngCore + CryptoRng>(
         )));
     }
     check_budget(spec, ledger)?;
-    let secagg = match spec.mode {
-        Mode::Secagg { .. } => {
-            let mut session = secagg_session(spec, cohort.len() as u32, rng)?;
-            if let Some(ids) = roster {
-                session.cohort = cohort.clone();
-                session.identities = cohort.iter().filter_map(|p| ids.get(p).cloned()).collect();
-            }
-            Some(session)
+    let identities: Vec<String> = roster.map_or_else(Vec::new, |ids| {
+        cohort.iter().filter_map(|p| ids.get(p).cloned()).collect()
+    });
+    if let Mode::Secagg { .. } = spec.mode {
+        let mut session = secagg_session(spec, cohort.len() as u32, rng)?;
+        if roster.is_some() {
+            session.cohort = cohort.clone();
+            session.identities = identities;
         }
-        _ => None,
-    };
-    Ok(RoundParams { cohort, secagg })
+        return Ok(RoundParams {
+            cohort,
+            secagg: Some(session),
+            identities: Vec::new(),
+        });
+    }
+    Ok(RoundParams {
+        cohort,
+        secagg: None,
+        identities,
+    })
 }
 
 /// The cohort, ascending: a uniformly random subset of at most `max_clients`, or (DP) Poisson

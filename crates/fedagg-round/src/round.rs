@@ -4,7 +4,7 @@
 use fedagg_api::{FederationSpec, Frame, Phase, Role, RoundInfo, RoundRecord, RoundStatus};
 use rand_core::{CryptoRng, RngCore};
 
-use crate::engine::{self, Closing, Engine, Finished, KEY_HOLDER};
+use crate::engine::{self, is_key_holder, key_holder_member, Closing, Engine, Finished};
 use crate::error::{Result, RoundError};
 use crate::ledger::DpState;
 use crate::plan::RoundParams;
@@ -14,7 +14,7 @@ use crate::plan::RoundParams;
 pub enum Event {
     /// An accepted submission.
     Submit {
-        /// Cohort index, or [`KEY_HOLDER`].
+        /// Cohort index, or a key holder's ([`crate::key_holder_member`]).
         member: u32,
         /// Phase it was accepted in.
         phase: Phase,
@@ -183,7 +183,13 @@ impl Round {
         public_key: Option<&str>,
         ledger: Option<DpState>,
     ) -> Result<Self> {
-        let engine = Engine::new(&spec, &params, public_key, ledger)?;
+        let engine = Engine::new(
+            &spec,
+            (id.federation_id, id.round),
+            &params,
+            public_key,
+            ledger,
+        )?;
         Ok(Round {
             id,
             spec,
@@ -307,10 +313,12 @@ impl Round {
         !self.ended && (self.received() >= self.expected() || self.deadline().passed(now_ms))
     }
 
-    /// The member index of a caller: its cohort index, or [`KEY_HOLDER`].
+    /// The member index of a caller: its cohort index, or its key holder's index.
     pub fn member_of(&self, role: Role, participant_id: Option<i64>) -> Result<u32> {
         match role {
-            Role::KeyHolder => Ok(KEY_HOLDER),
+            Role::KeyHolder => participant_id
+                .and_then(key_holder_member)
+                .ok_or_else(|| RoundError::Forbidden("a key holder without an id".into())),
             Role::Participant => {
                 let pid = participant_id.unwrap_or(-1);
                 self.params.member(pid).ok_or_else(|| {
@@ -328,8 +336,8 @@ impl Round {
     /// and the round number.
     pub fn payload<'a>(&self, member: u32, frame: &'a [u8]) -> Result<&'a [u8]> {
         self.check_open()?;
-        if self.engine.key_holder_phase() != (member == KEY_HOLDER) {
-            let who = if member == KEY_HOLDER {
+        if self.engine.key_holder_phase() != is_key_holder(member) {
+            let who = if is_key_holder(member) {
                 Role::KeyHolder
             } else {
                 Role::Participant
@@ -339,7 +347,7 @@ impl Round {
                 self.phase()
             )));
         }
-        let kind = self.spec.mode.submission_kind(self.phase());
+        let kind = self.engine.submission_kind(&self.spec.mode);
         Ok(Frame::decode(frame, kind, self.id.round)?)
     }
 
@@ -400,7 +408,7 @@ impl Round {
                 self.phase()
             ))
         })?;
-        let kind = self.spec.mode.inbox_kind(self.phase());
+        let kind = self.engine.inbox_kind(&self.spec.mode);
         Ok(Frame::encode(kind, self.id.round, &payload))
     }
 
@@ -498,7 +506,7 @@ impl Round {
             revision: self.revision,
             deadline_in_ms: Some(self.deadline().remaining_ms(now_ms)),
             cohort: self.params.cohort.len() as u32,
-            member: member.filter(|&m| m != KEY_HOLDER),
+            member: member.filter(|&m| !is_key_holder(m)),
             submitted: member.is_some_and(|m| self.has_submitted(m)),
             received: self.received() as u32,
             expected: self.expected() as u32,

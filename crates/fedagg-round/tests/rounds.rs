@@ -81,13 +81,24 @@ struct Harness {
 
 impl Harness {
     fn open(spec: FederationSpec, n: u32, public_key: Option<&str>, seed: u64) -> Self {
+        Self::open_signed(spec, n, public_key, seed, None)
+    }
+
+    /// [`Harness::open`] with the verified roster's identities (participant ids `1..=n`).
+    fn open_signed(
+        spec: FederationSpec,
+        n: u32,
+        public_key: Option<&str>,
+        seed: u64,
+        identities: Option<&plan::Identities>,
+    ) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         spec::validate(&spec).unwrap();
         let ledger = spec::initial_ledger(&spec).unwrap();
         let params = plan::plan(
             &spec,
             (1..=n as i64).collect(),
-            None,
+            identities,
             ledger.as_ref(),
             &mut rng,
         )
@@ -574,6 +585,143 @@ fn paillier_round_with_the_key_holder() {
     let plain = packing.decrypt(&sk, &cts, len).unwrap();
     let f = h.frame(FrameKind::U64, &u64_bytes(&plain));
     h.submit(KEY_HOLDER, &f).unwrap();
+    assert_eq!(h.round.phase(), Phase::Done);
+    assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
+}
+
+/// Members 0, 1 and 3 of `h` (participants 1, 2, 4) submit their updates encrypted under `pk`
+/// and signed with their identities `ids`, after a contribution signed by another member and one
+/// signed for another round are refused; returns the sum of their ciphertexts.
+fn submit_signed(
+    h: &mut Harness,
+    pk: &fedagg_paillier::PublicKey,
+    ids: &[ed25519_dalek::SigningKey],
+    krng: &mut ChaCha20Rng,
+) -> Vec<fedagg_paillier::Ciphertext> {
+    use fedagg_api::contributions::sign_contribution;
+    use fedagg_api::FrameKind;
+    let quant = h.round.spec().quant().unwrap();
+    let packing = fedagg_paillier::Packing::new(pk, &quant).unwrap();
+    let mut sum: Option<Vec<fedagg_paillier::Ciphertext>> = None;
+    for i in [0u32, 1, 3] {
+        let v = quant
+            .encode_weighted(&update(i), 1 + u64::from(i % 3), krng)
+            .unwrap();
+        let cts = packing.encrypt(pk, &v, krng).unwrap();
+        let bytes = fedagg_paillier::encode_ciphertexts(pk, &cts);
+        // Signed by another member, or for another round: refused.
+        for (signer, round) in [(&ids[(i as usize + 1) % 4], 1), (&ids[i as usize], 2)] {
+            let forged = h.frame(
+                FrameKind::Paillier,
+                &sign_contribution(signer, 1, round, &bytes),
+            );
+            assert!(matches!(
+                h.submit(i, &forged),
+                Err(RoundError::Forbidden(_))
+            ));
+        }
+        let f = h.frame(
+            FrameKind::Paillier,
+            &sign_contribution(&ids[i as usize], 1, 1, &bytes),
+        );
+        h.submit(i, &f).unwrap();
+        sum = Some(match sum {
+            None => cts,
+            Some(mut acc) => {
+                acc.iter_mut()
+                    .zip(&cts)
+                    .for_each(|(a, c)| pk.add_assign(a, c));
+                acc
+            }
+        });
+    }
+    sum.unwrap()
+}
+
+/// Verified and threshold decryption in memory: contributions are checked against their members'
+/// identities on arrival, the key holders download them signed, and three of five holders'
+/// partial decryptions (each checked against the sum) complete the round; a bad or repeated one
+/// is refused.
+#[test]
+fn a_threshold_round_of_signed_contributions() {
+    use ed25519_dalek::SigningKey;
+    use fedagg_api::contributions::{decode_contributions, verify_contributions};
+    use fedagg_api::FrameKind;
+    use fedagg_paillier::threshold::{deal_from_primes, random_safe_prime};
+    use fedagg_round::key_holder_member;
+    let mut krng = ChaCha20Rng::seed_from_u64(20);
+    let (p, q) = (
+        random_safe_prime(256, &mut krng),
+        random_safe_prime(256, &mut krng),
+    );
+    let (key, shares) = deal_from_primes(&p, &q, 5, 3, &mut krng).unwrap();
+    let pk = key.public().clone();
+    let mode = Mode::Paillier {
+        clip: 4.0,
+        levels: 1 << 16,
+        max_weight: 10,
+    };
+    let ids: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate(&mut krng)).collect();
+    let roster: plan::Identities = ids
+        .iter()
+        .zip(1i64..)
+        .map(|(k, p)| (p, hex::encode(k.verifying_key().as_bytes())))
+        .collect();
+    let mut sp = spec(mode, 4);
+    sp.roster_authority = Some(hex::encode(
+        SigningKey::generate(&mut krng).verifying_key().as_bytes(),
+    ));
+    let mut h = Harness::open_signed(sp, 4, Some(&key.to_text()), 21, Some(&roster));
+    let sum = submit_signed(&mut h, &pk, &ids, &mut krng);
+    let at = h.round.deadline().at_ms();
+    h.tick(at).unwrap();
+    assert_eq!(h.round.phase(), Phase::Decrypt);
+    let holders: Vec<u32> = (100..105).map(|p| key_holder_member(p).unwrap()).collect();
+    let inbox = h.round.download(holders[0]).unwrap();
+    let entries = decode_contributions(
+        Frame::decode(&inbox, FrameKind::Contributions, 1).unwrap(),
+        4,
+        1 << 16,
+    )
+    .unwrap();
+    let keys = ids
+        .iter()
+        .zip(1i64..)
+        .map(|(k, p)| (p, k.verifying_key()))
+        .collect();
+    verify_contributions(1, 1, &entries, &keys, 3).unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.participant).collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    let partial = |i: usize, cts: &[fedagg_paillier::Ciphertext], rng: &mut ChaCha20Rng| {
+        let part = shares[i].partial_decrypt(cts, rng);
+        Frame::encode(
+            FrameKind::PartialDecryption,
+            1,
+            &fedagg_paillier::encode_partials(&key, &part),
+        )
+    };
+    // A partial decryption of something else than the sum (one member's ciphertexts): refused.
+    let one = fedagg_paillier::decode_ciphertexts(&pk, &entries[0].ciphertexts, sum.len()).unwrap();
+    let f = partial(0, &one, &mut krng);
+    assert!(matches!(
+        h.submit(holders[0], &f),
+        Err(RoundError::Malformed(_))
+    ));
+    for (n, i) in [1usize, 3].into_iter().enumerate() {
+        let f = partial(i, &sum, &mut krng);
+        h.submit(holders[n], &f).unwrap();
+    }
+    assert_eq!((h.round.received(), h.round.expected()), (2, 3));
+    // Holder 4's share again, from another key holder's connection: refused.
+    let f = partial(3, &sum, &mut krng);
+    assert!(matches!(
+        h.submit(holders[2], &f),
+        Err(RoundError::Duplicate(_))
+    ));
+    let f = partial(4, &sum, &mut krng);
+    h.submit(holders[2], &f).unwrap();
     assert_eq!(h.round.phase(), Phase::Done);
     assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
 }

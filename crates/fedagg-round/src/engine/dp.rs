@@ -12,7 +12,7 @@ use fedagg_api::{f32_values, AdaptiveClipping, FederationSpec, Mode, Phase};
 use fedagg_dp::adaptive::{update_noise_multiplier, AdaptiveClip};
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Finished, Step, KEY_HOLDER};
+use super::{is_key_holder, Finished, Step};
 use crate::error::{Result, RoundError};
 use crate::ledger::DpState;
 
@@ -97,7 +97,7 @@ impl DpEngine {
     }
 
     pub(crate) fn check(&self, member: u32, payload: &[u8]) -> Result<Checked> {
-        if member == KEY_HOLDER {
+        if is_key_holder(member) {
             return Err(RoundError::Forbidden(
                 "the key holder does not contribute".into(),
             ));

@@ -14,7 +14,7 @@ mod dp;
 mod he;
 mod secagg;
 
-use fedagg_api::{FederationSpec, Mode, Phase};
+use fedagg_api::{FederationSpec, FrameKind, Mode, Phase};
 use rand_core::{CryptoRng, RngCore};
 
 pub use he::{lattice_key, paillier_key};
@@ -23,8 +23,27 @@ use crate::error::{Result, RoundError};
 use crate::ledger::DpState;
 use crate::plan::RoundParams;
 
-/// Member index used for the key holder's submissions.
+/// Member index of a key holder's submissions as logged before key holders had their own
+/// (one key holder per federation); still a key holder's index when replayed.
 pub const KEY_HOLDER: u32 = u32::MAX;
+
+/// Key holders' member indices start here, above every cohort index: key holder `p` (its
+/// participant id) is `KEY_HOLDERS + p`, so that each of a threshold key's holders submits
+/// once.
+pub const KEY_HOLDERS: u32 = 1 << 31;
+
+/// Whether member index `member` is a key holder's.
+pub fn is_key_holder(member: u32) -> bool {
+    member >= KEY_HOLDERS
+}
+
+/// The member index of the key holder with participant id `participant_id`.
+pub fn key_holder_member(participant_id: i64) -> Option<u32> {
+    u32::try_from(participant_id)
+        .ok()
+        .filter(|&p| p < KEY_HOLDER - KEY_HOLDERS)
+        .map(|p| KEY_HOLDERS + p)
+}
 
 /// What a finished round hands back.
 #[derive(Debug, Clone)]
@@ -90,10 +109,11 @@ fn closing<N>(r: Result<Step<N>, String>, f: impl FnOnce(N) -> Next) -> Closing 
 }
 
 impl Engine {
-    /// A fresh engine for a round of `spec` with `params`. `public_key` is the key holder's
-    /// stored key text (HE modes); `ledger` the DP ledger before this round.
+    /// A fresh engine for round `id = (federation, round)` of `spec` with `params`. `public_key`
+    /// is the key holder's stored key text (HE modes); `ledger` the DP ledger before this round.
     pub(crate) fn new(
         spec: &FederationSpec,
+        id: (i64, u64),
         params: &RoundParams,
         public_key: Option<&str>,
         ledger: Option<DpState>,
@@ -120,20 +140,9 @@ impl Engine {
                     min,
                 )?))
             }
-            Mode::Paillier { .. } => Engine::He(Box::new(he::HeEngine::paillier(
-                spec,
-                quant()?,
-                key()?,
-                n,
-                min,
-            )?)),
-            Mode::Lattice { .. } => Engine::He(Box::new(he::HeEngine::lattice(
-                spec,
-                quant()?,
-                key()?,
-                n,
-                min,
-            )?)),
+            Mode::Paillier { .. } | Mode::Lattice { .. } => Engine::He(Box::new(
+                he::HeEngine::new(spec, id, params, quant()?, key()?)?,
+            )),
             Mode::Dp { .. } => Engine::Dp(Box::new(dp::DpEngine::new(
                 spec,
                 ledger.ok_or_else(|| RoundError::Internal("dp round without a ledger".into()))?,
@@ -158,6 +167,24 @@ impl Engine {
             Engine::He(e) => e.max_submission(),
             Engine::Dp(e) => e.max_submission(),
         }
+    }
+
+    /// The frame kind a submission carries in the current phase of a round of `mode`.
+    pub(crate) fn submission_kind(&self, mode: &Mode) -> FrameKind {
+        match self {
+            Engine::He(e) => e.submission_kind(),
+            _ => None,
+        }
+        .unwrap_or_else(|| mode.submission_kind(self.phase()))
+    }
+
+    /// The frame kind of the server's message to a member in the current phase.
+    pub(crate) fn inbox_kind(&self, mode: &Mode) -> FrameKind {
+        match self {
+            Engine::He(e) => e.inbox_kind(),
+            _ => None,
+        }
+        .unwrap_or_else(|| mode.inbox_kind(self.phase()))
     }
 
     /// Whether the key holder (rather than participants) submits in the current phase.

@@ -185,7 +185,7 @@ impl App {
             return Ok(None);
         };
         let member = match (who.role, who.participant_id) {
-            (Role::KeyHolder, _) => Some(fedagg_round::KEY_HOLDER),
+            (Role::KeyHolder, Some(pid)) => fedagg_round::key_holder_member(pid),
             (Role::Participant, Some(pid)) => RoundParams::from_text(&row.params)?.member(pid),
             _ => None,
         };
