@@ -8,18 +8,30 @@ cd "$(dirname "$0")/.."
 # set in the environment wins)
 scripts/libtorch.sh >/dev/null
 # PostgreSQL for the service tests' PostgreSQL half (the store's and the server's tests run
-# against SQLite and PostgreSQL; two replicas share one). Outside CI, when it cannot be started,
-# those tests say SKIPPED; under CI they fail.
+# against SQLite and PostgreSQL; two replicas share one). Installed and started while the tests
+# compile. Outside CI, when it cannot be started, those tests say SKIPPED; under CI they fail.
+pg_out="$(mktemp)"
+trap 'rm -f "$pg_out"' EXIT
+pg=""
 if [ -z "${FEDAGG_TEST_POSTGRES:-}" ]; then
-    if url=$(scripts/postgres.sh); then
-        export FEDAGG_TEST_POSTGRES="$url"
+    scripts/postgres.sh >"$pg_out" &
+    pg=$!
+fi
+
+cargo test --workspace --doc --quiet
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-run
+else
+    cargo test --workspace --no-run
+fi
+if [ -n "$pg" ]; then
+    if wait "$pg"; then
+        export FEDAGG_TEST_POSTGRES="$(cat "$pg_out")"
         export FEDAGG_TEST_POSTGRES_CA=/var/lib/postgresql/fedagg-test-tls/ca.pem
     else
         echo "could not start PostgreSQL: its half of the service tests will be skipped" >&2
     fi
 fi
-
-cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else
