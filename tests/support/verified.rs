@@ -37,6 +37,27 @@ async fn verified_federation(srv: &Srv, m: usize, timeout: u64) -> (i64, fedagg_
     (fed.id, authority)
 }
 
+type Contributions = tokio::task::JoinHandle<Vec<Result<Option<Outcome>, Error>>>;
+
+/// Every member contributes its update, in the background (the round waits for the key holder).
+fn spawn_contributions(members: &[Client], ups: &[(Vec<f32>, u64)]) -> Contributions {
+    let (members, ups) = (members.to_vec(), ups.to_vec());
+    tokio::spawn(async move { contribute_all(&members, &ups, &vec![None; members.len()]).await })
+}
+
+/// `kh` decrypts round `round`, which then completes for the key holder and every member.
+async fn decrypted_and_completed(kh: &KeyHolder, round: u64, run: Contributions) {
+    assert_eq!(
+        kh.decrypt_round(round, WAIT).await.unwrap().status,
+        RoundStatus::Completed
+    );
+    assert!(run
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| done(r).status == RoundStatus::Completed));
+}
+
 /// Sign the roster of everyone enrolled in `fid` so far.
 async fn sign_roster(srv: &Srv, fid: i64, authority: &fedagg_client::Identity) {
     let enrolled = srv.admin.roster(fid).await.unwrap().enrolled;
@@ -183,29 +204,15 @@ pub(super) async fn key_holders_decrypt_only_sums_they_verified(store: Store) {
     lie.set_frames(move |_, _, frame| *keep.lock().unwrap() = frame.clone());
     let ups = updates(n, m, 72);
     srv.admin.open_round(fid).await.unwrap();
-    let run = {
-        let (members, ups) = (members.clone(), ups.clone());
-        tokio::spawn(async move { contribute_all(&members, &ups, &vec![None; n]).await })
-    };
-    assert_eq!(
-        kh.decrypt_round(1, WAIT).await.unwrap().status,
-        RoundStatus::Completed
-    );
-    assert!(run
-        .await
-        .unwrap()
-        .iter()
-        .all(|r| done(r).status == RoundStatus::Completed));
+    let run = spawn_contributions(&members, &ups);
+    decrypted_and_completed(&kh, 1, run).await;
     assert_model_is_mean(&srv.admin, fid, &ups).await;
     let round1 = seen.lock().unwrap().clone();
 
     // Round 2: every member contributes, then the server lies to the key holder.
     srv.admin.open_round(fid).await.unwrap();
     let ups = updates(n, m, 73);
-    let run = {
-        let (members, ups) = (members.clone(), ups.clone());
-        tokio::spawn(async move { contribute_all(&members, &ups, &vec![None; n]).await })
-    };
+    let run = spawn_contributions(&members, &ups);
     wait_for_phase(&srv.admin, fid, 2, Phase::Decrypt, 0).await;
     for (edit, what) in lies(round1) {
         lie.set_frames(move |_, _, f| edit(f));
@@ -221,15 +228,7 @@ pub(super) async fn key_holders_decrypt_only_sums_they_verified(store: Store) {
         assert_eq!((info.phase, info.received), (Phase::Decrypt, 0), "{what}");
     }
     lie.clear();
-    assert_eq!(
-        kh.decrypt_round(2, WAIT).await.unwrap().status,
-        RoundStatus::Completed
-    );
-    assert!(run
-        .await
-        .unwrap()
-        .iter()
-        .all(|r| done(r).status == RoundStatus::Completed));
+    decrypted_and_completed(&kh, 2, run).await;
     assert_step_is_mean(&srv.admin, fid, 2, &ups).await;
 
     refuses_unsigned(&srv, fid, &pk, &tokens[0], m).await;
@@ -294,10 +293,7 @@ pub(super) async fn an_unverifiable_sum_is_decrypted_only_when_asked(store: Stor
     let members = enroll(&srv.base, &srv.admin, fed.id, 3, Role::Participant).await;
     srv.admin.open_round(fed.id).await.unwrap();
     let ups = updates(3, m, 82);
-    let run = {
-        let ups = ups.clone();
-        tokio::spawn(async move { contribute_all(&members, &ups, &[None; 3]).await })
-    };
+    let run = spawn_contributions(&members, &ups);
     wait_for_phase(&srv.admin, fed.id, 1, Phase::Decrypt, 0).await;
     let e = strict.decrypt_round(1, WAIT).await.unwrap_err();
     assert!(
@@ -305,14 +301,6 @@ pub(super) async fn an_unverifiable_sum_is_decrypted_only_when_asked(store: Stor
         "{e}"
     );
     let lax = strict.unverified();
-    assert_eq!(
-        lax.decrypt_round(1, WAIT).await.unwrap().status,
-        RoundStatus::Completed
-    );
-    assert!(run
-        .await
-        .unwrap()
-        .iter()
-        .all(|r| done(r).status == RoundStatus::Completed));
+    decrypted_and_completed(&lax, 1, run).await;
     assert_model_is_mean(&srv.admin, fed.id, &ups).await;
 }
