@@ -9,14 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # libtorch for local training: fetched and cached on first use (scripts/libtorch.sh). On a fresh
-# machine the download runs while everything that does not link libtorch compiles.
+# machine the download runs while everything that does not link libtorch compiles: the first
+# `cargo build` keeps going past torch-sys (whose build script needs libtorch and fails until the
+# download is done) and is quiet; `cargo run` then builds the rest, showing any error, and runs
+# the demo.
+# Both are the same command, so nothing is compiled twice.
 # (it links the cached folder as .libtorch, where .cargo/config.toml points LIBTORCH; a LIBTORCH
 # set in the environment wins)
 scripts/libtorch.sh >/dev/null &
 fetch=$!
-if ! cargo build --quiet -p fedagg --no-default-features; then
-    wait "$fetch" || true
-    exit 1
-fi
+cargo build --quiet --keep-going -p fedagg >/dev/null 2>&1 || true
 wait "$fetch"
 exec cargo run --quiet -- demo "$@"
