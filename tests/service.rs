@@ -30,13 +30,18 @@ mod tamper;
 
 #[path = "support/verified.rs"]
 mod verified;
+
+#[path = "support/ddp.rs"]
+mod ddp;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
+use ddp::a_secagg_dp_round_releases_a_noisy_sum_and_stops_at_its_budget;
 use tamper::{
     a_secagg_round_against_a_malicious_server_gives_the_survivors_mean,
-    members_refuse_a_malicious_server_that_deviates, members_refuse_the_previous_rounds_key_lists,
-    members_trust_the_roster_their_authority_signed,
+    members_refuse_a_malicious_server_that_deviates,
+    members_refuse_a_server_that_drops_keys_for_some_recipients,
+    members_refuse_the_previous_rounds_key_lists, members_trust_the_roster_their_authority_signed,
 };
 use tls::{
     sighup_reloads_the_certificate, the_sdk_reaches_the_server_over_its_own_tls,
@@ -1577,6 +1582,7 @@ on_both_stores! {
     a_secagg_round_against_a_malicious_server_gives_the_survivors_mean: 4,
     members_refuse_a_malicious_server_that_deviates: 4,
     members_refuse_the_previous_rounds_key_lists: 4,
+    members_refuse_a_server_that_drops_keys_for_some_recipients: 4,
     three_of_five_key_holders_decrypt_with_two_offline: 4,
     key_holders_decrypt_only_sums_they_verified: 4,
     an_unverifiable_sum_is_decrypted_only_when_asked: 2,

@@ -14,11 +14,16 @@ type Rewrite = Arc<dyn Fn(&str, &mut serde_json::Value) + Send + Sync>;
 /// Rewrites a frame (an inbox) answering a GET of `path` by the holder of `token`.
 type FrameRewrite = Arc<dyn Fn(&str, &str, &mut Vec<u8>) + Send + Sync>;
 
+/// Rewrites the body of a request to `path` by the holder of `token`, before it is forwarded:
+/// what a server that deviates would have made of it (or just watches who asks what).
+type RequestRewrite = Arc<dyn Fn(&str, &str, &mut Vec<u8>) + Send + Sync>;
+
 /// The proxy's current lies (none: it passes everything through).
 #[derive(Clone, Default)]
 pub(super) struct Lie(
     Arc<Mutex<Option<Rewrite>>>,
     Arc<Mutex<Option<FrameRewrite>>>,
+    Arc<Mutex<Option<RequestRewrite>>>,
 );
 
 impl Lie {
@@ -30,9 +35,17 @@ impl Lie {
         *self.1.lock().unwrap() = Some(Arc::new(f));
     }
 
+    pub(super) fn set_requests(
+        &self,
+        f: impl Fn(&str, &str, &mut Vec<u8>) + Send + Sync + 'static,
+    ) {
+        *self.2.lock().unwrap() = Some(Arc::new(f));
+    }
+
     pub(super) fn clear(&self) {
         *self.0.lock().unwrap() = None;
         *self.1.lock().unwrap() = None;
+        *self.2.lock().unwrap() = None;
     }
 }
 
@@ -45,7 +58,10 @@ pub(super) async fn tampering_proxy(upstream: String, lie: Lie) -> String {
         let (http, upstream, lie) = (http.clone(), upstream.clone(), lie.clone());
         async move {
             let (parts, body) = req.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let mut body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap()
+                .to_vec();
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let mut headers = parts.headers;
             headers.remove(reqwest::header::HOST);
@@ -54,6 +70,11 @@ pub(super) async fn tampering_proxy(upstream: String, lie: Lie) -> String {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
+            let requests = lie.2.lock().unwrap().clone();
+            if let Some(rewrite) = requests {
+                rewrite(parts.uri.path(), &token, &mut body);
+                headers.remove(reqwest::header::CONTENT_LENGTH);
+            }
             let r = http
                 .request(parts.method.clone(), format!("{upstream}{path}"))
                 .headers(headers)
@@ -565,4 +586,114 @@ pub(super) async fn members_refuse_the_previous_rounds_key_lists(store: Store) {
     }
     let info = srv.admin.round(fid, 2, None, Duration::ZERO).await.unwrap();
     assert_eq!((info.phase, info.received), (Phase::ShareKeys, 0));
+}
+
+/// Each member's token as the proxy sees it, with its index in the cohort of round `round`: each
+/// member in turn asks for the round through the proxy, which notes the token it came with.
+async fn tokens_and_indices(lie: &Lie, members: &[Client], round: u64) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for member in members {
+        let seen: Arc<Mutex<String>> = Arc::default();
+        let note = Arc::clone(&seen);
+        lie.set_requests(move |_, token, _| *note.lock().unwrap() = token.to_string());
+        let info = member.round(round, None, Duration::ZERO).await.unwrap();
+        let token = seen.lock().unwrap().clone();
+        out.push((token, info.member.unwrap()));
+    }
+    lie.clear();
+    out
+}
+
+/// In a key list (count, then entries sorted by id), remove the entry of member `x`.
+fn remove_key(msg: &mut Vec<u8>, x: u32) {
+    let count = u32::from_le_bytes(msg[4..8].try_into().unwrap());
+    let at = (0..count as usize)
+        .map(|i| 8 + i * KEY_ENTRY)
+        .find(|&at| msg[at..at + 4] == x.to_le_bytes())
+        .unwrap();
+    msg.drain(at..at + KEY_ENTRY);
+    msg[4..8].copy_from_slice(&(count - 1).to_le_bytes());
+}
+
+/// In a ShareKeys message (commitment, count, then entries sorted by recipient), add shares for
+/// member `x` that are random bytes: what the server needs to pass a sender's shares off as
+/// addressed to `x` when it hid `x` from that sender.
+fn add_bogus_shares(msg: &mut Vec<u8>, x: u32) {
+    use fedagg_secagg::crypto::SHARE_CIPHERTEXT_LEN;
+    let entry = 4 + SHARE_CIPHERTEXT_LEN;
+    let count = u32::from_le_bytes(msg[36..40].try_into().unwrap());
+    let at = (0..count as usize)
+        .map(|i| 40 + i * entry)
+        .find(|&at| u32::from_le_bytes(msg[at..at + 4].try_into().unwrap()) > x)
+        .unwrap_or(msg.len());
+    let mut bogus = x.to_le_bytes().to_vec();
+    bogus.extend((0..SHARE_CIPHERTEXT_LEN).map(|i| i as u8));
+    msg.splice(at..at, bogus);
+    msg[36..40].copy_from_slice(&(count + 1).to_le_bytes());
+}
+
+/// Against a malicious server, one member's keys are dropped for some recipients only: two
+/// victims get key lists without member X, while X and everyone else get the full list. The
+/// server then passes the victims' shares off as addressed to X (bogus entries) and forwards
+/// X's shares to them. Each victim refuses shares from a member it holds no keys of, and X
+/// refuses shares that do not decrypt, so all three stop before sending a masked input (none
+/// of their shares of anyone is revealed); the other members finish the round without them.
+pub(super) async fn members_refuse_a_server_that_drops_keys_for_some_recipients(store: Store) {
+    let srv = start(store, 1 << 22).await;
+    let lie = Lie::default();
+    let proxy = tampering_proxy(srv.base.clone(), lie.clone()).await;
+    let (m, n) = (20, 10);
+    let (fid, members) = malicious_federation(&srv, &proxy, m, n).await;
+    srv.admin.open_round(fid).await.unwrap();
+    let seats = tokens_and_indices(&lie, &members, 1).await;
+    let x = seats[0].1;
+    let victims: Vec<String> = seats[1..3].iter().map(|(t, _)| t.clone()).collect();
+    let hidden = victims.clone();
+    lie.set_frames(move |path, token, frame| {
+        if path.ends_with("/rounds/1/inbox") && hidden.iter().any(|v| v == token) {
+            edit_message(frame, 1, |msg| {
+                if is(msg, fedagg_secagg::wire::Kind::KeyList) {
+                    remove_key(msg, x);
+                }
+            });
+        }
+    });
+    lie.set_requests(move |path, token, body| {
+        let share_keys = |b: &[u8]| {
+            Frame::decode(b, FrameKind::Secagg, 1)
+                .is_ok_and(|msg| is(msg, fedagg_secagg::wire::Kind::ShareKeys))
+        };
+        if path.ends_with("/rounds/1/submissions")
+            && victims.iter().any(|v| v == token)
+            && share_keys(body)
+        {
+            edit_message(body, 1, |msg| add_bogus_shares(msg, x));
+        }
+    });
+    let ups = updates(n, m, 81);
+    let results = contribute_all(&members, &ups, &vec![None; n]).await;
+    lie.clear();
+    let refused = |r: &Result<Option<Outcome>, Error>, what: &str| {
+        let e = r.as_ref().err().unwrap_or_else(|| panic!("{r:?}"));
+        assert!(
+            matches!(e, Error::Protocol(msg) if msg.contains(what)),
+            "wanted {what:?}, got {e}"
+        );
+    };
+    refused(&results[0], "decrypt");
+    for r in &results[1..3] {
+        refused(r, &format!("shares from client {x}, not in our key list"));
+    }
+    for r in &results[3..] {
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
+    }
+    let rec = srv
+        .admin
+        .wait_round(fid, 1, WAIT)
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+    assert_eq!((rec.participants, rec.dropouts), (7, 3), "{rec:?}");
+    assert_model_is_mean(&srv.admin, fid, &ups[3..]).await;
 }
