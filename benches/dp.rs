@@ -1,7 +1,9 @@
 //! Criterion benchmarks of the DP mode: clipping and noising a 10^7-value update, and the
 //! accountant over 10^4 rounds; and the plaintext baseline every mode is compared with (adding
-//! one f32 update into a running sum, `plain/add`, 10^3 to 10^7 values).
-//! `FEDAGG_BENCH_QUICK=1` shrinks the update to 10^5 values and the baseline to 10^3.
+//! one f32 update into a running sum, `plain/add`, 10^3 to 10^7 values); and a participant's cost
+//! of distributed DP (`ddg/encode`: clip, rotate, scale, round and noise, 10^3 to 2.5 x 10^7
+//! values, which SecAgg then masks; compare `secagg/mask` in the SecAgg bench).
+//! `FEDAGG_BENCH_QUICK=1` shrinks the update to 10^5 values, the baseline and `ddg` to 10^3.
 
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
@@ -98,5 +100,28 @@ fn accountant(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, clip_and_noise, plain_add, accountant);
+/// A participant's distributed DP encoding at 20 bits, 100 clients at most, at least 10
+/// survivors, z = 1: the rotation, the conditional rounding and one discrete Gaussian per value.
+fn ddg_encode(c: &mut Criterion) {
+    use fedagg_dp::ddg::DdgParams;
+    let sizes: &[usize] = if std::env::var_os("FEDAGG_BENCH_QUICK").is_some() {
+        &[1_000]
+    } else {
+        &[1_000, 100_000, 1_000_000, 25_000_000]
+    };
+    let mut g = c.benchmark_group("ddg");
+    g.sample_size(10);
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    for &m in sizes {
+        let p = DdgParams::new(m, 1.0, 1.0, 20, 10, 100).expect("valid parameters");
+        let update: Vec<f32> = (0..m).map(|i| ((i % 1000) as f32 - 500.0) * 1e-5).collect();
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(format!("encode/m={m}"), |b| {
+            b.iter(|| p.encode(&update, &[3; 32], &mut rng).expect("encodes"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, clip_and_noise, plain_add, accountant, ddg_encode);
 criterion_main!(benches);

@@ -30,6 +30,16 @@ pub enum DemoMode {
     Paillier,
     /// Plaintext updates, clipped and noised by the server (central DP) with a privacy ledger.
     Dp,
+    /// SecAgg with distributed DP: each participant adds its share of discrete Gaussian noise
+    /// before masking, so the server unmasks only a private sum; a privacy ledger as in `dp`.
+    SecaggDp,
+}
+
+impl DemoMode {
+    /// Whether the federation spends a privacy budget (its updates then weigh alike).
+    fn is_dp(self) -> bool {
+        matches!(self, DemoMode::Dp | DemoMode::SecaggDp)
+    }
 }
 
 /// Everything the demo can be told.
@@ -85,6 +95,9 @@ pub struct DemoConfig {
     /// DP: epsilon budget (rounds past it do not open).
     #[arg(long, default_value_t = 1000.0)]
     pub epsilon_budget: f64,
+    /// SecAgg with distributed DP: bits per coordinate of the modular sum.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(8..=62))]
+    pub bits: u32,
     /// DP: adaptive clipping towards this quantile of the update norms (`--dp-clip` is then
     /// the initial norm); the count's noise is the expected cohort over 20, at least the noise
     /// multiplier.
@@ -194,8 +207,8 @@ impl DemoConfig {
         if self.clients < least as usize {
             bail!("the demo needs at least {least} participants");
         }
-        if self.malicious_server && self.mode != DemoMode::Secagg {
-            bail!("--malicious-server applies to --mode secagg");
+        if self.malicious_server && !matches!(self.mode, DemoMode::Secagg | DemoMode::SecaggDp) {
+            bail!("--malicious-server applies to --mode secagg and --mode secagg-dp");
         }
         if let (Some(k), Some(t)) = (self.holders, self.threshold) {
             if self.mode != DemoMode::Paillier {
@@ -203,7 +216,7 @@ impl DemoConfig {
             }
             fedagg_paillier::threshold::check_threshold(k, t)?;
         }
-        if self.mode != DemoMode::Dp && self.cohort() < least {
+        if !self.mode.is_dp() && self.cohort() < least {
             bail!(
                 "an aggregate needs at least {least} participants per round (from two, each \
                  would learn the other's update): raise --fraction"
@@ -254,6 +267,21 @@ impl DemoConfig {
                 fedagg_api::MIN_CLIENTS,
                 900,
             ),
+            DemoMode::SecaggDp => (
+                Mode::SecaggDp {
+                    clip: self.dp_clip,
+                    noise_multiplier: self.noise_multiplier,
+                    sampling_rate: self.fraction.clamp(1e-6, 1.0),
+                    epsilon_budget: self.epsilon_budget,
+                    delta: 1e-5,
+                    bits: self.bits,
+                    dropout_rate: self.dropout.clamp(0.0, 0.5).max(0.05),
+                    corrupt_fraction: 0.05,
+                    malicious_server: self.malicious_server,
+                },
+                fedagg_api::MIN_CLIENTS,
+                5,
+            ),
             DemoMode::Dp => (
                 Mode::Dp {
                     clip: self.dp_clip,
@@ -277,7 +305,7 @@ impl DemoConfig {
             vector_len,
             mode,
             min_clients: min,
-            max_clients: if self.mode == DemoMode::Dp {
+            max_clients: if self.mode.is_dp() {
                 self.clients as u32
             } else {
                 cohort.max(min)
@@ -297,6 +325,9 @@ struct Trainer {
     net: Net,
     local: LocalConfig,
     algorithm: Algorithm,
+    /// Whether updates carry their sample count as weight (not in the DP modes, where every
+    /// update weighs alike).
+    weighted: bool,
 }
 
 /// The service, in-process on loopback with its embedded database, and its admin.
@@ -427,6 +458,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
             momentum: 0.9,
         },
         algorithm,
+        weighted: !cfg.mode.is_dp(),
     }));
     let setup = Arc::new(setup);
     let bar = Arc::new(Mutex::new(None::<ProgressBar>));
@@ -601,7 +633,7 @@ async fn spawn_participants(
 }
 
 fn print_header(cfg: &DemoConfig, params: usize, base: &str) {
-    let picked = if cfg.mode == DemoMode::Dp {
+    let picked = if cfg.mode.is_dp() {
         format!("~{:.1}", cfg.fraction * cfg.clients as f64)
     } else {
         cfg.cohort().to_string()
@@ -696,6 +728,7 @@ async fn participant(
             continue;
         }
         let (t, data) = (trainer.clone(), setup.clone());
+        let weighted = lock(&trainer).weighted;
         let update = tokio::task::spawn_blocking(move || {
             let mut t = lock(&t);
             let (local, algorithm) = (t.local, t.algorithm);
@@ -730,8 +763,8 @@ async fn participant(
             timeout: Some(Duration::from_secs(3600)),
         };
         // An error is a failed round: wait for the next round.
-        let contributed =
-            dropout::contribute(&client, &update.delta, update.samples as u64, opts, vanish).await;
+        let weight = if weighted { update.samples as u64 } else { 1 };
+        let contributed = dropout::contribute(&client, &update.delta, weight, opts, vanish).await;
         if matches!(contributed, Ok(Some(_))) {
             if let Some(b) = lock(&bar).as_ref() {
                 b.inc(1);

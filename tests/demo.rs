@@ -135,6 +135,25 @@ async fn a_threshold_paillier_demo_trains() {
     );
     assert!(report.final_test.accuracy > 0.3, "{:?}", report.final_test);
     let _ = std::fs::remove_dir_all(&cfg.out);
+
+    // Distributed DP: the members noise their own updates, the ledger grows each round.
+    let cfg = demo(
+        "--mode secagg-dp --clients 10 --fraction 1 --rounds 3 --noise-multiplier 0.3 \
+         --model mlp32",
+    );
+    let report = run(&cfg).await.unwrap();
+    let eps: Vec<f64> = report.rows.iter().map(|r| r.epsilon.unwrap()).collect();
+    assert!(
+        eps[0] > 0.0 && eps[1] > eps[0] && eps[2] > eps[1],
+        "{eps:?}"
+    );
+    assert!(
+        report.rows.iter().all(|r| r.participants == 10),
+        "{:?}",
+        report.rows
+    );
+    assert!(report.final_test.accuracy > 0.3, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
 }
 
 /// `fedagg demo --malicious-server`: an authority signs the roster, members sign their keys and

@@ -1563,6 +1563,7 @@ on_both_stores! {
     #[cfg(feature = "lattice")] lattice_round_with_a_key_holder_equals_the_plaintext_weighted_mean: 4,
     #[cfg(not(feature = "lattice"))] a_server_without_the_lattice_feature_refuses_lattice_federations: 2,
     dp_round_adds_the_configured_noise_and_charges_the_ledger: 4,
+    a_secagg_dp_round_releases_a_noisy_sum_and_stops_at_its_budget: 4,
     auth_is_checked_on_every_route: 2,
     bad_input_gets_the_documented_4xx_and_the_server_keeps_serving: 2,
     bad_control_requests_get_json_errors: 2,

@@ -67,6 +67,42 @@ pub enum Mode {
         #[serde(deserialize_with = "crate::integer::de")]
         max_weight: u64,
     },
+    /// SecAgg with distributed DP: each participant clips its update in L2, rotates it, rounds
+    /// it to integers and adds its share of discrete Gaussian noise before masking, so that the
+    /// sum the server unmasks is already private (`fedagg_dp::ddg`, the distributed discrete
+    /// Gaussian of Kairouz, Liu and Steinke). Charged to a budget, as `dp` is. Updates are
+    /// unweighted, and the model moves by the sum over the expected cohort.
+    SecaggDp {
+        /// L2 clipping bound C per client update.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
+        clip: f64,
+        /// Noise multiplier z: the noise of a sum of `min_clients` survivors (the fewest a round
+        /// may aggregate) is that of N(0, (z C)^2) per coordinate; more survivors add more.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        noise_multiplier: f64,
+        /// Client sampling rate q used by the accountant (Poisson sampling of the cohort).
+        #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+        sampling_rate: f64,
+        /// Total epsilon budget; a round that could exceed it does not open.
+        #[schema(exclusive_minimum = 0.0)]
+        epsilon_budget: f64,
+        /// Delta of the (epsilon, delta) guarantee.
+        #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
+        delta: f64,
+        /// Bits per coordinate of the modular sum (what each value costs on the wire).
+        #[schema(minimum = 8, maximum = 62)]
+        #[serde(deserialize_with = "crate::integer::de")]
+        bits: u32,
+        /// Expected fraction of clients that drop out (sizes the threshold and graph).
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        dropout_rate: f64,
+        /// Fraction of clients that may collude with the server.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        corrupt_fraction: f64,
+        /// As in `secagg`: members sign their keys and run the consistency check.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        malicious_server: bool,
+    },
     /// Plaintext updates, clipped and noised on the server (central DP), charged to a budget.
     Dp {
         /// L2 clipping bound C per client update.
@@ -126,8 +162,40 @@ impl Mode {
             Mode::Secagg {
                 malicious_server: true,
                 ..
+            } | Mode::SecaggDp {
+                malicious_server: true,
+                ..
             }
         )
+    }
+
+    /// Whether rounds run SecAgg (with or without distributed DP).
+    pub fn is_secagg(&self) -> bool {
+        matches!(self, Mode::Secagg { .. } | Mode::SecaggDp { .. })
+    }
+
+    /// Whether the federation spends a privacy budget (central or distributed DP).
+    pub fn is_dp(&self) -> bool {
+        matches!(self, Mode::Dp { .. } | Mode::SecaggDp { .. })
+    }
+
+    /// `(sampling_rate, epsilon_budget, delta)` of the modes with a privacy budget.
+    pub fn budget(&self) -> Option<(f64, f64, f64)> {
+        match *self {
+            Mode::Dp {
+                sampling_rate,
+                epsilon_budget,
+                delta,
+                ..
+            }
+            | Mode::SecaggDp {
+                sampling_rate,
+                epsilon_budget,
+                delta,
+                ..
+            } => Some((sampling_rate, epsilon_budget, delta)),
+            _ => None,
+        }
     }
 
     /// Whether a key holder decrypts the aggregate (Paillier and lattice).
@@ -141,6 +209,12 @@ impl Mode {
     pub fn threat_model(&self) -> Option<fedagg_secagg::ThreatModel> {
         match *self {
             Mode::Secagg {
+                dropout_rate,
+                corrupt_fraction,
+                malicious_server,
+                ..
+            }
+            | Mode::SecaggDp {
                 dropout_rate,
                 corrupt_fraction,
                 malicious_server,
@@ -159,10 +233,11 @@ impl Mode {
         }
     }
 
-    /// Short name: `secagg`, `paillier`, `lattice` or `dp`.
+    /// Short name: `secagg`, `secagg_dp`, `paillier`, `lattice` or `dp`.
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Secagg { .. } => "secagg",
+            Mode::SecaggDp { .. } => "secagg_dp",
             Mode::Paillier { .. } => "paillier",
             Mode::Lattice { .. } => "lattice",
             Mode::Dp { .. } => "dp",
@@ -173,7 +248,7 @@ impl Mode {
     /// the round engine checks submissions against and the SDK encodes them with.
     pub fn submission_kind(&self, phase: Phase) -> FrameKind {
         match (self, phase) {
-            (Mode::Secagg { .. }, _) => FrameKind::Secagg,
+            (Mode::Secagg { .. } | Mode::SecaggDp { .. }, _) => FrameKind::Secagg,
             (Mode::Paillier { .. } | Mode::Lattice { .. }, Phase::Decrypt) => FrameKind::U64,
             (Mode::Paillier { .. }, _) => FrameKind::Paillier,
             (Mode::Lattice { .. }, _) => FrameKind::Lattice,
@@ -191,7 +266,7 @@ impl Mode {
         }
     }
 
-    /// `(clip, levels, max_weight)` of the quantized modes; `None` for DP.
+    /// `(clip, levels, max_weight)` of the quantized modes; `None` for the DP modes.
     pub fn quantization(&self) -> Option<(f64, u64, u64)> {
         match *self {
             Mode::Secagg {
@@ -210,7 +285,7 @@ impl Mode {
                 levels,
                 max_weight,
             } => Some((clip, levels, max_weight)),
-            Mode::Dp { .. } => None,
+            Mode::Dp { .. } | Mode::SecaggDp { .. } => None,
         }
     }
 
@@ -278,11 +353,53 @@ impl FederationSpec {
     }
 
     /// The quantization both sides use (SecAgg and Paillier): headroom for `max_clients`
-    /// contributions in the smallest modulus that holds them. An error for the DP mode.
+    /// contributions in the smallest modulus that holds them. An error for the DP modes.
     pub fn quant(&self) -> Result<fedagg_quant::QuantParams, String> {
         self.mode
             .quant(u64::from(self.max_clients))
             .unwrap_or_else(|| Err(format!("the {} mode is not quantized", self.mode.name())))
+    }
+
+    /// The distributed DP of a `secagg_dp` federation: scale, local noise and bits, a function
+    /// of this spec alone, so that each participant derives them from the spec it pinned. The
+    /// noise is calibrated for `min_clients` survivors, the fewest a round aggregates.
+    pub fn ddg(&self) -> Result<fedagg_dp::ddg::DdgParams, String> {
+        let Mode::SecaggDp {
+            clip,
+            noise_multiplier,
+            bits,
+            ..
+        } = self.mode
+        else {
+            return Err(format!(
+                "the {} mode has no distributed DP",
+                self.mode.name()
+            ));
+        };
+        fedagg_dp::ddg::DdgParams::new(
+            self.vector_len,
+            clip,
+            noise_multiplier,
+            bits,
+            self.min_clients,
+            self.max_clients,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// What SecAgg sums for this spec: `(values per member, modulus bits)`. The quantized update
+    /// and its weight (SecAgg), or the rotated update padded to a power of two (SecAgg with
+    /// distributed DP).
+    pub fn secagg_vector(&self) -> Result<(usize, u32), String> {
+        if let Mode::SecaggDp { .. } = self.mode {
+            let ddg = self.ddg()?;
+            return Ok((ddg.dim(), ddg.bits()));
+        }
+        let quant = self.quant()?;
+        Ok((
+            fedagg_quant::QuantParams::encoded_len(self.vector_len),
+            quant.modulus().bits(),
+        ))
     }
 }
 
@@ -301,7 +418,7 @@ pub struct Federation {
     pub participants: u32,
     /// Whether the key holder has published a public key (HE modes).
     pub has_public_key: bool,
-    /// Privacy spent so far (DP mode).
+    /// Privacy spent so far (DP modes).
     pub privacy: Option<PrivacySpent>,
 }
 

@@ -111,11 +111,11 @@ pub struct SecaggSession {
 }
 
 impl SecaggSession {
-    /// The session configuration both sides derive from these parameters for updates of
-    /// `vector_len` values (the encoded vector has one more slot, for the weight).
+    /// The session configuration both sides derive from these parameters for messages of
+    /// `elements` values.
     pub(crate) fn config_with(
         &self,
-        vector_len: usize,
+        elements: usize,
         identities: Option<Vec<ed25519_dalek::VerifyingKey>>,
     ) -> Result<fedagg_secagg::SessionConfig, String> {
         let hex32 = |s: &str, what: &str| -> Result<[u8; 32], String> {
@@ -136,15 +136,41 @@ impl SecaggSession {
             graph,
             self.threshold as usize,
             modulus,
-            fedagg_quant::QuantParams::encoded_len(vector_len),
+            elements,
             identities,
         )
         .map_err(|e| e.to_string())
     }
 
-    /// The session configuration for updates of `vector_len` values, with the identity keys of
-    /// the session's own `identities` when it lists them (the server's view).
+    /// The session configuration for quantized updates of `vector_len` values (the encoded
+    /// vector has one more slot, for the weight), with the identity keys of the session's own
+    /// `identities` when it lists them (the server's view).
     pub fn config(&self, vector_len: usize) -> Result<fedagg_secagg::SessionConfig, String> {
+        self.config_of(fedagg_quant::QuantParams::encoded_len(vector_len))
+    }
+
+    /// The session configuration of a round of `spec` (the server's view, as [`Self::config`]).
+    pub fn config_for(
+        &self,
+        spec: &crate::FederationSpec,
+    ) -> Result<fedagg_secagg::SessionConfig, String> {
+        self.config_of(spec.secagg_vector()?.0)
+    }
+
+    /// The public seed of the round's distributed DP rotation (`secagg_dp`): a hash of the
+    /// session id, so that every member and the server rotate alike. It is chosen by nobody in
+    /// particular, and it needs no secrecy: it affects how flat the rotated updates are (the
+    /// wrap-around bound), never their sensitivity.
+    pub fn rotation_seed(&self) -> Result<[u8; 32], String> {
+        use sha2::Digest;
+        let id = hex::decode(&self.session_id).map_err(|e| format!("session id: {e}"))?;
+        let mut h = sha2::Sha256::new();
+        h.update(b"fedagg ddg rotation v1");
+        h.update(&id);
+        Ok(h.finalize().into())
+    }
+
+    fn config_of(&self, elements: usize) -> Result<fedagg_secagg::SessionConfig, String> {
         let identities = if self.identities.is_empty() {
             None
         } else {
@@ -155,7 +181,7 @@ impl SecaggSession {
                 .collect::<Result<Vec<_>, String>>()?;
             Some(keys)
         };
-        self.config_with(vector_len, identities)
+        self.config_with(elements, identities)
     }
 }
 

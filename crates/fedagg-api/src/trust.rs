@@ -295,10 +295,10 @@ impl SecaggSession {
                 self.n
             ));
         }
-        let bits = spec.quant().map_err(Mismatch)?.modulus().bits();
+        let (elements, bits) = spec.secagg_vector().map_err(Mismatch)?;
         if self.modulus_bits != bits {
             return bad(format!(
-                "modulus of {} bits differs from the pinned quantization's {bits}",
+                "modulus of {} bits differs from the pinned spec's {bits}",
                 self.modulus_bits
             ));
         }
@@ -307,8 +307,7 @@ impl SecaggSession {
         } else {
             None
         };
-        self.config_with(spec.vector_len, identities)
-            .map_err(Mismatch)
+        self.config_with(elements, identities).map_err(Mismatch)
     }
 
     /// Each member's identity key from the verified roster, by member index; a member missing

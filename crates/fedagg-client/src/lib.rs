@@ -601,7 +601,9 @@ impl Client {
     }
 
     /// Contribute `update` with `weight` (for example the local sample count) to the next round
-    /// this client is in, and wait for its outcome.
+    /// this client is in, and wait for its outcome. SecAgg with distributed DP weighs every
+    /// update alike (one clipped update is what a participant's privacy is measured against), so
+    /// there `weight` must be 1; the central DP mode ignores it.
     pub async fn contribute(&self, update: &[f32], weight: u64) -> Result<Outcome> {
         self.contribute_with(update, weight, Contribute::default())
             .await
@@ -617,6 +619,13 @@ impl Client {
         let until = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(3600));
         let fed = self.federation().await?;
         let spec = &fed.spec;
+        if matches!(spec.mode, Mode::SecaggDp { .. }) && weight != 1 {
+            return Err(Error::Protocol(format!(
+                "the {} mode weighs every update alike (its sensitivity is one clipped update): \
+                 contribute with weight 1, not {weight}",
+                spec.mode.name()
+            )));
+        }
         if update.len() != spec.vector_len {
             return Err(Error::Protocol(format!(
                 "update has {} values, the federation's model has {}",
@@ -682,6 +691,11 @@ impl Client {
                 let values = quant
                     .encode_weighted(update, weight, &mut rng)
                     .map_err(|e| Error::Protocol(e.to_string()))?;
+                self.secagg(&mut info, spec, &values, until, &report, &mut rng)
+                    .await?;
+            }
+            Mode::SecaggDp { .. } => {
+                let values = ddg_values(spec, &info, update).await?;
                 self.secagg(&mut info, spec, &values, until, &report, &mut rng)
                     .await?;
             }
@@ -827,6 +841,24 @@ fn paillier_public(text: &str) -> Result<PublicKey> {
         PublicKey::from_text(text)
     };
     pk.map_err(|e| Error::Protocol(format!("public key: {e}")))
+}
+
+/// A member's values under SecAgg with distributed DP: its update clipped, rotated, rounded and
+/// noised with parameters derived from the pinned spec, so that the server chooses none of them
+/// (the round's rotation seed, a hash of the session id, affects only how flat the values are).
+async fn ddg_values(spec: &FederationSpec, info: &RoundInfo, update: &[f32]) -> Result<Vec<u64>> {
+    let ddg = spec.ddg().map_err(Error::Untrusted)?;
+    let seed = info
+        .secagg
+        .as_ref()
+        .ok_or_else(|| Error::Protocol("secagg round without a session".into()))?
+        .rotation_seed()
+        .map_err(Error::Protocol)?;
+    let update = update.to_vec();
+    let mut noise = ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
+    offload(move || ddg.encode(&update, &seed, &mut noise))
+        .await?
+        .map_err(|e| Error::Protocol(e.to_string()))
 }
 
 fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {

@@ -102,22 +102,47 @@ impl Ledger {
         epsilon(&self.orders, &self.rdp, self.delta)
     }
 
-    fn after(&self, q: f64, sigma: f64, steps: u64) -> Result<(Vec<f64>, Spent), Error> {
-        let add = compute_rdp(q, sigma, steps, &self.orders)?;
-        let total: Vec<f64> = self.rdp.iter().zip(&add).map(|(a, b)| a + b).collect();
+    fn after(&self, add: &[f64]) -> Result<(Vec<f64>, Spent), Error> {
+        if add.len() != self.orders.len() {
+            return Err(Error::LengthMismatch {
+                expected: self.orders.len(),
+                actual: add.len(),
+            });
+        }
+        if let Some(&r) = add.iter().find(|r| r.is_nan() || **r < 0.0) {
+            return Err(Error::InvalidParameter {
+                name: "rdp",
+                value: r,
+                expected: "a non-negative value (or infinity)",
+            });
+        }
+        let total: Vec<f64> = self.rdp.iter().zip(add).map(|(a, b)| a + b).collect();
         let spent = epsilon(&self.orders, &total, self.delta)?;
         Ok((total, spent))
     }
 
     /// Epsilon after `steps` more rounds at `(q, sigma)`, without charging.
     pub fn preview(&self, q: f64, sigma: f64, steps: u64) -> Result<Spent, Error> {
-        Ok(self.after(q, sigma, steps)?.1)
+        Ok(self.after(&compute_rdp(q, sigma, steps, &self.orders)?)?.1)
+    }
+
+    /// Epsilon after one more round whose RDP at [`orders`](Self::orders) is `add` (any
+    /// mechanism, such as [`crate::ddg`]'s), without charging.
+    pub fn preview_curve(&self, add: &[f64]) -> Result<Spent, Error> {
+        Ok(self.after(add)?.1)
     }
 
     /// Charge one round at `(q, sigma)` if the result stays within the budget; otherwise refuse
     /// and leave the ledger unchanged.
     pub fn charge(&mut self, q: f64, sigma: f64) -> Result<Spent, Error> {
-        let (total, spent) = self.after(q, sigma, 1)?;
+        let add = compute_rdp(q, sigma, 1, &self.orders)?;
+        self.charge_curve(&add)
+    }
+
+    /// Charge one round whose RDP at [`orders`](Self::orders) is `add`, if the result stays
+    /// within the budget; otherwise refuse and leave the ledger unchanged.
+    pub fn charge_curve(&mut self, add: &[f64]) -> Result<Spent, Error> {
+        let (total, spent) = self.after(add)?;
         if spent.epsilon > self.budget {
             return Err(Error::BudgetExceeded {
                 spent: self.spent()?.epsilon,
@@ -188,5 +213,23 @@ mod tests {
         assert!(Ledger::restore(1.0, 1e-5, vec![2.0], vec![], 0).is_err());
         assert!(Ledger::restore(1.0, 1e-5, vec![2.0], vec![-1.0], 0).is_err());
         assert!(Ledger::restore(1.0, 1e-5, vec![0.5], vec![0.0], 0).is_err());
+        assert!(l.charge_curve(&[0.0]).is_err(), "one value per order");
+        let mut bad = vec![0.0; l.orders().len()];
+        bad[3] = f64::NAN;
+        assert!(l.charge_curve(&bad).is_err());
+        assert_eq!(l.rounds(), 0);
+    }
+
+    #[test]
+    fn a_curve_charges_like_the_mechanism_it_comes_from() {
+        let mut a = Ledger::new(10.0, 1e-5).unwrap();
+        let mut b = a.clone();
+        let curve = compute_rdp(0.1, 1.3, 1, a.orders()).unwrap();
+        assert_eq!(a.charge(0.1, 1.3).unwrap(), b.charge_curve(&curve).unwrap());
+        assert_eq!(a, b);
+        assert_eq!(
+            a.preview(0.1, 1.3, 1).unwrap(),
+            b.preview_curve(&curve).unwrap()
+        );
     }
 }

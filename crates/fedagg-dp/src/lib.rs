@@ -46,6 +46,7 @@
 
 pub mod adaptive;
 pub mod clip;
+pub mod ddg;
 pub mod ledger;
 pub mod noise;
 pub mod rdp;

@@ -1,5 +1,6 @@
-//! Planning a round: who is in its cohort (uniform, or Poisson sampling for DP), whether the DP
-//! budget allows it, and the SecAgg session it runs (graph and threshold from the threat model).
+//! Planning a round: who is in its cohort (uniform, or Poisson sampling for the DP modes), whether
+//! the DP budget allows it, and the SecAgg session it runs (graph and threshold from the threat
+//! model).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,11 @@ pub struct RoundParams {
     /// member's identity key (hex), from the verified roster, in cohort order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
+    /// SecAgg with distributed DP: what the survivors' sum is divided by, the expected cohort
+    /// (`sampling_rate` times the participants it was sampled from, at most `max_clients`). A
+    /// fixed denominator releases nothing about how many took part (DP-FedAvg's estimator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denominator: Option<f64>,
 }
 
 impl RoundParams {
@@ -76,6 +82,12 @@ pub fn plan<R: RngCore + CryptoRng>(
             Some(ids)
         }
     };
+    let denominator = match spec.mode {
+        Mode::SecaggDp { sampling_rate, .. } => {
+            Some((sampling_rate * contributors.len() as f64).min(f64::from(spec.max_clients)))
+        }
+        _ => None,
+    };
     let cohort = select_cohort(spec, contributors, rng);
     if !matches!(spec.mode, Mode::Dp { .. }) && cohort.len() < spec.min_clients as usize {
         return Err(RoundError::Conflict(format!(
@@ -88,7 +100,7 @@ pub fn plan<R: RngCore + CryptoRng>(
     let identities: Vec<String> = roster.map_or_else(Vec::new, |ids| {
         cohort.iter().filter_map(|p| ids.get(p).cloned()).collect()
     });
-    if let Mode::Secagg { .. } = spec.mode {
+    if spec.mode.is_secagg() {
         let mut session = secagg_session(spec, cohort.len() as u32, rng)?;
         if roster.is_some() {
             session.cohort = cohort.clone();
@@ -98,12 +110,14 @@ pub fn plan<R: RngCore + CryptoRng>(
             cohort,
             secagg: Some(session),
             identities: Vec::new(),
+            denominator,
         });
     }
     Ok(RoundParams {
         cohort,
         secagg: None,
         identities,
+        denominator,
     })
 }
 
@@ -116,8 +130,8 @@ pub fn select_cohort<R: RngCore + CryptoRng>(
 ) -> Vec<i64> {
     shuffle(&mut contributors, rng);
     let max = spec.max_clients as usize;
-    let mut cohort: Vec<i64> = match spec.mode {
-        Mode::Dp { sampling_rate, .. } => {
+    let mut cohort: Vec<i64> = match spec.mode.budget() {
+        Some((sampling_rate, _, _)) => {
             let threshold = (sampling_rate * (u64::MAX as f64)) as u64;
             contributors
                 .into_iter()
@@ -131,22 +145,30 @@ pub fn select_cohort<R: RngCore + CryptoRng>(
     cohort
 }
 
-/// Refuse a DP round that would spend more than the budget.
+/// Refuse a DP round that could spend more than the budget: with distributed DP, at its worst
+/// case, the fewest survivors the noise is calibrated for.
 fn check_budget(spec: &FederationSpec, ledger: Option<&DpState>) -> Result<()> {
-    let (
-        Some(l),
+    let Some(l) = ledger.map(|s| &s.ledger) else {
+        return Ok(());
+    };
+    let internal = |e: fedagg_dp::Error| RoundError::Internal(e.to_string());
+    let next = match spec.mode {
         Mode::Dp {
             sampling_rate,
             noise_multiplier,
             ..
-        },
-    ) = (ledger.map(|s| &s.ledger), &spec.mode)
-    else {
-        return Ok(());
+        } => l
+            .preview(sampling_rate, noise_multiplier, 1)
+            .map_err(internal)?,
+        Mode::SecaggDp { sampling_rate, .. } => {
+            let ddg = spec.ddg().map_err(RoundError::Invalid)?;
+            let curve = ddg
+                .rdp(spec.min_clients, sampling_rate, l.orders())
+                .map_err(internal)?;
+            l.preview_curve(&curve).map_err(internal)?
+        }
+        _ => return Ok(()),
     };
-    let next = l
-        .preview(*sampling_rate, *noise_multiplier, 1)
-        .map_err(|e| RoundError::Internal(e.to_string()))?;
     if next.epsilon > l.budget() {
         return Err(RoundError::Conflict(format!(
             "one more round would spend epsilon {:.4}, over the budget {}",
@@ -170,7 +192,7 @@ fn secagg_session<R: RngCore + CryptoRng>(
         .threat_model()
         .ok_or_else(|| RoundError::Invalid("not a SecAgg federation".into()))?;
     let gp = GraphParams::derive(n, &threat).map_err(|e| RoundError::Conflict(e.to_string()))?;
-    let quant = spec.quant().map_err(RoundError::Invalid)?;
+    let (_, modulus_bits) = spec.secagg_vector().map_err(RoundError::Invalid)?;
     let mut sid = [0u8; 32];
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut sid);
@@ -181,7 +203,7 @@ fn secagg_session<R: RngCore + CryptoRng>(
         half_degree: gp.half_degree,
         graph_seed: hex::encode(seed),
         threshold: gp.threshold as u32,
-        modulus_bits: quant.modulus().bits(),
+        modulus_bits,
         cohort: Vec::new(),
         identities: Vec::new(),
     })

@@ -69,7 +69,7 @@ pub fn validate(spec: &FederationSpec) -> Result<()> {
             return bad(format!("max_weight must lie in 1..={MAX_WEIGHT}"));
         }
     }
-    if !matches!(spec.mode, Mode::Dp { .. }) {
+    if spec.mode.quantization().is_some() {
         spec.quant().map_err(RoundError::Invalid)?;
     }
     validate_mode(spec)
@@ -82,24 +82,19 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             dropout_rate,
             corrupt_fraction,
             ..
+        } => validate_secagg(spec, dropout_rate, corrupt_fraction)?,
+        Mode::SecaggDp {
+            noise_multiplier,
+            sampling_rate,
+            epsilon_budget,
+            delta,
+            dropout_rate,
+            corrupt_fraction,
+            ..
         } => {
-            for (name, v) in [
-                ("dropout_rate", dropout_rate),
-                ("corrupt_fraction", corrupt_fraction),
-            ] {
-                if !(0.0..1.0).contains(&v) {
-                    return bad(format!("{name} {v} must lie in [0, 1)"));
-                }
-            }
-            // The graph and threshold are derived for each round's cohort, by the server and,
-            // from their pinned spec, by the members; here the rates only need to be meaningful.
-            if spec.mode.malicious_server() && spec.roster_authority.is_none() {
-                return bad(
-                    "malicious_server needs a roster_authority: the key that signs the \
-                            members' identities, which the server must not hold"
-                        .into(),
-                );
-            }
+            validate_secagg(spec, dropout_rate, corrupt_fraction)?;
+            validate_noise(noise_multiplier, sampling_rate, epsilon_budget, delta)?;
+            spec.ddg().map_err(RoundError::Invalid)?;
         }
         Mode::Paillier { .. } => {}
         Mode::Lattice { .. } => {
@@ -120,19 +115,54 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             if !(clip > 0.0 && clip <= MAX_CLIP) {
                 return bad(format!("clip must lie in (0, {MAX_CLIP}]"));
             }
-            if !(noise_multiplier > 0.0 && noise_multiplier <= MAX_PARAMETER) {
-                return bad(format!("noise_multiplier must lie in (0, {MAX_PARAMETER}]"));
-            }
-            if !(sampling_rate > 0.0 && sampling_rate <= 1.0) {
-                return bad("sampling_rate must lie in (0, 1]".into());
-            }
-            Ledger::new(epsilon_budget, delta).map_err(|e| RoundError::Invalid(e.to_string()))?;
+            validate_noise(noise_multiplier, sampling_rate, epsilon_budget, delta)?;
             if let Some(a) = adaptive_clip {
                 validate_adaptive(&a, noise_multiplier)?;
             }
         }
     }
     Ok(())
+}
+
+fn validate_secagg(spec: &FederationSpec, dropout_rate: f64, corrupt_fraction: f64) -> Result<()> {
+    let bad = |s: String| Err(RoundError::Invalid(s));
+    for (name, v) in [
+        ("dropout_rate", dropout_rate),
+        ("corrupt_fraction", corrupt_fraction),
+    ] {
+        if !(0.0..1.0).contains(&v) {
+            return bad(format!("{name} {v} must lie in [0, 1)"));
+        }
+    }
+    // The graph and threshold are derived for each round's cohort, by the server and, from
+    // their pinned spec, by the members; here the rates only need to be meaningful.
+    if spec.mode.malicious_server() && spec.roster_authority.is_none() {
+        return bad(
+            "malicious_server needs a roster_authority: the key that signs the members' \
+             identities, which the server must not hold"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The noise and the budget of the DP modes.
+fn validate_noise(
+    noise_multiplier: f64,
+    sampling_rate: f64,
+    epsilon_budget: f64,
+    delta: f64,
+) -> Result<()> {
+    let bad = |s: String| Err(RoundError::Invalid(s));
+    if !(noise_multiplier > 0.0 && noise_multiplier <= MAX_PARAMETER) {
+        return bad(format!("noise_multiplier must lie in (0, {MAX_PARAMETER}]"));
+    }
+    if !(sampling_rate > 0.0 && sampling_rate <= 1.0) {
+        return bad("sampling_rate must lie in (0, 1]".into());
+    }
+    Ledger::new(epsilon_budget, delta)
+        .map(drop)
+        .map_err(|e| RoundError::Invalid(e.to_string()))
 }
 
 fn validate_adaptive(a: &AdaptiveClipping, noise_multiplier: f64) -> Result<()> {
@@ -159,10 +189,17 @@ fn validate_adaptive(a: &AdaptiveClipping, noise_multiplier: f64) -> Result<()> 
         })
 }
 
-/// The privacy state a new federation starts with (DP mode), or `None`: an empty ledger, and
+/// The privacy state a new federation starts with (DP modes), or `None`: an empty ledger, and
 /// with adaptive clipping the initial clip norm.
 pub fn initial_ledger(spec: &FederationSpec) -> Result<Option<DpState>> {
     match spec.mode {
+        Mode::SecaggDp {
+            epsilon_budget,
+            delta,
+            ..
+        } => Ledger::new(epsilon_budget, delta)
+            .map(|ledger| Some(DpState { ledger, clip: None }))
+            .map_err(|e| RoundError::Invalid(e.to_string())),
         Mode::Dp {
             epsilon_budget,
             delta,

@@ -240,20 +240,31 @@ enum Drop {
 
 /// A SecAgg round through the engine with real clients; returns the harness after the round.
 fn secagg_round(drops: &[Drop], seed: u64, fault: Option<Write>) -> Harness {
+    let n = drops.len() as u32;
+    secagg_round_of(spec(secagg(), n), drops, seed, fault, |h, i, rng| {
+        let quant = h.round.spec().quant().unwrap();
+        quant
+            .encode_weighted(&update(i), 1 + u64::from(i % 3), rng)
+            .unwrap()
+    })
+}
+
+/// A round of a SecAgg `spec` (with or without distributed DP) whose member `i` sums what
+/// `encode` makes of its update.
+fn secagg_round_of(
+    spec: FederationSpec,
+    drops: &[Drop],
+    seed: u64,
+    fault: Option<Write>,
+    encode: impl Fn(&Harness, u32, &mut ChaCha20Rng) -> Vec<u64>,
+) -> Harness {
     use fedagg_api::FrameKind::Secagg;
     let n = drops.len() as u32;
-    let mut h = Harness::open(spec(secagg(), n), n, None, seed);
+    let mut h = Harness::open(spec, n, None, seed);
     let session = h.round.params().secagg.clone().unwrap();
-    let cfg = Arc::new(session.config(LEN).unwrap());
-    let quant = h.round.spec().quant().unwrap();
+    let cfg = Arc::new(session.config_for(h.round.spec()).unwrap());
     let mut crng = ChaCha20Rng::seed_from_u64(seed ^ 0xc1);
-    let inputs: Vec<Vec<u64>> = (0..n)
-        .map(|i| {
-            quant
-                .encode_weighted(&update(i), 1 + u64::from(i % 3), &mut crng)
-                .unwrap()
-        })
-        .collect();
+    let inputs: Vec<Vec<u64>> = (0..n).map(|i| encode(&h, i, &mut crng)).collect();
     let alive = |i: usize, after: Drop| drops[i] == Drop::Never || drops[i] > after;
     h.refuse = fault;
     let mut states = Vec::new();
@@ -811,4 +822,87 @@ fn adaptive_clipping_moves_the_clip_and_keeps_the_round_s_privacy_cost() {
         fedagg_round::ledger::privacy(state).unwrap().clip,
         Some(clip)
     );
+}
+
+fn secagg_dp(noise_multiplier: f64, budget: f64) -> Mode {
+    Mode::SecaggDp {
+        clip: 10.0,
+        noise_multiplier,
+        sampling_rate: 1.0,
+        epsilon_budget: budget,
+        delta: 1e-5,
+        bits: 24,
+        dropout_rate: 0.3,
+        corrupt_fraction: 0.1,
+        malicious_server: false,
+    }
+}
+
+/// SecAgg with distributed DP in memory, with a dropout before advertising and one after
+/// sharing its keys: the model moves by the survivors' (noisy) sum over the expected cohort,
+/// and the ledger is charged for exactly the survivors in the sum.
+#[test]
+fn a_secagg_dp_round_releases_the_survivors_noisy_sum_and_charges_for_them() {
+    let drops = [
+        Drop::Never,
+        Drop::Never,
+        Drop::AfterShares,
+        Drop::Never,
+        Drop::BeforeAdvertise,
+    ];
+    let spec = spec(secagg_dp(1e-5, 1e12), 5);
+    let h = secagg_round_of(spec.clone(), &drops, 7, None, |h, i, rng| {
+        let session = h.round.params().secagg.as_ref().unwrap();
+        let ddg = h.round.spec().ddg().unwrap();
+        ddg.encode(&update(i), &session.rotation_seed().unwrap(), rng)
+            .unwrap()
+    });
+    assert_eq!(h.round.phase(), Phase::Done);
+    let survivors = [0u32, 1, 3];
+    let sum_over_cohort: Vec<f32> = (0..LEN)
+        .map(|j| survivors.iter().map(|&i| update(i)[j]).sum::<f32>() / 5.0)
+        .collect();
+    assert_close(&h.model(), 0.5, &sum_over_cohort, 1e-3);
+    let ending = h.ending.as_ref().unwrap();
+    assert_eq!(ending.record().participants, 3);
+    let Ending::Completed { ledger, .. } = ending else {
+        panic!("failed")
+    };
+    let ledger = ledger.as_ref().unwrap();
+    let orders = ledger.ledger.orders();
+    let curve = spec.ddg().unwrap().rdp(3, 1.0, orders).unwrap();
+    let want = fedagg_dp::rdp::epsilon(orders, &curve, 1e-5)
+        .unwrap()
+        .epsilon;
+    let got = ending.record().epsilon_spent.unwrap();
+    assert!((got / want - 1.0).abs() < 1e-12, "{got} vs {want}");
+    // Fewer survivors would have cost more: the charge is the survivors', not the cohort's.
+    let five = spec.ddg().unwrap().rdp(5, 1.0, orders).unwrap();
+    assert!(
+        fedagg_dp::rdp::epsilon(orders, &five, 1e-5)
+            .unwrap()
+            .epsilon
+            < want
+    );
+}
+
+/// A round that could take the federation past its budget does not open: planned at its worst
+/// case, the fewest survivors the noise is calibrated for.
+#[test]
+fn a_secagg_dp_round_past_the_budget_does_not_open() {
+    let spec = spec(secagg_dp(1.0, 1.0), 5);
+    spec::validate(&spec).unwrap();
+    let ledger = spec::initial_ledger(&spec).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let e = plan::plan(&spec, (1..=5).collect(), None, ledger.as_ref(), &mut rng).unwrap_err();
+    assert!(
+        matches!(&e, RoundError::Conflict(m) if m.contains("over the budget 1")),
+        "{e}"
+    );
+    let roomy = FederationSpec {
+        mode: secagg_dp(1.0, 100.0),
+        ..spec
+    };
+    let ledger = spec::initial_ledger(&roomy).unwrap();
+    plan::plan(&roomy, (1..=5).collect(), None, ledger.as_ref(), &mut rng).unwrap();
 }

@@ -49,11 +49,11 @@ pub fn key_holder_member(participant_id: i64) -> Option<u32> {
 #[derive(Debug, Clone)]
 pub struct Finished {
     /// The aggregated update to apply to the model (a weighted mean for the quantized modes, the
-    /// noised mean for DP).
+    /// noised mean for the DP modes).
     pub update: Vec<f32>,
     /// Contributions in the aggregate.
     pub participants: u32,
-    /// The privacy state after this round (DP mode): the ledger charged, the next clip norm.
+    /// The privacy state after this round (DP modes): the ledger charged, the next clip norm.
     pub ledger: Option<DpState>,
 }
 
@@ -127,17 +127,17 @@ impl Engine {
             })
         };
         Ok(match spec.mode {
-            Mode::Secagg { .. } => {
+            Mode::Secagg { .. } | Mode::SecaggDp { .. } => {
                 let s = params
                     .secagg
                     .as_ref()
                     .ok_or_else(|| RoundError::Internal("secagg round without a session".into()))?;
                 Engine::Secagg(Box::new(secagg::SecaggEngine::new(
-                    quant()?,
+                    spec,
                     s,
-                    spec.vector_len,
+                    ledger,
+                    params.denominator,
                     n,
-                    min,
                 )?))
             }
             Mode::Paillier { .. } | Mode::Lattice { .. } => Engine::He(Box::new(

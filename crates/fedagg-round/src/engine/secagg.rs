@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use fedagg_api::{Phase, SecaggSession};
+use fedagg_api::{FederationSpec, Mode, Phase, SecaggSession};
+use fedagg_dp::ddg::DdgParams;
 use fedagg_quant::QuantParams;
 use fedagg_secagg::server::{
     AfterMasking, CheckedKeys, CheckedMasked, CheckedShares, CheckedSignature, CheckedUnmask,
@@ -14,6 +15,7 @@ use fedagg_secagg::{ClientId, SessionConfig};
 
 use super::{Finished, Step};
 use crate::error::{from_secagg, Result, RoundError};
+use crate::ledger::DpState;
 
 enum State {
     Keys(CollectingKeys),
@@ -39,8 +41,25 @@ pub(crate) struct Next {
     outbox: Outbox,
 }
 
+/// How the unmasked sum becomes the round's update.
+enum Decoder {
+    /// Quantized, weighted updates: the weighted mean.
+    Quant(QuantParams),
+    /// Distributed DP: centre, unscale and rotate back the noisy sum, divide it by the expected
+    /// cohort, and charge the ledger for the survivors actually in it.
+    Ddg(Box<Ddg>),
+}
+
+struct Ddg {
+    params: DdgParams,
+    rotation_seed: [u8; 32],
+    denominator: f64,
+    sampling_rate: f64,
+    state: DpState,
+}
+
 pub(crate) struct SecaggEngine {
-    quant: QuantParams,
+    decoder: Decoder,
     cfg: Arc<SessionConfig>,
     state: State,
     outbox: BTreeMap<u32, Vec<u8>>,
@@ -50,16 +69,33 @@ pub(crate) struct SecaggEngine {
 }
 
 impl SecaggEngine {
+    /// The engine of a round of `spec` (SecAgg, or SecAgg with distributed DP, which needs the
+    /// federation's privacy `ledger` and the round's `denominator`, its expected cohort).
     pub(crate) fn new(
-        quant: QuantParams,
+        spec: &FederationSpec,
         session: &SecaggSession,
-        vector_len: usize,
+        ledger: Option<DpState>,
+        denominator: Option<f64>,
         n: usize,
-        min: usize,
     ) -> Result<Self> {
-        let cfg = Arc::new(session.config(vector_len).map_err(RoundError::Invalid)?);
+        let cfg = Arc::new(session.config_for(spec).map_err(RoundError::Invalid)?);
+        let decoder = match spec.mode {
+            Mode::SecaggDp { sampling_rate, .. } => Decoder::Ddg(Box::new(Ddg {
+                params: spec.ddg().map_err(RoundError::Invalid)?,
+                rotation_seed: session.rotation_seed().map_err(RoundError::Invalid)?,
+                denominator: denominator.ok_or_else(|| {
+                    RoundError::Internal("a distributed DP round without its denominator".into())
+                })?,
+                sampling_rate,
+                state: ledger.ok_or_else(|| {
+                    RoundError::Internal("a distributed DP round without a ledger".into())
+                })?,
+            })),
+            _ => Decoder::Quant(spec.quant().map_err(RoundError::Invalid)?),
+        };
+        let min = spec.min_clients as usize;
         Ok(SecaggEngine {
-            quant,
+            decoder,
             state: State::Keys(CollectingKeys::new(Arc::clone(&cfg))),
             cfg,
             outbox: BTreeMap::new(),
@@ -170,14 +206,23 @@ impl SecaggEngine {
                         self.min
                     ));
                 }
-                let (mean, _w) = self
-                    .quant
-                    .decode_weighted_mean(&agg.sum)
-                    .map_err(|e| e.to_string())?;
+                let participants = agg.included.len() as u32;
+                let (mean, ledger) = match &self.decoder {
+                    Decoder::Quant(quant) => {
+                        let (mean, _w) = quant
+                            .decode_weighted_mean(&agg.sum)
+                            .map_err(|e| e.to_string())?;
+                        (mean, None)
+                    }
+                    Decoder::Ddg(ddg) => {
+                        let (mean, state) = ddg.finish(&agg.sum, participants)?;
+                        (mean, Some(state))
+                    }
+                };
                 return Ok(Step::Finished(Finished {
                     update: mean.iter().map(|&x| x as f32).collect(),
-                    participants: agg.included.len() as u32,
-                    ledger: None,
+                    participants,
+                    ledger,
                 }));
             }
         };
@@ -188,5 +233,25 @@ impl SecaggEngine {
         self.state = next.state;
         self.outbox = next.outbox.into_iter().map(|(c, m)| (c.0, m)).collect();
         self.submitted.clear();
+    }
+}
+
+impl Ddg {
+    /// The noisy mean of the survivors' sum, and the privacy state charged for it (on a copy).
+    fn finish(&self, sum: &[u64], survivors: u32) -> Result<(Vec<f64>, DpState), String> {
+        let mut state = self.state.clone();
+        let curve = self
+            .params
+            .rdp(survivors, self.sampling_rate, state.ledger.orders())
+            .map_err(|e| e.to_string())?;
+        state
+            .ledger
+            .charge_curve(&curve)
+            .map_err(|e| format!("privacy budget: {e}"))?;
+        let mean = self
+            .params
+            .decode_sum(sum, &self.rotation_seed, self.denominator)
+            .map_err(|e| e.to_string())?;
+        Ok((mean, state))
     }
 }
