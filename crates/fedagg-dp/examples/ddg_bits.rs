@@ -20,7 +20,10 @@ fn main() -> Result<(), fedagg_dp::Error> {
     let dim: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(65_536);
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let (clip, z) = (1.0, 1.0);
-    println!("d = {dim}, {n} survivors, cohort at most {}, z = {z}", 10 * n);
+    println!(
+        "d = {dim}, {n} survivors, cohort at most {}, z = {z}",
+        10 * n
+    );
     println!("bits  scale      rounded sensitivity / (C s)  variance over central");
     for bits in (10..=24).step_by(2) {
         match DdgParams::new(dim, clip, z, bits, n, 10 * n) {
