@@ -1,5 +1,7 @@
-//! Differential privacy for fedagg's plaintext mode: per-client clipping, Gaussian noise on the
-//! sum, and an accountant that reports and enforces (epsilon, delta).
+//! Differential privacy for fedagg: per-client clipping, Gaussian noise on the sum, and an
+//! accountant that reports and enforces (epsilon, delta) for the central `dp` mode; the
+//! distributed discrete Gaussian that participants add under SecAgg ([`ddg`], the `secagg_dp`
+//! mode); and privacy loss distributions ([`pld`]), a tighter accountant for the sampled Gaussian.
 //!
 //! **Central choice:** the ledger of record is the Rényi-DP accountant of the Poisson-subsampled
 //! Gaussian mechanism ([`rdp`]): per order it is a single number, rounds with different parameters
@@ -49,6 +51,7 @@ pub mod clip;
 pub mod ddg;
 pub mod ledger;
 pub mod noise;
+pub mod pld;
 pub mod rdp;
 pub mod special;
 
