@@ -171,7 +171,15 @@ mod tests {
                 1 => Partition::Dirichlet { alpha },
                 _ => Partition::Quantity { alpha },
             };
-            let parts = p.split(&labels, classes, clients, 1, &mut rng).unwrap();
+            let parts = match p.split(&labels, classes, clients, 1, &mut rng) {
+                Ok(parts) => parts,
+                // A skewed draw with a tiny alpha may never give every client a sample (most
+                // shares are near zero): that is refused, never mis-split. An IID split cannot be.
+                Err(Error::Config(msg)) if kind != 0 && msg.contains("no draw in 1000") => {
+                    return Ok(());
+                }
+                Err(e) => return Err(proptest::test_runner::TestCaseError::fail(e.to_string())),
+            };
             prop_assert_eq!(parts.len(), clients);
             prop_assert!(exactly_once(&parts, n));
             prop_assert!(parts.iter().all(|p| !p.is_empty()));
