@@ -174,26 +174,13 @@ impl Mode {
         matches!(self, Mode::Secagg { .. } | Mode::SecaggDp { .. })
     }
 
-    /// Whether the federation spends a privacy budget (central or distributed DP).
-    pub fn is_dp(&self) -> bool {
-        matches!(self, Mode::Dp { .. } | Mode::SecaggDp { .. })
-    }
-
-    /// `(sampling_rate, epsilon_budget, delta)` of the modes with a privacy budget.
-    pub fn budget(&self) -> Option<(f64, f64, f64)> {
+    /// The client sampling rate of the modes with a privacy budget (their cohort is a Poisson
+    /// sample at that rate, as the accountant assumes).
+    pub fn sampling_rate(&self) -> Option<f64> {
         match *self {
-            Mode::Dp {
-                sampling_rate,
-                epsilon_budget,
-                delta,
-                ..
+            Mode::Dp { sampling_rate, .. } | Mode::SecaggDp { sampling_rate, .. } => {
+                Some(sampling_rate)
             }
-            | Mode::SecaggDp {
-                sampling_rate,
-                epsilon_budget,
-                delta,
-                ..
-            } => Some((sampling_rate, epsilon_budget, delta)),
             _ => None,
         }
     }

@@ -130,8 +130,8 @@ pub fn select_cohort<R: RngCore + CryptoRng>(
 ) -> Vec<i64> {
     shuffle(&mut contributors, rng);
     let max = spec.max_clients as usize;
-    let mut cohort: Vec<i64> = match spec.mode.budget() {
-        Some((sampling_rate, _, _)) => {
+    let mut cohort: Vec<i64> = match spec.mode.sampling_rate() {
+        Some(sampling_rate) => {
             let threshold = (sampling_rate * (u64::MAX as f64)) as u64;
             contributors
                 .into_iter()
