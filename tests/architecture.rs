@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // (the manifest folder at run time, as cargo and nextest set it: a binary built from another
+    // checkout that shares the target folder must check this one)
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
 
 /// The names of `args`' normal dependencies, transitively (`cargo tree`).
