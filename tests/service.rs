@@ -184,6 +184,7 @@ fn dp_mode() -> Mode {
         epsilon_budget: 100.0,
         delta: 1e-5,
         adaptive_clip: None,
+        accountant: fedagg_api::Accountant::Rdp,
     }
 }
 
@@ -197,6 +198,7 @@ fn exact_dp_mode() -> Mode {
         epsilon_budget: 1e15,
         delta: 1e-5,
         adaptive_clip: None,
+        accountant: fedagg_api::Accountant::Rdp,
     }
 }
 
@@ -576,6 +578,7 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
             learning_rate: 0.2,
             count_stddev: 4.0,
         }),
+        accountant: fedagg_api::Accountant::Rdp,
     };
     let fed = srv
         .admin
@@ -584,11 +587,14 @@ async fn dp_round_adds_the_configured_noise_and_charges_the_ledger(store: Store)
         .unwrap();
     let clients = enroll(&srv.base, &srv.admin, fed.id, n, Role::Participant).await;
     srv.admin.open_round(fed.id).await.unwrap();
-    // Small updates (norm below the clip) so the plaintext mean is exact.
+    // Small updates (norm below the clip) so the plaintext mean is exact; unweighted.
     let ups: Vec<_> = updates(n, m, 6)
         .into_iter()
-        .map(|(u, w)| (u.iter().map(|x| x * 0.01).collect::<Vec<f32>>(), w))
+        .map(|(u, _)| (u.iter().map(|x| x * 0.01).collect::<Vec<f32>>(), 1))
         .collect();
+    // A weight is refused in a DP mode, not silently dropped.
+    let err = clients[0].contribute(&ups[0].0, 3).await.unwrap_err();
+    assert!(err.to_string().contains("weight 1, not 3"), "{err}");
     let results = contribute_all(&clients, &ups, &[None; 10]).await;
     let rec = done(&results[0]).record.clone().unwrap();
     let eps = rec.epsilon_spent.unwrap();

@@ -601,9 +601,9 @@ impl Client {
     }
 
     /// Contribute `update` with `weight` (for example the local sample count) to the next round
-    /// this client is in, and wait for its outcome. SecAgg with distributed DP weighs every
+    /// this client is in, and wait for its outcome. The DP modes (`dp`, `secagg_dp`) weigh every
     /// update alike (one clipped update is what a participant's privacy is measured against), so
-    /// there `weight` must be 1; the central DP mode ignores it.
+    /// there `weight` must be 1: any other weight is refused, never silently dropped.
     pub async fn contribute(&self, update: &[f32], weight: u64) -> Result<Outcome> {
         self.contribute_with(update, weight, Contribute::default())
             .await
@@ -619,7 +619,7 @@ impl Client {
         let until = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(3600));
         let fed = self.federation().await?;
         let spec = &fed.spec;
-        if matches!(spec.mode, Mode::SecaggDp { .. }) && weight != 1 {
+        if matches!(spec.mode, Mode::SecaggDp { .. } | Mode::Dp { .. }) && weight != 1 {
             return Err(Error::Protocol(format!(
                 "the {} mode weighs every update alike (its sensitivity is one clipped update): \
                  contribute with weight 1, not {weight}",

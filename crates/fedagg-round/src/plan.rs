@@ -23,9 +23,10 @@ pub struct RoundParams {
     /// member's identity key (hex), from the verified roster, in cohort order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
-    /// SecAgg with distributed DP: what the survivors' sum is divided by, the expected cohort
-    /// (`sampling_rate` times the participants it was sampled from, at most `max_clients`). A
-    /// fixed denominator releases nothing about how many took part (DP-FedAvg's estimator).
+    /// The DP modes: what the noised sum is divided by, the expected cohort (`sampling_rate`
+    /// times the participants it was sampled from, at most `max_clients`). A fixed denominator
+    /// releases nothing about how many took part (DP-FedAvg's estimator); dividing by the
+    /// realised count would release that count without accounting for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denominator: Option<f64>,
 }
@@ -83,7 +84,7 @@ pub fn plan<R: RngCore + CryptoRng>(
         }
     };
     let denominator = match spec.mode {
-        Mode::SecaggDp { sampling_rate, .. } => {
+        Mode::SecaggDp { sampling_rate, .. } | Mode::Dp { sampling_rate, .. } => {
             Some((sampling_rate * contributors.len() as f64).min(f64::from(spec.max_clients)))
         }
         _ => None,

@@ -1,5 +1,7 @@
 //! Plaintext + central DP: each update is clipped on arrival into a running sum; the noise is
-//! drawn and the ledger charged when the round closes.
+//! drawn and the ledger charged when the round closes. The noised sum is divided by the expected
+//! cohort (DP-FedAvg's fixed-denominator estimator), so the release says nothing of how many
+//! took part; updates are unweighted, since one clipped update is the sensitivity.
 //!
 //! With adaptive clipping (Andrew et al., NeurIPS 2021) the clip norm is part of the federation's
 //! privacy state: each update also counts whether the norm left it unclipped, and closing the
@@ -38,10 +40,19 @@ pub(crate) struct DpEngine {
     state: DpState,
     n: usize,
     min: usize,
+    /// What the noised sum is divided by: the expected cohort, fixed when the round was planned
+    /// (a round planned before the expected cohort was stored divides by the realised count).
+    denominator: Option<f64>,
 }
 
 impl DpEngine {
-    pub(crate) fn new(spec: &FederationSpec, state: DpState, n: usize, min: usize) -> Result<Self> {
+    pub(crate) fn new(
+        spec: &FederationSpec,
+        state: DpState,
+        n: usize,
+        min: usize,
+        denominator: Option<f64>,
+    ) -> Result<Self> {
         let Mode::Dp {
             clip,
             noise_multiplier,
@@ -72,6 +83,7 @@ impl DpEngine {
             state,
             n,
             min,
+            denominator,
         })
     }
 
@@ -140,7 +152,10 @@ impl DpEngine {
         if let Some(a) = &self.adaptive {
             state.clip = Some(self.next_clip(a, rng)?);
         }
-        let n = count as f64;
+        let n = self
+            .denominator
+            .filter(|d| *d > 0.0)
+            .unwrap_or(count as f64);
         Ok(Step::Finished(Finished {
             update: sum.iter().map(|&s| (s / n) as f32).collect(),
             participants: count as u32,

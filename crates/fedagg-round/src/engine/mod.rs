@@ -148,6 +148,7 @@ impl Engine {
                 ledger.ok_or_else(|| RoundError::Internal("dp round without a ledger".into()))?,
                 n,
                 min,
+                params.denominator,
             )?)),
         })
     }
