@@ -184,6 +184,7 @@ fn mode(name: &str) -> Mode {
             epsilon_budget: 100.0,
             delta: 1e-5,
             adaptive_clip: None,
+            accountant: fedagg_api::Accountant::Rdp,
         },
     }
 }

@@ -95,6 +95,10 @@ pub struct DemoConfig {
     /// DP: epsilon budget (rounds past it do not open).
     #[arg(long, default_value_t = 1000.0)]
     pub epsilon_budget: f64,
+    /// DP: the accountant that enforces the budget, `rdp` or `pld` (central DP only; both
+    /// epsilons are reported).
+    #[arg(long, default_value = "rdp")]
+    pub accountant: fedagg_api::Accountant,
     /// SecAgg with distributed DP: bits per coordinate of the modular sum.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(8..=62))]
     pub bits: u32,
@@ -210,6 +214,9 @@ impl DemoConfig {
         if self.malicious_server && !matches!(self.mode, DemoMode::Secagg | DemoMode::SecaggDp) {
             bail!("--malicious-server applies to --mode secagg and --mode secagg-dp");
         }
+        if !self.accountant.is_rdp() && self.mode != DemoMode::Dp {
+            bail!("--accountant pld applies to --mode dp (the distributed DP is accounted by RDP)");
+        }
         if let (Some(k), Some(t)) = (self.holders, self.threshold) {
             if self.mode != DemoMode::Paillier {
                 bail!("--holders and --threshold apply to --mode paillier");
@@ -295,6 +302,7 @@ impl DemoConfig {
                         count_stddev: (self.fraction * self.clients as f64 / 20.0)
                             .max(self.noise_multiplier),
                     }),
+                    accountant: self.accountant,
                 },
                 fedagg_api::MIN_CLIENTS,
                 5,

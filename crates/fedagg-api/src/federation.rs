@@ -70,8 +70,9 @@ pub enum Mode {
     /// SecAgg with distributed DP: each participant clips its update in L2, rotates it, rounds
     /// it to integers and adds its share of discrete Gaussian noise before masking, so that the
     /// sum the server unmasks is already private (`fedagg_dp::ddg`, the distributed discrete
-    /// Gaussian of Kairouz, Liu and Steinke). Charged to a budget, as `dp` is. Updates are
-    /// unweighted, and the model moves by the sum over the expected cohort.
+    /// Gaussian of Kairouz, Liu and Steinke). Charged to a budget, as `dp` is, by the RDP
+    /// accountant (the PLD one covers the central Gaussian only). Updates are unweighted, and the
+    /// model moves by the sum over the expected cohort.
     SecaggDp {
         /// L2 clipping bound C per client update.
         #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
@@ -104,6 +105,8 @@ pub enum Mode {
         malicious_server: bool,
     },
     /// Plaintext updates, clipped and noised on the server (central DP), charged to a budget.
+    /// Updates are unweighted (one clipped update is the sensitivity), and the model moves by the
+    /// noised sum over the expected cohort, so the release says nothing of how many took part.
     Dp {
         /// L2 clipping bound C per client update.
         #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
@@ -124,7 +127,53 @@ pub enum Mode {
         /// norm moves towards a quantile of the updates' norms, released privately.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         adaptive_clip: Option<AdaptiveClipping>,
+        /// The accountant whose epsilon the budget is enforced against (both are reported).
+        #[serde(default, skip_serializing_if = "Accountant::is_rdp")]
+        accountant: Accountant,
     },
+}
+
+/// The privacy accountant that enforces a DP federation's budget. The privacy report gives the
+/// RDP epsilon always, and the PLD one too under `pld`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Accountant {
+    /// Rényi DP: composes any mechanism with an RDP curve; the `secagg_dp` mode's accountant.
+    #[default]
+    Rdp,
+    /// Privacy loss distributions (pessimistic, grid step 1e-4): tighter for the sampled Gaussian
+    /// of the `dp` mode, so the same budget affords more rounds; about a second of computation
+    /// when a round closes.
+    Pld,
+}
+
+impl Accountant {
+    /// Whether this is the default, RDP.
+    pub fn is_rdp(&self) -> bool {
+        *self == Accountant::Rdp
+    }
+}
+
+impl std::str::FromStr for Accountant {
+    type Err = String;
+
+    /// `rdp` or `pld`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rdp" => Ok(Accountant::Rdp),
+            "pld" => Ok(Accountant::Pld),
+            _ => Err(format!("unknown accountant {s:?}: expected rdp or pld")),
+        }
+    }
+}
+
+impl From<Accountant> for fedagg_dp::Accountant {
+    fn from(a: Accountant) -> Self {
+        match a {
+            Accountant::Rdp => fedagg_dp::Accountant::Rdp,
+            Accountant::Pld => fedagg_dp::Accountant::Pld,
+        }
+    }
 }
 
 /// Adaptive clipping of a DP federation (Andrew, Thakkar, McMahan, Ramaswamy, NeurIPS 2021).
@@ -409,11 +458,20 @@ pub struct Federation {
     pub privacy: Option<PrivacySpent>,
 }
 
-/// Spent privacy, as the accountant reports it.
+/// Spent privacy, as the accountants report it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PrivacySpent {
-    /// Epsilon spent so far.
+    /// Epsilon spent so far, by the accountant that enforces the budget.
     pub epsilon: f64,
+    /// The accountant that enforces the budget.
+    #[serde(default)]
+    pub accountant: Accountant,
+    /// Epsilon spent so far by the RDP accountant.
+    pub epsilon_rdp: f64,
+    /// Epsilon spent so far by the PLD accountant, when it enforces the budget (`dp` federations
+    /// whose `accountant` is `pld`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon_pld: Option<f64>,
     /// Delta.
     pub delta: f64,
     /// Budget.
@@ -567,6 +625,7 @@ mod tests {
             epsilon_budget: 8.0,
             delta: 1e-5,
             adaptive_clip: None,
+            accountant: Accountant::Rdp,
         };
         let j = serde_json::to_string(&m).unwrap();
         assert!(j.starts_with(r#"{"kind":"dp""#), "{j}");

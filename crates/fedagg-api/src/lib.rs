@@ -19,8 +19,9 @@ pub mod routes;
 pub mod trust;
 
 pub use federation::{
-    AdaptiveClipping, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation,
-    FederationSpec, Mode, PrivacySpent, PublicKeyBody, Role, Roster, RosterEntry, SignedRoster,
+    Accountant, AdaptiveClipping, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest,
+    Federation, FederationSpec, Mode, PrivacySpent, PublicKeyBody, Role, Roster, RosterEntry,
+    SignedRoster,
 };
 pub use frame::{
     f32_bytes, f32_values, u64_bytes, u64_values, Frame, FrameError, FrameKind, FRAME_HEADER,

@@ -29,6 +29,11 @@ use crate::{check_delta, check_positive, check_rate, Error};
 /// The loss grid's step, as in dp-accounting.
 pub const DEFAULT_INTERVAL: f64 = 1e-4;
 
+/// Most grid points a PLD may hold, before its tails are cut: 2^23, about 64 MiB of masses and
+/// 512 MiB of FFT buffers at the largest convolution. Past it, composition is refused (the
+/// epsilon is then too large to be of use, or sigma too small for this grid).
+pub const MAX_POINTS: usize = 1 << 23;
+
 /// Mass cut from each tail after a convolution.
 const TAIL: f64 = 1e-15;
 
@@ -145,39 +150,54 @@ impl Pld {
         check_positive("sigma", sigma)?;
         check_positive("interval", interval)?;
         let span = SPAN_SIGMAS * sigma;
-        let grid = |lo: f64, hi: f64| {
-            (
-                (lo / interval).floor() as i64,
-                (hi / interval).ceil() as i64,
-            )
+        let grid = |lo: f64, hi: f64| -> Result<(i64, i64), Error> {
+            let (lo, hi) = ((lo / interval).floor(), (hi / interval).ceil());
+            // (NaN bounds fail too)
+            if (hi - lo).partial_cmp(&(MAX_POINTS as f64)) != Some(core::cmp::Ordering::Less) {
+                return Err(too_large(hi - lo + 1.0));
+            }
+            Ok((lo as i64, hi as i64))
         };
         // remove: outputs from -span (below both means) to 1 + span; the loss rises with x.
         let (lo, hi) = grid(
             remove_loss(q, sigma, -span),
             remove_loss(q, sigma, 1.0 + span),
-        );
+        )?;
         let remove = Pld::connect_dots(interval, lo, hi, |e| remove_delta(q, sigma, e));
         // add: outputs of N(0, s^2) within its span; the loss falls as x rises.
-        let (lo, hi) = grid(-remove_loss(q, sigma, span), -remove_loss(q, sigma, -span));
+        let (lo, hi) = grid(-remove_loss(q, sigma, span), -remove_loss(q, sigma, -span))?;
         let add = Pld::connect_dots(interval, lo, hi, |e| add_delta(q, sigma, e));
         Ok((remove, add))
     }
 
-    /// The PLD of both mechanisms run (their losses add): a convolution, tails cut.
-    pub fn compose(&self, other: &Pld) -> Pld {
+    /// The PLD of both mechanisms run (their losses add): a convolution, tails cut. Refused when
+    /// the result would hold more than [`MAX_POINTS`] grid points.
+    pub fn compose(&self, other: &Pld) -> Result<Pld, Error> {
+        self.compose_within(other, MAX_POINTS)
+    }
+
+    fn compose_within(&self, other: &Pld, max_points: usize) -> Result<Pld, Error> {
+        let len = self.pmf.len() + other.pmf.len() - 1;
+        if len > max_points {
+            return Err(too_large(len as f64));
+        }
         let pmf = convolve(&self.pmf, &other.pmf);
         let infinity = 1.0 - (1.0 - self.infinity) * (1.0 - other.infinity);
-        Pld {
+        Ok(Pld {
             interval: self.interval,
             lo: self.lo + other.lo,
             pmf,
             infinity,
         }
-        .truncated()
+        .truncated())
     }
 
-    /// The PLD of `k >= 1` runs of this mechanism.
-    pub fn self_compose(&self, k: u64) -> Pld {
+    /// The PLD of `k >= 1` runs of this mechanism (as [`Pld::compose`]).
+    pub fn self_compose(&self, k: u64) -> Result<Pld, Error> {
+        self.self_compose_within(k, MAX_POINTS)
+    }
+
+    fn self_compose_within(&self, k: u64, max_points: usize) -> Result<Pld, Error> {
         let mut base = self.clone();
         let mut acc: Option<Pld> = None;
         let mut k = k.max(1);
@@ -185,16 +205,16 @@ impl Pld {
             if k & 1 == 1 {
                 acc = Some(match acc {
                     None => base.clone(),
-                    Some(a) => a.compose(&base),
+                    Some(a) => a.compose_within(&base, max_points)?,
                 });
             }
             k >>= 1;
             if k == 0 {
                 break;
             }
-            base = base.compose(&base);
+            base = base.compose_within(&base, max_points)?;
         }
-        acc.unwrap_or(base)
+        Ok(acc.unwrap_or(base))
     }
 
     /// Cut the tails holding less than [`TAIL`] of mass each, pessimistically.
@@ -254,6 +274,18 @@ impl Pld {
     }
 }
 
+/// Rounds of the Gaussian mechanism with noise multiplier `sigma`, Poisson-subsampled at rate
+/// `q`: one entry of a ledger's history, which the PLD composes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaussianRounds {
+    /// Sampling rate.
+    pub q: f64,
+    /// Noise multiplier.
+    pub sigma: f64,
+    /// How many rounds ran with these parameters.
+    pub rounds: u64,
+}
+
 /// Epsilon at `delta` after `steps` rounds of the Gaussian mechanism with noise multiplier
 /// `sigma`, Poisson-subsampled at rate `q`, by PLD with grid step `interval`: the larger of the
 /// two directions of add/remove adjacency.
@@ -264,15 +296,57 @@ pub fn epsilon_for(
     delta: f64,
     interval: f64,
 ) -> Result<f64, Error> {
+    epsilon_of(
+        &[GaussianRounds {
+            q,
+            sigma,
+            rounds: steps,
+        }],
+        delta,
+        interval,
+    )
+}
+
+/// Epsilon at `delta` after every run of `history` (rounds with different parameters compose by
+/// convolution), by PLD with grid step `interval`; 0 when no round ran. Refused when a PLD would
+/// hold more than [`MAX_POINTS`] grid points.
+pub fn epsilon_of(history: &[GaussianRounds], delta: f64, interval: f64) -> Result<f64, Error> {
+    epsilon_within(history, delta, interval, MAX_POINTS)
+}
+
+/// [`epsilon_of`] with at most `max_points` grid points in any PLD.
+fn epsilon_within(
+    history: &[GaussianRounds],
+    delta: f64,
+    interval: f64,
+    max_points: usize,
+) -> Result<f64, Error> {
     check_delta(delta)?;
-    let (remove, add) = Pld::sampled_gaussian(q, sigma, interval)?;
-    let remove = remove.self_compose(steps).epsilon(delta);
-    if q >= 1.0 {
-        // Without sampling the two directions are mirror images (x -> 1 - x): one suffices.
-        return Ok(remove);
+    let runs: Vec<&GaussianRounds> = history.iter().filter(|r| r.rounds > 0).collect();
+    // Without sampling the two directions are mirror images (x -> 1 - x): when no run samples,
+    // the remove direction alone is the answer.
+    let both = runs.iter().any(|r| r.q < 1.0);
+    // `acc` composed with `rounds` runs of `one`.
+    let join = |acc: Option<Pld>, one: &Pld, rounds: u64| -> Result<Pld, Error> {
+        if one.pmf.len() > max_points {
+            return Err(too_large(one.pmf.len() as f64));
+        }
+        let next = one.self_compose_within(rounds, max_points)?;
+        match acc {
+            None => Ok(next),
+            Some(a) => a.compose_within(&next, max_points),
+        }
+    };
+    let (mut remove, mut add): (Option<Pld>, Option<Pld>) = (None, None);
+    for run in runs {
+        let (r, a) = Pld::sampled_gaussian(run.q, run.sigma, interval)?;
+        remove = Some(join(remove, &r, run.rounds)?);
+        if both {
+            add = Some(join(add, &a, run.rounds)?);
+        }
     }
-    let add = add.self_compose(steps).epsilon(delta);
-    Ok(remove.max(add))
+    let eps = |d: Option<Pld>| d.map_or(0.0, |d| d.epsilon(delta));
+    Ok(eps(remove).max(eps(add)))
 }
 
 /// The exact epsilon of `steps` rounds of the Gaussian mechanism without sampling (`q = 1`):
@@ -301,6 +375,15 @@ pub fn gaussian_epsilon(sigma: f64, steps: u64, delta: f64) -> Result<f64, Error
         }
     }
     Ok(hi)
+}
+
+fn too_large(points: f64) -> Error {
+    Error::InvalidParameter {
+        name: "pld grid points",
+        value: points,
+        expected: "a privacy loss distribution this accountant can hold: the epsilon is too \
+                   large, or the noise too small, for its grid",
+    }
 }
 
 /// The linear convolution of two mass functions, by FFT (products below zero from rounding are

@@ -179,10 +179,11 @@ pub fn epsilon_for(q: f64, sigma: f64, steps: u64, delta: f64) -> Result<Spent, 
     epsilon(&orders, &rdp, delta)
 }
 
-/// The smallest noise multiplier whose epsilon after `steps` rounds at rate `q` is at most
+/// The smallest noise multiplier whose RDP epsilon after `steps` rounds at rate `q` is at most
 /// `target_epsilon` at `delta`, found by bisection to within `tolerance` in epsilon: the result
 /// satisfies `target - tolerance <= epsilon(sigma) <= target` (or sigma is pinned to 1e-9 relative
 /// precision). Errors when even sigma = 10^6 does not meet the target.
+/// [`crate::Accountant::calibrate_sigma`] does the same under either accountant.
 pub fn calibrate_sigma(
     target_epsilon: f64,
     delta: f64,
@@ -190,37 +191,10 @@ pub fn calibrate_sigma(
     steps: u64,
     tolerance: f64,
 ) -> Result<f64, Error> {
-    check_positive("target epsilon", target_epsilon)?;
-    check_positive("tolerance", tolerance)?;
-    check_delta(delta)?;
     check_rate(q)?;
     let orders = default_orders();
-    let eps = |sigma: f64| -> Result<f64, Error> {
+    crate::calibrate(target_epsilon, delta, tolerance, |sigma| {
         let rdp = compute_rdp(q, sigma, steps, &orders)?;
         Ok(epsilon(&orders, &rdp, delta)?.epsilon)
-    };
-    let mut lo = 0.0f64;
-    let mut hi = 1.0f64;
-    while eps(hi)? > target_epsilon {
-        lo = hi;
-        hi *= 2.0;
-        if hi > 1e6 {
-            return Err(Error::BudgetTooSmall {
-                target_epsilon,
-                delta,
-            });
-        }
-    }
-    loop {
-        let e_hi = eps(hi)?;
-        if target_epsilon - e_hi <= tolerance || hi - lo <= 1e-9 * hi {
-            return Ok(hi);
-        }
-        let mid = 0.5 * (lo + hi);
-        if eps(mid)? <= target_epsilon {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
+    })
 }

@@ -4,10 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use fedagg_dp::rdp::{calibrate_sigma, compute_rdp, default_orders, epsilon, epsilon_for};
+use fedagg_dp::Accountant;
 use fedagg_dp::Error;
 
 fn rows(file: &str) -> Vec<Vec<f64>> {
-    let path = format!("{}/tests/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
+    // (the manifest folder at run time, as cargo and nextest set it)
+    let dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let path = format!("{dir}/tests/vectors/{file}");
     let text = std::fs::read_to_string(&path).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -102,6 +106,28 @@ fn calibration_round_trip() {
         calibrate_sigma(1e-9, 1e-5, 1.0, 1_000_000, 0.01),
         Err(Error::BudgetTooSmall { .. })
     ));
+}
+
+/// Calibration under either accountant finds the smallest noise multiplier for the target; the
+/// PLD's is smaller (it is the tighter accountant).
+#[test]
+fn calibration_under_either_accountant() {
+    let (target, delta, q, steps, tol) = (3.0, 1e-5, 0.05, 100u64, 0.01);
+    let mut sigmas = Vec::new();
+    for acc in [Accountant::Rdp, Accountant::Pld] {
+        let sigma = acc.calibrate_sigma(target, delta, q, steps, tol).unwrap();
+        let eps = acc.epsilon(q, sigma, steps, delta).unwrap();
+        assert!(
+            eps <= target && target - eps <= tol,
+            "{acc:?}: sigma {sigma} gives {eps}"
+        );
+        sigmas.push(sigma);
+    }
+    assert_eq!(
+        sigmas[0],
+        calibrate_sigma(target, delta, q, steps, tol).unwrap()
+    );
+    assert!(sigmas[1] < sigmas[0], "{sigmas:?}");
 }
 
 #[test]

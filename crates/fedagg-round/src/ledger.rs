@@ -2,7 +2,8 @@
 //! ledger and, with adaptive clipping, the clip norm of the next round; and the privacy report
 //! built from it.
 
-use fedagg_api::PrivacySpent;
+use fedagg_api::{Accountant, PrivacySpent};
+use fedagg_dp::pld::GaussianRounds;
 use fedagg_dp::Ledger;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,9 @@ pub struct DpState {
     pub clip: Option<f64>,
 }
 
-/// The state as persisted. A ledger stored before adaptive clipping existed has no `clip`.
+/// The state as persisted. A ledger stored before adaptive clipping existed has no `clip`; one
+/// stored before the PLD accountant has no accountant (RDP) and no history (its PLD epsilon is
+/// then unknown).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StateJson {
     budget: f64,
@@ -27,6 +30,21 @@ struct StateJson {
     rounds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     clip: Option<f64>,
+    #[serde(default, skip_serializing_if = "Accountant::is_rdp")]
+    accountant: Accountant,
+    /// The sampled Gaussian rounds charged, as `[q, sigma, rounds]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gaussian: Option<Vec<(f64, f64, u64)>>,
+    /// Their PLD epsilon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pld: Option<f64>,
+}
+
+fn accountant_of(l: &Ledger) -> Accountant {
+    match l.accountant() {
+        fedagg_dp::Accountant::Rdp => Accountant::Rdp,
+        fedagg_dp::Accountant::Pld => Accountant::Pld,
+    }
 }
 
 /// The stored text of a state.
@@ -39,6 +57,14 @@ pub fn to_text(s: &DpState) -> Result<String> {
         rdp: l.rdp().to_vec(),
         rounds: l.rounds(),
         clip: s.clip,
+        accountant: accountant_of(l),
+        gaussian: l
+            .gaussian()
+            .map(|runs| runs.iter().map(|r| (r.q, r.sigma, r.rounds)).collect()),
+        pld: l
+            .epsilons()
+            .map_err(|e| RoundError::Internal(e.to_string()))?
+            .pld,
     })
     .map_err(|e| RoundError::Internal(e.to_string()))
 }
@@ -53,29 +79,45 @@ pub fn from_text(text: &str) -> Result<DpState> {
             j.clip
         )));
     }
-    let ledger = Ledger::restore(j.budget, j.delta, j.orders, j.rdp, j.rounds)
-        .map_err(|e| RoundError::Internal(format!("stored ledger refused: {e}")))?;
+    let refused = |e: fedagg_dp::Error| RoundError::Internal(format!("stored ledger refused: {e}"));
+    let mut ledger =
+        Ledger::restore(j.budget, j.delta, j.orders, j.rdp, j.rounds).map_err(refused)?;
+    if j.gaussian.is_some() || !j.accountant.is_rdp() {
+        let runs = j.gaussian.map(|runs| {
+            runs.into_iter()
+                .map(|(q, sigma, rounds)| GaussianRounds { q, sigma, rounds })
+                .collect()
+        });
+        ledger = ledger
+            .with_history(j.accountant.into(), runs, j.pld)
+            .map_err(refused)?;
+    }
     Ok(DpState {
         ledger,
         clip: j.clip,
     })
 }
 
-/// Epsilon spent so far (0 before the first charged round).
+/// Epsilon spent so far by the accountant that enforces the budget (0 before the first charged
+/// round).
 pub fn epsilon(s: &DpState) -> Result<f64> {
-    let l = &s.ledger;
-    if l.rounds() == 0 {
-        return Ok(0.0);
-    }
-    Ok(l.spent()
-        .map_err(|e| RoundError::Internal(e.to_string()))?
-        .epsilon)
+    Ok(spent(s)?.epsilon)
 }
 
-/// What the federation reports of its privacy state.
+fn spent(s: &DpState) -> Result<fedagg_dp::Epsilons> {
+    s.ledger
+        .epsilons()
+        .map_err(|e| RoundError::Internal(e.to_string()))
+}
+
+/// What the federation reports of its privacy state: both accountants' epsilons where both apply.
 pub fn privacy(s: &DpState) -> Result<PrivacySpent> {
+    let spent = spent(s)?;
     Ok(PrivacySpent {
-        epsilon: epsilon(s)?,
+        epsilon: spent.epsilon,
+        accountant: accountant_of(&s.ledger),
+        epsilon_rdp: spent.rdp,
+        epsilon_pld: spent.pld,
         delta: s.ledger.delta(),
         epsilon_budget: s.ledger.budget(),
         rounds: s.ledger.rounds(),

@@ -111,6 +111,7 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             epsilon_budget,
             delta,
             adaptive_clip,
+            ..
         } => {
             if !(clip > 0.0 && clip <= MAX_CLIP) {
                 return bad(format!("clip must lie in (0, {MAX_CLIP}]"));
@@ -205,8 +206,9 @@ pub fn initial_ledger(spec: &FederationSpec) -> Result<Option<DpState>> {
             delta,
             clip,
             adaptive_clip,
+            accountant,
             ..
-        } => Ledger::new(epsilon_budget, delta)
+        } => Ledger::with_accountant(epsilon_budget, delta, accountant.into())
             .map(|ledger| {
                 Some(DpState {
                     ledger,

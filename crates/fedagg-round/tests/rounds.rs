@@ -48,6 +48,7 @@ fn dp(budget: f64) -> Mode {
         epsilon_budget: budget,
         delta: 1e-5,
         adaptive_clip: None,
+        accountant: fedagg_api::Accountant::Rdp,
     }
 }
 
@@ -446,7 +447,11 @@ fn a_refused_write_changes_nothing() {
 }
 
 fn mean(included: &[u32]) -> Vec<f32> {
-    let n = included.len() as f32;
+    sum_over(included, included.len() as f32)
+}
+
+/// The sum of the `included` updates over `n`.
+fn sum_over(included: &[u32], n: f32) -> Vec<f32> {
     (0..LEN)
         .map(|j| included.iter().map(|&i| update(i)[j]).sum::<f32>() / n)
         .collect()
@@ -467,7 +472,9 @@ fn dp_round_closes_at_its_deadline_with_who_answered() {
     assert_eq!(h.round.phase(), Phase::Submit);
     h.tick(d.at_ms()).unwrap();
     assert_eq!(h.round.phase(), Phase::Done);
-    assert_close(&h.model(), 0.5, &mean(&[0, 2, 3]), 1e-3);
+    // The noised sum is divided by the expected cohort (q N = 5 at q = 1), not by the 3 who
+    // answered: the release says nothing of how many took part.
+    assert_close(&h.model(), 0.5, &sum_over(&[0, 2, 3], 5.0), 1e-3);
     let r = h.ending.as_ref().unwrap().record();
     assert_eq!((r.participants, r.dropouts), (3, 2));
     assert!(r.epsilon_spent.unwrap() > 0.0);
@@ -782,6 +789,7 @@ fn adaptive_dp(noise_multiplier: f64, count_stddev: f64) -> Mode {
             learning_rate: 0.2,
             count_stddev,
         }),
+        accountant: fedagg_api::Accountant::Rdp,
     }
 }
 
@@ -822,6 +830,98 @@ fn adaptive_clipping_moves_the_clip_and_keeps_the_round_s_privacy_cost() {
         fedagg_round::ledger::privacy(state).unwrap().clip,
         Some(clip)
     );
+}
+
+/// A DP federation whose budget the PLD accountant enforces: the round is charged its PLD
+/// epsilon, the report gives both accountants', the state survives the store, and a budget that
+/// RDP would refuse one more round admits it under PLD.
+#[test]
+fn a_pld_federation_is_charged_its_pld_epsilon_and_reports_both() {
+    let (q, sigma, delta) = (1.0, 1.0, 1e-5);
+    let pld_mode = |budget| Mode::Dp {
+        clip: 100.0,
+        noise_multiplier: sigma,
+        sampling_rate: q,
+        epsilon_budget: budget,
+        delta,
+        adaptive_clip: None,
+        accountant: fedagg_api::Accountant::Pld,
+    };
+    let n = 4u32;
+    let mut h = Harness::open(spec(pld_mode(100.0), n), n, None, 21);
+    for i in 0..n {
+        let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(i)));
+        h.submit(i, &f).unwrap();
+    }
+    let Ending::Completed { ledger, record, .. } = h.ending.as_ref().unwrap() else {
+        panic!("failed");
+    };
+    let state = ledger.as_ref().unwrap();
+    let want = fedagg_dp::pld::epsilon_for(q, sigma, 1, delta, 1e-4).unwrap();
+    assert_eq!(record.epsilon_spent, Some(want));
+    let report = fedagg_round::ledger::privacy(state).unwrap();
+    assert_eq!(report.accountant, fedagg_api::Accountant::Pld);
+    assert_eq!((report.epsilon, report.epsilon_pld), (want, Some(want)));
+    let rdp = fedagg_dp::rdp::epsilon_for(q, sigma, 1, delta)
+        .unwrap()
+        .epsilon;
+    assert_eq!(report.epsilon_rdp, rdp);
+    assert!(want < rdp, "PLD {want} vs RDP {rdp}");
+    let text = fedagg_round::ledger::to_text(state).unwrap();
+    assert_eq!(&fedagg_round::ledger::from_text(&text).unwrap(), state);
+    // Between the two epsilons of one round: RDP refuses to open it, PLD lets it.
+    let budget = 0.5 * (want + rdp);
+    let mut rdp_spec = spec(pld_mode(budget), n);
+    if let Mode::Dp { accountant, .. } = &mut rdp_spec.mode {
+        *accountant = fedagg_api::Accountant::Rdp;
+    }
+    let ledger = spec::initial_ledger(&rdp_spec).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let refused = plan::plan(
+        &rdp_spec,
+        (1..=4).collect(),
+        None,
+        ledger.as_ref(),
+        &mut rng,
+    );
+    assert!(
+        matches!(refused, Err(RoundError::Conflict(_))),
+        "{refused:?}"
+    );
+    let pld_spec = spec(pld_mode(budget), n);
+    let ledger = spec::initial_ledger(&pld_spec).unwrap();
+    plan::plan(
+        &pld_spec,
+        (1..=4).collect(),
+        None,
+        ledger.as_ref(),
+        &mut rng,
+    )
+    .unwrap();
+}
+
+/// A ledger stored before the PLD accountant (no accountant, no history) still loads: RDP, its
+/// PLD epsilon unknown once a round was charged.
+#[test]
+fn a_ledger_stored_before_the_pld_loads_as_rdp() {
+    let fresh = fedagg_dp::Ledger::new(5.0, 1e-5).unwrap();
+    let mut old = serde_json::json!({
+        "budget": 5.0, "delta": 1e-5, "orders": fresh.orders(), "rdp": fresh.rdp(), "rounds": 0,
+    });
+    let state = fedagg_round::ledger::from_text(&old.to_string()).unwrap();
+    assert_eq!(state.ledger, fresh);
+    let mut charged = fresh.clone();
+    charged.charge(0.1, 1.0).unwrap();
+    old["rdp"] = serde_json::json!(charged.rdp());
+    old["rounds"] = serde_json::json!(1);
+    let state = fedagg_round::ledger::from_text(&old.to_string()).unwrap();
+    let report = fedagg_round::ledger::privacy(&state).unwrap();
+    assert_eq!(report.accountant, fedagg_api::Accountant::Rdp);
+    assert_eq!(report.epsilon_pld, None);
+    assert_eq!(report.epsilon, charged.spent().unwrap().epsilon);
+    // A PLD accountant without its history is refused, not trusted.
+    old["accountant"] = serde_json::json!("pld");
+    assert!(fedagg_round::ledger::from_text(&old.to_string()).is_err());
 }
 
 fn secagg_dp(noise_multiplier: f64, budget: f64) -> Mode {
