@@ -307,7 +307,13 @@ impl SecaggSession {
         } else {
             None
         };
-        self.config_with(elements, identities).map_err(Mismatch)
+        let cfg = self.config_with(elements, identities).map_err(Mismatch)?;
+        // Distributed DP: the noise covers sums of `min_clients` survivors, so a member helps
+        // unmask no smaller set, whatever the threshold allows.
+        Ok(match spec.mode {
+            Mode::SecaggDp { .. } => cfg.with_min_survivors(spec.min_clients as usize),
+            _ => cfg,
+        })
     }
 
     /// Each member's identity key from the verified roster, by member index; a member missing
@@ -439,6 +445,44 @@ mod tests {
         refused(&|r| r.modulus_bits += 1, "modulus");
         // n changed alone: the threshold no longer matches the cohort.
         refused(&|r| r.n = 300, "threshold");
+    }
+
+    /// Distributed DP: the session a member accepts carries the pinned `min_clients` as its
+    /// survivor floor, so it helps unmask no sum with less noise than was accounted for.
+    #[test]
+    fn a_distributed_dp_session_floors_the_survivors_at_min_clients() {
+        let mut s = spec();
+        s.min_clients = 12;
+        s.mode = Mode::SecaggDp {
+            clip: 1.0,
+            noise_multiplier: 1.0,
+            sampling_rate: 0.1,
+            epsilon_budget: 10.0,
+            delta: 1e-5,
+            bits: 20,
+            dropout_rate: 0.3,
+            corrupt_fraction: 0.05,
+            malicious_server: false,
+        };
+        let gp = fedagg_secagg::GraphParams::derive(20, &s.mode.threat_model().unwrap()).unwrap();
+        let r = SecaggSession {
+            threshold: gp.threshold as u32,
+            half_degree: gp.half_degree,
+            modulus_bits: 20,
+            ..session(&spec(), 20)
+        };
+        assert!((gp.threshold as u32) < s.min_clients, "{gp:?}");
+        let cfg = r.verified_config(&s, None).unwrap();
+        assert_eq!(cfg.min_survivors(), 12);
+        // Plain SecAgg has no floor beyond the threshold.
+        let plain = spec();
+        assert_eq!(
+            session(&plain, 20)
+                .verified_config(&plain, None)
+                .unwrap()
+                .min_survivors(),
+            1
+        );
     }
 
     #[test]

@@ -377,11 +377,12 @@ impl ExpectUnmask {
         if u3.binary_search(&self.id).is_err() {
             return Err(protocol("survivor set omits this client"));
         }
-        if u3.len() < cfg.threshold() {
+        let need = cfg.threshold().max(cfg.min_survivors());
+        if u3.len() < need {
             return Err(Error::BelowThreshold {
                 phase: crate::Phase::ConsistencyCheck,
                 have: u3.len(),
-                need: cfg.threshold(),
+                need,
                 what: "survivors".into(),
             });
         }
@@ -449,11 +450,18 @@ impl ExpectUnmask {
                 "unmask request does not account for every neighbour",
             ));
         }
-        if survivors.len() < cfg.threshold() {
+        // Where every client is a neighbour, the survivors named are the sum's whole set.
+        let complete = w_max >= n;
+        let need = if complete {
+            cfg.threshold().max(cfg.min_survivors())
+        } else {
+            cfg.threshold()
+        };
+        if survivors.len() < need {
             return Err(Error::BelowThreshold {
                 phase: crate::Phase::Unmasking,
                 have: survivors.len(),
-                need: cfg.threshold(),
+                need,
                 what: "surviving neighbours".into(),
             });
         }

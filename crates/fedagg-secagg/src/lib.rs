@@ -97,6 +97,8 @@ pub struct SessionConfig {
     modulus: Modulus,
     vector_len: usize,
     identities: Option<Vec<VerifyingKey>>,
+    /// Fewest survivors whose sum a member helps unmask (1: no floor beyond the threshold).
+    min_survivors: usize,
 }
 
 impl SessionConfig {
@@ -139,7 +141,22 @@ impl SessionConfig {
             modulus,
             vector_len,
             identities,
+            min_survivors: 1,
         })
+    }
+
+    /// This session with a floor on the survivor sets a member helps unmask: it refuses to sign
+    /// a consistency check over fewer survivors (the global set, against a malicious server),
+    /// and, where the graph is complete, to answer an unmask request naming fewer. Distributed DP
+    /// uses it: its noise covers sums of at least that many participants, whatever the threshold.
+    pub fn with_min_survivors(mut self, min_survivors: usize) -> Self {
+        self.min_survivors = min_survivors.max(1);
+        self
+    }
+
+    /// The floor on the survivor sets a member helps unmask ([`Self::with_min_survivors`]).
+    pub fn min_survivors(&self) -> usize {
+        self.min_survivors
     }
 
     /// The session id.

@@ -702,6 +702,57 @@ fn a_server_showing_different_survivor_sets_is_caught() {
     assert!(out.result.is_ok());
 }
 
+/// A floor on the survivor sets (distributed DP's `min_clients`): with 3 of 9 gone before masking,
+/// 6 survivors are enough for the threshold of 5 but below a floor of 7, so no member signs the
+/// survivor set or answers the unmask request, and the round yields nothing; at or below the
+/// survivors it is unchanged.
+#[test]
+fn members_refuse_to_unmask_a_survivor_set_below_the_floor() {
+    let d = drops(&[
+        (1, DropPoint::AfterShareKeys),
+        (4, DropPoint::AfterShareKeys),
+        (7, DropPoint::AfterShareKeys),
+    ]);
+    for signed in [true, false] {
+        let mut r = rng(90);
+        let keys = identities(9, &mut r);
+        let base = if signed {
+            signed_session(9, 5, &keys, &mut r)
+        } else {
+            complete(9, 5, 16, 32, &mut r)
+        };
+        let keys = signed.then_some(keys);
+        let inputs = random_inputs(&base, &mut r);
+        let floored = Arc::new((*base).clone().with_min_survivors(7));
+        let out = round(&floored, &inputs, &d, keys.clone(), None, &mut r);
+        assert!(
+            out.result.is_err(),
+            "signed {signed}: a sum of 6 was unmasked"
+        );
+        let refusals = out
+            .client_errors
+            .iter()
+            .filter(|(_, _, e)| {
+                matches!(
+                    e,
+                    Error::BelowThreshold {
+                        have: 6,
+                        need: 7,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(refusals, 6, "signed {signed}: {:?}", out.client_errors);
+        let fine = Arc::new((*base).clone().with_min_survivors(6));
+        let agg = round(&fine, &inputs, &d, keys, None, &mut r)
+            .result
+            .unwrap();
+        assert_eq!(agg.included.len(), 6);
+        assert_eq!(agg.sum, plain_sum(&fine, &inputs, &agg.included));
+    }
+}
+
 #[test]
 fn forged_advertised_keys_are_refused_in_malicious_mode() {
     let mut r = rng(82);
