@@ -13,6 +13,8 @@ use fedagg_api::{FederationSpec, Mode, Role, RoundStatus};
 use fedagg_client::{Admin, Client, Contribute, KeyHolder, OnProgress};
 
 use crate::dropout::{self, Vanish, SECAGG_VANISH_POINTS};
+
+mod records;
 use fedagg_train::local::{Algorithm, LocalConfig};
 use fedagg_train::partition::Partition;
 use fedagg_train::sim::{client_seed, DataSource, Setup};
@@ -20,6 +22,7 @@ use fedagg_train::{Arch, Dataset, Eval, Net};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
+use records::Records;
 
 /// The aggregation mode the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -95,6 +98,18 @@ pub struct DemoConfig {
     /// DP: epsilon budget (rounds past it do not open).
     #[arg(long, default_value_t = 1000.0)]
     pub epsilon_budget: f64,
+    /// Record-level DP at each participant: train with DP-SGD at this noise multiplier (Poisson
+    /// batches of `--batch` records expected, per-record clip `--record-clip`), each participant
+    /// charging its own budget of `--record-epsilon-budget` (delta 1e-5) in OUT/records. Any mode.
+    #[arg(long)]
+    pub dp_sgd: Option<f64>,
+    /// DP-SGD: L2 clip of each record's gradient.
+    #[arg(long, default_value_t = 1.0)]
+    pub record_clip: f64,
+    /// DP-SGD: each participant's record-level epsilon budget; a participant stops taking part
+    /// when another local training would pass it.
+    #[arg(long, default_value_t = 10.0)]
+    pub record_epsilon_budget: f64,
     /// DP: the accountant that enforces the budget, `rdp` or `pld` (central DP only; both
     /// epsilons are reported).
     #[arg(long, default_value = "rdp")]
@@ -150,6 +165,8 @@ pub struct RoundRow {
     pub test: Eval,
     /// Total epsilon spent (DP).
     pub epsilon: Option<f64>,
+    /// The largest record-level epsilon a participant has spent (DP-SGD).
+    pub record_epsilon: Option<f64>,
     /// Why the round failed, if it did.
     pub failure: Option<String>,
     /// Wall time of the round, seconds.
@@ -203,6 +220,25 @@ impl DemoConfig {
                 alpha: a.parse().with_context(|| format!("--alpha {a}"))?,
             },
         })
+    }
+
+    /// Record-level DP at the participants (`--dp-sgd`), with fresh budgets.
+    fn records(&self) -> Result<Option<Arc<Records>>> {
+        let Some(z) = self.dp_sgd else {
+            return Ok(None);
+        };
+        let dp = fedagg_train::dpsgd::DpSgd {
+            max_grad_norm: self.record_clip,
+            noise_multiplier: z,
+        };
+        Records::open(
+            &self.out,
+            self.clients,
+            dp,
+            self.record_epsilon_budget,
+            fedagg_api::Accountant::Rdp,
+        )
+        .map(|r| Some(Arc::new(r)))
     }
 
     /// Enough participants for an aggregate that hides each of them.
@@ -336,6 +372,8 @@ struct Trainer {
     /// Whether updates carry their sample count as weight (not in the DP modes, where every
     /// update weighs alike).
     weighted: bool,
+    /// Record-level DP (DP-SGD) and the participants' budgets.
+    records: Option<Arc<Records>>,
 }
 
 /// The service, in-process on loopback with its embedded database, and its admin.
@@ -467,7 +505,15 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         },
         algorithm,
         weighted: !cfg.mode.is_dp(),
+        records: cfg.records()?,
     }));
+    {
+        let t = lock(&trainer);
+        if let Some(r) = &t.records {
+            let sizes: Vec<usize> = setup.clients.iter().map(|c| c.len()).collect();
+            r.check_affordable(&sizes, &t.local)?;
+        }
+    }
     let setup = Arc::new(setup);
     let bar = Arc::new(Mutex::new(None::<ProgressBar>));
     let participants = spawn_participants(cfg, &service, fed.id, &setup, &trainer, &bar).await?;
@@ -479,6 +525,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     }
 
     let mut rows = Vec::with_capacity(cfg.rounds);
+    let records = lock(&trainer).records.clone();
     let mut eval_net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let mut last_test = eval_net.evaluate(&setup.test);
     for _ in 0..cfg.rounds {
@@ -488,6 +535,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
             key_holders: &key_holders,
             bar: &bar,
             quiet: cfg.quiet,
+            records: records.as_deref(),
         };
         match round
             .play(&mut eval_net, &setup.test, &mut last_test)
@@ -541,6 +589,7 @@ struct Round<'a> {
     key_holders: &'a [Arc<KeyHolder>],
     bar: &'a Mutex<Option<ProgressBar>>,
     quiet: bool,
+    records: Option<&'a Records>,
 }
 
 impl Round<'_> {
@@ -593,6 +642,7 @@ impl Round<'_> {
             dropouts: rec.dropouts,
             test: *last_test,
             epsilon: rec.epsilon_spent,
+            record_epsilon: self.records.map(|r| r.max_epsilon()),
             failure: rec.failure.clone(),
             secs: t0.elapsed().as_secs_f64(),
         };
@@ -651,8 +701,8 @@ fn print_header(cfg: &DemoConfig, params: usize, base: &str) {
         cfg.clients, cfg.mode, cfg.rounds, cfg.model,
     );
     println!(
-        "{:>5}  {:>8}  {:>7}  {:>8}  {:>6}  {:>8}  {:>6}",
-        "round", "accuracy", "loss", "clients", "drops", "epsilon", "secs"
+        "{:>5}  {:>8}  {:>7}  {:>8}  {:>6}  {:>8}  {:>8}  {:>6}",
+        "round", "accuracy", "loss", "clients", "drops", "epsilon", "rec eps", "secs"
     );
 }
 
@@ -669,18 +719,20 @@ fn round_bar(info: &fedagg_api::RoundInfo) -> ProgressBar {
 
 impl RoundRow {
     const CSV_HEADER: &'static str =
-        "round,participants,dropouts,test_loss,test_accuracy,epsilon,secs,failure\n";
+        "round,participants,dropouts,test_loss,test_accuracy,epsilon,record_epsilon,secs,failure\n";
 
     /// The row of the printed table.
     fn line(&self) -> String {
         format!(
-            "{:>5}  {:>7.2}%  {:>7.4}  {:>8}  {:>6}  {:>8}  {:>6.1}{}",
+            "{:>5}  {:>7.2}%  {:>7.4}  {:>8}  {:>6}  {:>8}  {:>8}  {:>6.1}{}",
             self.round,
             self.test.accuracy * 100.0,
             self.test.loss,
             self.participants,
             self.dropouts,
             self.epsilon.map_or("-".into(), |e| format!("{e:.3}")),
+            self.record_epsilon
+                .map_or("-".into(), |e| format!("{e:.3}")),
             self.secs,
             self.failure
                 .as_ref()
@@ -691,13 +743,15 @@ impl RoundRow {
     /// The row of `rounds.csv`.
     fn csv(&self) -> String {
         format!(
-            "{},{},{},{:.5},{:.5},{},{:.3},{}\n",
+            "{},{},{},{:.5},{:.5},{},{},{:.3},{}\n",
             self.round,
             self.participants,
             self.dropouts,
             self.test.loss,
             self.test.accuracy,
             self.epsilon.map_or(String::new(), |e| format!("{e:.5}")),
+            self.record_epsilon
+                .map_or(String::new(), |e| format!("{e:.5}")),
             self.secs,
             self.failure.as_deref().unwrap_or("").replace(',', ";")
         )
@@ -736,18 +790,40 @@ async fn participant(
             continue;
         }
         let (t, data) = (trainer.clone(), setup.clone());
-        let weighted = lock(&trainer).weighted;
+        let (weighted, records, local) = {
+            let t = lock(&trainer);
+            (t.weighted, t.records.clone(), t.local)
+        };
+        if let Some(r) = &records {
+            // Charged, durably, before training; a spent budget ends this participant's part
+            // (the table's rounds then count fewer clients).
+            if r.charge(k, setup.clients[k].len(), &local).is_err() {
+                return Ok(());
+            }
+        }
         let update = tokio::task::spawn_blocking(move || {
             let mut t = lock(&t);
-            let (local, algorithm) = (t.local, t.algorithm);
-            t.net.train_local(
-                &global,
-                &data.clients[k],
-                &local,
-                algorithm,
-                None,
-                client_seed(seed, round as usize, k),
-            )
+            let algorithm = t.algorithm;
+            let seed = client_seed(seed, round as usize, k);
+            match &records {
+                None => t
+                    .net
+                    .train_local(&global, &data.clients[k], &local, algorithm, None, seed),
+                Some(r) => {
+                    let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(anyhow::Error::from)?;
+                    t.net.train_local_dp(
+                        &global,
+                        &data.clients[k],
+                        &local,
+                        algorithm,
+                        None,
+                        r.dp(),
+                        seed,
+                        &mut rng,
+                    )
+                }
+            }
+            .map_err(anyhow::Error::from)
         })
         .await??;
         let progress: OnProgress = {

@@ -172,3 +172,39 @@ async fn the_malicious_server_demo_trains() {
     let refused = run(&demo("--mode dp --malicious-server --clients 10")).await;
     assert!(refused.is_err());
 }
+
+/// Record-level DP at the participants: each trains with DP-SGD and charges its own durable
+/// budget; the table reports the largest record-level epsilon beside the federation's, which
+/// never passes the budget; settings no participant could afford are refused up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dp_sgd_demo_reports_record_level_epsilon_within_its_budget() {
+    let cfg = demo(
+        "--mode dp --clients 6 --fraction 1 --rounds 3 --epochs 1 --dp-sgd 1.0 \
+         --record-epsilon-budget 20 --noise-multiplier 0.5 --seed 4",
+    );
+    let report = run(&cfg).await.unwrap();
+    assert_eq!(report.rows.len(), 3);
+    let rec: Vec<f64> = report
+        .rows
+        .iter()
+        .map(|r| r.record_epsilon.unwrap())
+        .collect();
+    assert!(
+        rec[0] > 0.0 && rec.windows(2).all(|w| w[1] >= w[0]),
+        "{rec:?}"
+    );
+    assert!(rec[2] <= 20.0, "{rec:?}");
+    assert!(report.rows.iter().all(|r| r.epsilon.is_some()));
+    // Each participant's budget is on disk, and reads back as charged.
+    let budget = fedagg_client::RecordBudget::open(
+        cfg.out.join("records/participant-0.json"),
+        20.0,
+        1e-5,
+        fedagg_api::Accountant::Rdp,
+    )
+    .unwrap();
+    assert!(budget.epsilon() > 0.0 && budget.epsilon() <= rec[2]);
+    let poor = demo("--clients 6 --fraction 1 --rounds 1 --dp-sgd 0.5 --record-epsilon-budget 1");
+    let err = run(&poor).await.unwrap_err();
+    assert!(err.to_string().contains("record-level epsilon"), "{err}");
+}

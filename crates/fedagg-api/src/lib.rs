@@ -14,6 +14,7 @@ pub mod contributions;
 mod federation;
 mod frame;
 mod integer;
+pub mod ledger;
 mod round;
 pub mod routes;
 pub mod trust;

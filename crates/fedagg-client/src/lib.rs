@@ -41,11 +41,13 @@ use serde::de::DeserializeOwned;
 
 mod identity;
 mod keyholder;
+mod record;
 mod transport;
 
 pub use fedagg_api as api;
 pub use identity::{write_secret, Identity};
 pub use keyholder::KeyHolder;
+pub use record::RecordBudget;
 pub use transport::Transport;
 
 /// What can go wrong.

@@ -275,13 +275,20 @@ impl Ledger {
     /// enforcing accountant); otherwise refuse and leave the ledger unchanged. Both epsilons are
     /// computed.
     pub fn charge(&mut self, q: f64, sigma: f64) -> Result<Epsilons, Error> {
-        let add = compute_rdp(q, sigma, 1, &self.orders)?;
+        self.charge_steps(q, sigma, 1)
+    }
+
+    /// Charge `steps` runs at `(q, sigma)` at once (DP-SGD's steps of one local training), as
+    /// [`Ledger::charge`]: all of them, or none if the result would pass the budget. They count
+    /// as `steps` [`rounds`](Self::rounds).
+    pub fn charge_steps(&mut self, q: f64, sigma: f64, steps: u64) -> Result<Epsilons, Error> {
+        let add = compute_rdp(q, sigma, steps, &self.orders)?;
         let (total, rdp) = self.after(&add)?;
-        let gaussian = self.gaussian_after(q, sigma, 1)?;
+        let gaussian = self.gaussian_after(q, sigma, steps)?;
         let after = self.report(rdp.epsilon, gaussian.as_ref().and_then(|g| g.1));
         self.check_budget(after.epsilon)?;
         self.rdp = total;
-        self.rounds += 1;
+        self.rounds += steps;
         self.pld = after.pld;
         self.gaussian = gaussian.map(|g| g.0);
         Ok(after)

@@ -2,8 +2,8 @@
 //! ledger and, with adaptive clipping, the clip norm of the next round; and the privacy report
 //! built from it.
 
-use fedagg_api::{Accountant, PrivacySpent};
-use fedagg_dp::pld::GaussianRounds;
+use fedagg_api::ledger::{accountant_of, LedgerJson};
+use fedagg_api::PrivacySpent;
 use fedagg_dp::Ledger;
 use serde::{Deserialize, Serialize};
 
@@ -18,55 +18,24 @@ pub struct DpState {
     pub clip: Option<f64>,
 }
 
-/// The state as persisted. A ledger stored before adaptive clipping existed has no `clip`; one
-/// stored before the PLD accountant has no accountant (RDP) and no history (its PLD epsilon is
-/// then unknown).
+/// The state as persisted: the ledger's JSON, and with adaptive clipping the clip norm (a
+/// state stored before adaptive clipping existed has none).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StateJson {
-    budget: f64,
-    delta: f64,
-    orders: Vec<f64>,
-    rdp: Vec<f64>,
-    rounds: u64,
+    #[serde(flatten)]
+    ledger: LedgerJson,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     clip: Option<f64>,
-    #[serde(default, skip_serializing_if = "Accountant::is_rdp")]
-    accountant: Accountant,
-    /// The sampled Gaussian rounds charged, as `[q, sigma, rounds]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    gaussian: Option<Vec<(f64, f64, u64)>>,
-    /// Their PLD epsilon.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pld: Option<f64>,
-}
-
-fn accountant_of(l: &Ledger) -> Accountant {
-    match l.accountant() {
-        fedagg_dp::Accountant::Rdp => Accountant::Rdp,
-        fedagg_dp::Accountant::Pld => Accountant::Pld,
-    }
 }
 
 /// The stored text of a state.
 pub fn to_text(s: &DpState) -> Result<String> {
-    let l = &s.ledger;
+    let internal = |e: String| RoundError::Internal(e);
     serde_json::to_string(&StateJson {
-        budget: l.budget(),
-        delta: l.delta(),
-        orders: l.orders().to_vec(),
-        rdp: l.rdp().to_vec(),
-        rounds: l.rounds(),
+        ledger: LedgerJson::of(&s.ledger).map_err(|e| internal(e.to_string()))?,
         clip: s.clip,
-        accountant: accountant_of(l),
-        gaussian: l
-            .gaussian()
-            .map(|runs| runs.iter().map(|r| (r.q, r.sigma, r.rounds)).collect()),
-        pld: l
-            .epsilons()
-            .map_err(|e| RoundError::Internal(e.to_string()))?
-            .pld,
     })
-    .map_err(|e| RoundError::Internal(e.to_string()))
+    .map_err(|e| internal(e.to_string()))
 }
 
 /// A state from its stored text (validated).
@@ -79,19 +48,10 @@ pub fn from_text(text: &str) -> Result<DpState> {
             j.clip
         )));
     }
-    let refused = |e: fedagg_dp::Error| RoundError::Internal(format!("stored ledger refused: {e}"));
-    let mut ledger =
-        Ledger::restore(j.budget, j.delta, j.orders, j.rdp, j.rounds).map_err(refused)?;
-    if j.gaussian.is_some() || !j.accountant.is_rdp() {
-        let runs = j.gaussian.map(|runs| {
-            runs.into_iter()
-                .map(|(q, sigma, rounds)| GaussianRounds { q, sigma, rounds })
-                .collect()
-        });
-        ledger = ledger
-            .with_history(j.accountant.into(), runs, j.pld)
-            .map_err(refused)?;
-    }
+    let ledger = j
+        .ledger
+        .ledger()
+        .map_err(|e| RoundError::Internal(format!("stored ledger refused: {e}")))?;
     Ok(DpState {
         ledger,
         clip: j.clip,

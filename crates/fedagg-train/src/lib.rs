@@ -3,9 +3,11 @@
 //! - [`data`]: the bundled UCI digits and breast-cancer sets, CSV and IDX loaders for users' own
 //!   data, and FedProx's Synthetic(alpha, beta) federated data.
 //! - [`partition`]: IID, Dirichlet label skew and quantity skew; every sample assigned once.
-//! - [`model`]: an MLP and a small CNN whose parameters travel as one flat `f32` vector;
+//! - [`model`]: an MLP, a small CNN and logistic regression, whose parameters travel as one flat `f32` vector;
 //!   safetensors checkpoints.
 //! - [`local`]: client training for FedAvg, FedProx and SCAFFOLD, producing the flat update.
+//! - [`dpsgd`]: the same with record-level DP (DP-SGD: Poisson batches, per-example clipping,
+//!   Gaussian noise), charged to the participant's own ledger.
 //! - [`server`]: FedAvg, FedAvgM and FedAdam on the aggregated update; SCAFFOLD's server control.
 //! - [`sim`]: experiment set-up and an in-process plaintext federation, the baseline that the
 //!   private modes (run through the service by `fedagg demo`) are compared with.
@@ -33,6 +35,7 @@
 //! ```
 
 pub mod data;
+pub mod dpsgd;
 pub mod local;
 pub mod model;
 pub mod partition;

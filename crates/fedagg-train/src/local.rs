@@ -95,7 +95,10 @@ pub struct LocalUpdate {
 impl Net {
     /// SCAFFOLD's correction c - c_i, one tensor per variable, fixed during the local epochs
     /// (none without control variates).
-    fn scaffold_correction(&self, controls: Option<&Controls<'_>>) -> Result<Vec<Tensor>> {
+    pub(crate) fn scaffold_correction(
+        &self,
+        controls: Option<&Controls<'_>>,
+    ) -> Result<Vec<Tensor>> {
         let Some(c) = controls else {
             return Ok(Vec::new());
         };
@@ -200,7 +203,7 @@ impl Net {
 }
 
 /// Replace `c.client` by c_i+ = c_i - c - delta * `scale`, and return the change c_i+ - c_i.
-fn next_controls(c: Controls<'_>, delta: &[f32], scale: f64) -> Vec<f32> {
+pub(crate) fn next_controls(c: Controls<'_>, delta: &[f32], scale: f64) -> Vec<f32> {
     let mut cd = Vec::with_capacity(delta.len());
     for ((ci, &cs), &d) in c.client.iter_mut().zip(c.server).zip(delta) {
         let next = *ci - cs - (f64::from(d) * scale) as f32;

@@ -1,4 +1,4 @@
-//! Models in tch's `nn`, an MLP and a small CNN, with their parameters seen as one flat `f32`
+//! Models in tch's `nn`, an MLP, a small CNN and logistic regression, with their parameters seen as one flat `f32`
 //! vector: the form in which fedagg moves models and updates. Checkpoints are safetensors.
 
 use std::path::Path;
@@ -21,6 +21,9 @@ pub enum Arch {
     /// Two 3x3 convolutions (16 and 32 channels, ReLU, 2x2 max-pool each), then
     /// `Linear(.., 64) - ReLU - Linear(64, classes)`. Needs image-shaped data.
     Cnn,
+    /// `Linear(d, classes)`: multinomial logistic regression, FedProx's model for its
+    /// Synthetic(alpha, beta) data.
+    Linear,
 }
 
 impl std::str::FromStr for Arch {
@@ -29,12 +32,13 @@ impl std::str::FromStr for Arch {
         match s {
             "mlp" => Ok(Arch::Mlp { hidden: 256 }),
             "cnn" => Ok(Arch::Cnn),
+            "linear" => Ok(Arch::Linear),
             _ => match s.strip_prefix("mlp") {
                 Some(h) => h
                     .parse()
                     .map(|hidden| Arch::Mlp { hidden })
                     .map_err(|_| format!("unknown model {s:?}")),
-                None => Err(format!("unknown model {s:?} (mlp, mlpN, cnn)")),
+                None => Err(format!("unknown model {s:?} (mlp, mlpN, cnn, linear)")),
             },
         }
     }
@@ -78,6 +82,16 @@ impl Net {
                         data.classes as i64,
                         Default::default(),
                     ));
+                (m, vec![-1, d])
+            }
+            Arch::Linear => {
+                let d = data.dim as i64;
+                let m = nn::seq_t().add(nn::linear(
+                    &root / "fc",
+                    d,
+                    data.classes as i64,
+                    Default::default(),
+                ));
                 (m, vec![-1, d])
             }
             Arch::Cnn => {
