@@ -15,6 +15,10 @@
 //!   (n, dropout); server (survivors) x `grid/secagg/add` (read the message, add) plus the
 //!   unmasking streams: one self mask
 //!   per survivor and the pairwise masks of each dropped client with its surviving neighbours;
+//! - SecAgg with distributed DP (`secagg_dp`, 16 bits per coordinate): client `grid/ddg/encode`
+//!   (clip, rotate, round, add the discrete Gaussian share) plus (k + 1) `grid/ddg/stream` mask
+//!   streams over the padded vector; server (survivors) x `grid/ddg/add` plus the unmasking
+//!   streams as in SecAgg, and one `grid/ddg/decode` (centre, unscale, rotate back);
 //! - Paillier (2048-bit): `grid/paillier/{encrypt,add,decrypt}/n=.../m=1e4` (the slot width, so
 //!   the values per ciphertext, depends on n), scaled by the ciphertext count to larger m.
 //!
@@ -202,6 +206,63 @@ fn secagg(c: &mut Criterion) {
     g.finish();
 }
 
+/// Bits per coordinate of the distributed DP cells (the paper's "16 or fewer").
+const DDG_BITS: u32 = 16;
+
+/// The distributed DP of the grid: clip 1, z = 1 over 80 survivors, 16 bits, at most 100.
+fn ddg_params(m: usize) -> fedagg_dp::ddg::DdgParams {
+    fedagg_dp::ddg::DdgParams::new(m, 1.0, 1.0, DDG_BITS, 80, 100).expect("valid parameters")
+}
+
+/// SecAgg with distributed DP: the participant's encoding, and the masking, adding and decoding
+/// of the padded vector at 16 bits (2-byte elements).
+fn ddg(c: &mut Criterion) {
+    let mut g = c.benchmark_group("grid");
+    g.sample_size(10);
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let seed = [9u8; 32];
+    for m in sizes() {
+        let p = ddg_params(m);
+        let dim = p.dim();
+        let modulus = fedagg_secagg::Modulus::new(DDG_BITS).expect("modulus");
+        let u = update(m);
+        g.throughput(Throughput::Elements(m as u64));
+        g.bench_function(format!("ddg/encode/m={}", label(m)), |b| {
+            b.iter(|| p.encode(&u, &seed, &mut rng).expect("encodes"))
+        });
+        let x = p.encode(&u, &seed, &mut rng).expect("encodes");
+        let msg = encode_masked_input(&x, modulus);
+        let cfg = SessionConfig::new(
+            [5; 32],
+            Graph::complete(2).expect("graph"),
+            2,
+            modulus,
+            dim,
+            None,
+        )
+        .expect("session");
+        let mut acc = vec![0u64; dim];
+        g.bench_function(format!("ddg/add/m={}", label(m)), |b| {
+            b.iter(|| {
+                let y = decode_masked_input(&cfg, &msg).expect("decodes");
+                modulus.add_assign(&mut acc, &y)
+            })
+        });
+        g.bench_function(format!("ddg/stream/m={}", label(m)), |b| {
+            b.iter(|| {
+                let mut streams: Vec<MaskStream> = (0..STREAMS)
+                    .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
+                    .collect();
+                apply_masks(&mut acc, &mut streams, modulus)
+            })
+        });
+        g.bench_function(format!("ddg/decode/m={}", label(m)), |b| {
+            b.iter(|| p.decode_sum(&x, &seed, 100.0).expect("decodes"))
+        });
+    }
+    g.finish();
+}
+
 /// The Paillier key of the grid (2048 bits; 1024 when quick), made once.
 fn paillier_key() -> PrivateKey {
     let bits = if quick() { 1024 } else { 2048 };
@@ -324,6 +385,28 @@ fn wire(sk: &PrivateKey) {
             );
         }
     }
+    // SecAgg with distributed DP: the masked input of the padded vector at 16 bits; the other
+    // messages are SecAgg's (below), independent of m.
+    for m in sizes() {
+        let p = ddg_params(m);
+        let modulus = fedagg_secagg::Modulus::new(DDG_BITS).expect("modulus");
+        let masked = Frame::encode(
+            FrameKind::Secagg,
+            1,
+            &encode_masked_input(&vec![0u64; p.dim()], modulus),
+        )
+        .len();
+        out.insert(
+            format!("ddg/m={}", label(m)),
+            serde_json::json!({
+                "masked_input": masked,
+                "dim": p.dim(),
+                "bits": DDG_BITS,
+                "element_bytes": modulus.bytes_per_element(),
+                "bytes_per_coordinate": masked as f64 / m as f64,
+            }),
+        );
+    }
     // SecAgg: every message of a simulated round, per client (averaged), at two sizes; the
     // masked input grows linearly with m and nothing else does.
     let mut rng = ChaCha20Rng::seed_from_u64(4);
@@ -351,6 +434,8 @@ fn wire(sk: &PrivateKey) {
                         "k": k,
                         "threshold": gp.threshold,
                         "element_bytes": quant(n).modulus().bytes_per_element(),
+                        // what the client sends besides its masked input
+                        "fixed_up": (u0 - su * m0).round(),
                     }),
                 );
             }
@@ -370,6 +455,7 @@ fn all(c: &mut Criterion) {
     eprintln!("grid: wire sizes in {:.1} s", t.elapsed().as_secs_f64());
     plain_and_dp(c);
     secagg(c);
+    ddg(c);
     paillier(c, &sk);
 }
 

@@ -60,7 +60,8 @@ pub struct DemoConfig {
     /// Fraction of participants the server picks per round (DP: the Poisson sampling rate).
     #[arg(long, default_value_t = 0.25)]
     pub fraction: f64,
-    /// Data: `digits`, `breast-cancer`, `synthetic:ALPHA,BETA`, `csv:PATH` or `idx:IMAGES,LABELS`.
+    /// Data: `digits`, `breast-cancer`, `synthetic:ALPHA,BETA`, `synthetic-iid`, `csv:PATH` or
+    /// `idx:IMAGES,LABELS`.
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// Label skew: Dirichlet concentration (`iid` for an IID split).
@@ -192,6 +193,7 @@ impl DemoConfig {
         Ok(match d {
             "digits" => DataSource::Digits,
             "breast-cancer" => DataSource::BreastCancer,
+            "synthetic-iid" => DataSource::SyntheticIid,
             _ => match d.split_once(':') {
                 Some(("csv", p)) => DataSource::Csv(p.into()),
                 Some(("idx", p)) => {

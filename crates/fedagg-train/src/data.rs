@@ -287,24 +287,61 @@ pub fn synthetic(
     min_size: usize,
     seed: u64,
 ) -> Result<Vec<Dataset>> {
+    synthetic_clients(Some((alpha, beta)), clients, dim, classes, min_size, seed)
+}
+
+/// FedProx's Synthetic-IID: one softmax model `W, b ~ N(0, 1)` and inputs `x ~ N(0, Sigma)` for
+/// every client (sizes as in [`synthetic`]), so that one global model fits every client.
+pub fn synthetic_iid(
+    clients: usize,
+    dim: usize,
+    classes: usize,
+    min_size: usize,
+    seed: u64,
+) -> Result<Vec<Dataset>> {
+    synthetic_clients(None, clients, dim, classes, min_size, seed)
+}
+
+/// Synthetic(alpha, beta) clients, or Synthetic-IID ones for `None`.
+fn synthetic_clients(
+    heterogeneity: Option<(f64, f64)>,
+    clients: usize,
+    dim: usize,
+    classes: usize,
+    min_size: usize,
+    seed: u64,
+) -> Result<Vec<Dataset>> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let std_normal = Normal::new(0.0, 1.0).map_err(|e| Error::Data(e.to_string()))?;
     let sizes = LogNormal::new(4.0, 2.0).map_err(|e| Error::Data(e.to_string()))?;
     let sigma: Vec<f64> = (1..=dim).map(|j| (j as f64).powf(-1.2).sqrt()).collect();
+    let draw = |n: usize, mean: f64, rng: &mut ChaCha20Rng| -> Vec<f64> {
+        (0..n).map(|_| mean + std_normal.sample(rng)).collect()
+    };
+    // (drawn only for Synthetic-IID, so that Synthetic(alpha, beta) stays as it was)
+    let shared = heterogeneity.is_none().then(|| {
+        (
+            draw(classes * dim, 0.0, &mut rng),
+            draw(classes, 0.0, &mut rng),
+            vec![0.0; dim],
+        )
+    });
     let mut out = Vec::with_capacity(clients);
     for _ in 0..clients {
         let n = min_size + (sizes.sample(&mut rng) as usize).min(10_000);
-        let u = alpha.sqrt() * std_normal.sample(&mut rng);
-        let b_k = beta.sqrt() * std_normal.sample(&mut rng);
-        let w: Vec<f64> = (0..classes * dim)
-            .map(|_| u + std_normal.sample(&mut rng))
-            .collect();
-        let b: Vec<f64> = (0..classes)
-            .map(|_| u + std_normal.sample(&mut rng))
-            .collect();
-        let v: Vec<f64> = (0..dim)
-            .map(|_| b_k + std_normal.sample(&mut rng))
-            .collect();
+        let (w, b, v) = match (heterogeneity, &shared) {
+            (Some((alpha, beta)), _) => {
+                let u = alpha.sqrt() * std_normal.sample(&mut rng);
+                let b_k = beta.sqrt() * std_normal.sample(&mut rng);
+                (
+                    draw(classes * dim, u, &mut rng),
+                    draw(classes, u, &mut rng),
+                    draw(dim, b_k, &mut rng),
+                )
+            }
+            (None, Some(shared)) => shared.clone(),
+            (None, None) => return Err(Error::Data("synthetic data without a model".into())),
+        };
         let mut features = Vec::with_capacity(n * dim);
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {

@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::data::{synthetic, Dataset, Standardizer};
+use crate::data::{synthetic, synthetic_iid, Dataset, Standardizer};
 use crate::local::{Algorithm, Controls, LocalConfig};
 use crate::model::{Arch, Eval, Net};
 use crate::partition::{shuffle, Partition};
-use crate::server::{scaffold_server_update, weighted_mean, ServerOptimizer, ServerState};
+use crate::server::{scaffold_server_update, ServerOptimizer, ServerState};
 use crate::{Error, Result};
+
+mod private;
+pub use private::Privacy;
 
 /// Where the samples come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +31,9 @@ pub enum DataSource {
         /// Input heterogeneity.
         beta: f64,
     },
+    /// FedProx's Synthetic-IID: the same, with one model and input distribution for every
+    /// client.
+    SyntheticIid,
     /// A CSV file, label last (standardised).
     Csv(PathBuf),
     /// An IDX image file and label file.
@@ -58,8 +64,14 @@ impl Setup {
         seed: u64,
     ) -> Result<Setup> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        if let DataSource::Synthetic { alpha, beta } = source {
-            let sets = synthetic(*alpha, *beta, clients, 60, 10, 20, seed)?;
+        let generated = match source {
+            DataSource::Synthetic { alpha, beta } => {
+                Some(synthetic(*alpha, *beta, clients, 60, 10, 20, seed)?)
+            }
+            DataSource::SyntheticIid => Some(synthetic_iid(clients, 60, 10, 20, seed)?),
+            _ => None,
+        };
+        if let Some(sets) = generated {
             let (mut train, mut tests) = (Vec::new(), Vec::new());
             for s in &sets {
                 let (tr, te) = s.split(test_fraction, seed);
@@ -81,7 +93,9 @@ impl Setup {
             DataSource::BreastCancer => (Dataset::breast_cancer(), true),
             DataSource::Csv(p) => (Dataset::load_csv(p)?, true),
             DataSource::Idx { images, labels } => (Dataset::load_idx(images, labels)?, false),
-            DataSource::Synthetic { .. } => unreachable!("handled above"),
+            DataSource::Synthetic { .. } | DataSource::SyntheticIid => {
+                return Err(Error::Config("synthetic data is generated above".into()))
+            }
         };
         let (mut train, mut test) = all.split(test_fraction, seed);
         if standardize {
@@ -163,6 +177,19 @@ pub struct RoundMetrics {
 pub fn simulate(
     setup: &Setup,
     cfg: &SimConfig,
+    on_round: impl FnMut(&RoundMetrics),
+) -> Result<(Net, Vec<RoundMetrics>)> {
+    simulate_with(setup, cfg, &Privacy::None, on_round)
+}
+
+/// [`simulate`] with the participants protected as `privacy` says: the mechanisms of the
+/// service's DP modes and DP-SGD, run in process (the accounting is the caller's, see
+/// `examples/dp_comparison.rs`). The noise comes from a ChaCha20 stream seeded from `cfg.seed`,
+/// so that experiments repeat: this is an experiment harness, not a deployment.
+pub fn simulate_with(
+    setup: &Setup,
+    cfg: &SimConfig,
+    privacy: &Privacy,
     mut on_round: impl FnMut(&RoundMetrics),
 ) -> Result<(Net, Vec<RoundMetrics>)> {
     let k = setup.clients.len();
@@ -176,9 +203,10 @@ pub fn simulate(
     let scaffold = cfg.algorithm == Algorithm::Scaffold;
     let mut c = vec![0f32; if scaffold { global.len() } else { 0 }];
     let mut ci = vec![c.clone(); if scaffold { k } else { 0 }];
+    let mut private = private::Run::new(privacy, setup, cfg, global.len())?;
     let mut history = Vec::with_capacity(cfg.rounds);
     for round in 1..=cfg.rounds {
-        let chosen = select(k, cfg.fraction, cfg.seed, round);
+        let chosen = private.select(k, cfg, round);
         let mut updates = Vec::with_capacity(chosen.len());
         for &j in &chosen {
             let controls = if scaffold {
@@ -189,18 +217,15 @@ pub fn simulate(
             } else {
                 None
             };
-            updates.push(net.train_local(
-                &global,
-                &setup.clients[j],
-                &cfg.local,
-                cfg.algorithm,
-                controls,
-                client_seed(cfg.seed, round, j),
-            )?);
+            let seed = client_seed(cfg.seed, round, j);
+            let data = &setup.clients[j];
+            if let Some(u) = private.train(&mut net, &global, data, j, cfg, controls, seed)? {
+                updates.push(u);
+            }
         }
-        let pairs: Vec<(&[f32], usize)> =
-            updates.iter().map(|u| (&u.delta[..], u.samples)).collect();
-        server.apply(&mut global, &weighted_mean(&pairs));
+        if let Some(mean) = private.aggregate(&updates)? {
+            server.apply(&mut global, &mean);
+        }
         if scaffold {
             let cds: Vec<&[f32]> = updates
                 .iter()
@@ -211,8 +236,8 @@ pub fn simulate(
         net.set_params(&global)?;
         let m = RoundMetrics {
             round,
-            clients: chosen.len(),
-            train_loss: updates.iter().map(|u| u.loss).sum::<f64>() / updates.len() as f64,
+            clients: updates.len(),
+            train_loss: updates.iter().map(|u| u.loss).sum::<f64>() / updates.len().max(1) as f64,
             test: net.evaluate(&setup.test),
         };
         on_round(&m);

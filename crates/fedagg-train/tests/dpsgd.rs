@@ -278,3 +278,76 @@ fn the_record_budget_refuses_a_training_past_it() {
         .epsilon;
     assert!((ledger.spent().unwrap().epsilon - direct).abs() < 1e-9);
 }
+
+/// The private simulation runs each mechanism of the service: with little noise every one of
+/// them learns, and under record-level DP a participant stops once its budget is spent.
+#[test]
+fn private_simulations_learn_and_record_budgets_run_out() {
+    use fedagg_train::server::ServerOptimizer;
+    use fedagg_train::sim::{simulate_with, DataSource, Privacy, Setup, SimConfig};
+    tch::set_num_threads(1);
+    let setup = Setup::new(
+        &DataSource::SyntheticIid,
+        20,
+        fedagg_train::partition::Partition::Iid,
+        0.2,
+        2,
+    )
+    .unwrap();
+    let cfg = SimConfig {
+        arch: Arch::Linear,
+        local: LocalConfig {
+            epochs: 1,
+            batch_size: 10,
+            lr: 0.05,
+            momentum: 0.0,
+        },
+        algorithm: Algorithm::FedAvg,
+        server: ServerOptimizer::FedAvg { lr: 1.0 },
+        fraction: 0.5,
+        rounds: 6,
+        seed: 3,
+    };
+    let dp = DpSgd {
+        max_grad_norm: 1.0,
+        noise_multiplier: 0.3,
+    };
+    for privacy in [
+        Privacy::None,
+        Privacy::Central {
+            clip: 5.0,
+            noise_multiplier: 0.05,
+        },
+        Privacy::Distributed {
+            clip: 5.0,
+            noise_multiplier: 0.05,
+            bits: 24,
+            min_survivors: 10,
+        },
+        Privacy::Records { dp, epsilon: 1e4 },
+    ] {
+        let (_, h) = simulate_with(&setup, &cfg, &privacy, |_| {}).unwrap();
+        assert!(
+            h[5].test.accuracy > h[0].test.accuracy.max(0.3),
+            "{privacy:?}: {:?}",
+            h.iter().map(|m| m.test.accuracy).collect::<Vec<_>>()
+        );
+    }
+    // A budget that covers about two local trainings: the cohorts empty out.
+    let s = dp.schedule(setup.clients[0].len(), &cfg.local).unwrap();
+    let two = fedagg_dp::rdp::epsilon_for(s.q, 0.3, 2 * s.steps, 1e-5)
+        .unwrap()
+        .epsilon;
+    let (_, h) = simulate_with(
+        &setup,
+        &cfg,
+        &Privacy::Records {
+            dp,
+            epsilon: two * 1.01,
+        },
+        |_| {},
+    )
+    .unwrap();
+    let clients: Vec<usize> = h.iter().map(|m| m.clients).collect();
+    assert!(clients[0] > 0 && clients[5] < clients[0], "{clients:?}");
+}
