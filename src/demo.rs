@@ -115,6 +115,12 @@ pub struct DemoConfig {
     /// epsilons are reported).
     #[arg(long, default_value = "rdp")]
     pub accountant: fedagg_api::Accountant,
+    /// SecAgg with distributed DP: the fewest survivors a round aggregates, which each
+    /// participant's noise share is calibrated for (default 3, the service's least). Near the
+    /// expected cohort the aggregate carries about the central mechanism's noise; far below it,
+    /// far more. A round with fewer survivors fails.
+    #[arg(long)]
+    pub min_clients: Option<u32>,
     /// SecAgg with distributed DP: bits per coordinate of the modular sum.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(8..=62))]
     pub bits: u32,
@@ -252,6 +258,9 @@ impl DemoConfig {
         if self.malicious_server && !matches!(self.mode, DemoMode::Secagg | DemoMode::SecaggDp) {
             bail!("--malicious-server applies to --mode secagg and --mode secagg-dp");
         }
+        if self.min_clients.is_some() && self.mode != DemoMode::SecaggDp {
+            bail!("--min-clients applies to --mode secagg-dp");
+        }
         if !self.accountant.is_rdp() && self.mode != DemoMode::Dp {
             bail!("--accountant pld applies to --mode dp (the distributed DP is accounted by RDP)");
         }
@@ -324,7 +333,7 @@ impl DemoConfig {
                     corrupt_fraction: 0.05,
                     malicious_server: self.malicious_server,
                 },
-                fedagg_api::MIN_CLIENTS,
+                self.min_clients.unwrap_or(fedagg_api::MIN_CLIENTS),
                 5,
             ),
             DemoMode::Dp => (

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/libtorch.sh >/dev/null
 rounds="${1:-200}"
-clip=0.5
+clip=1.0
 out=docs/results
 cargo build --release --quiet -p fedagg-train --example dp_comparison
 bin="${CARGO_TARGET_DIR:-target}/release/examples/dp_comparison"

@@ -150,7 +150,7 @@ rounds, seed 1. It runs in process (`fedagg-train`'s `dp_comparison` example) wi
 200 rounds by the accountants of `fedagg-dp`:
 
 - *Central DP* (the `dp` mode): Poisson sampling at q = 0.1 (about 100 a round), updates clipped
-  to L2 norm 0.5, Gaussian noise on the sum, divided by the expected cohort; RDP accountant.
+  to L2 norm 1, Gaussian noise on the sum, divided by the expected cohort; RDP accountant.
 - *Distributed DP* (the `secagg_dp` mode): the same sampling and clip; each participant rotates,
   rounds and adds its discrete Gaussian share at 16 bits per coordinate, calibrated so that 80
   survivors (the federation's `min_clients`) carry the whole noise; a round with fewer releases

@@ -4,7 +4,7 @@
 //! with `fedagg-dp`'s accountants. The mechanisms are the service's (`sim::Privacy`).
 //!
 //! `cargo run --release -p fedagg-train --example dp_comparison -- METHOD [EPSILON] [ROUNDS] [SEED] [CLIP]`
-//! with METHOD `none`, `central`, `distributed` or `dpsgd` (defaults: 3, 200, 1, 0.5). Prints CSV,
+//! with METHOD `none`, `central`, `distributed` or `dpsgd` (defaults: 3, 200, 1, 1.0). Prints CSV,
 //! `round,clients,train_loss,test_loss,test_accuracy,epsilon`, and the calibration on stderr.
 //!
 //! - **central**: Poisson sampling at q = 0.1, updates clipped to L2 norm `CLIP`, the noise
@@ -168,7 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target: f64 = arg(1, "3").parse()?;
     let rounds: usize = arg(2, "200").parse()?;
     let seed: u64 = arg(3, "1").parse()?;
-    let clip: f64 = arg(4, "0.5").parse()?;
+    let clip: f64 = arg(4, "1.0").parse()?;
     tch::set_num_threads(1);
     let setup = Setup::new(
         &DataSource::SyntheticIid,
