@@ -19,6 +19,10 @@
 //!          outcome.record.as_ref().and_then(|r| r.model_version));
 //! # let _ = enrolled; Ok(()) }
 //! ```
+//!
+//! A participant that trains with record-level DP (DP-SGD, `fedagg_train::dpsgd`) keeps its own
+//! budget in a [`RecordBudget`], charged durably before each local training; its epsilon is
+//! about one record, beside the federation's participant-level one (`Federation::privacy`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,7 +7,10 @@
 //! Gaussian mechanism ([`rdp`]): per order it is a single number, rounds with different parameters
 //! compose by adding curves, and the whole state ([`Ledger`]) is a few hundred floats that the
 //! server persists with the federation. Conversion to (epsilon, delta) uses the improved bound of
-//! Balle et al. 2020 over orders up to 1024.
+//! Balle et al. 2020 over orders up to 1024. A federation may instead have its budget enforced by
+//! the tighter PLD accountant ([`Accountant::Pld`]): the ledger then also keeps its sampled
+//! Gaussian rounds by `(q, sigma)` and composes them by PLD, and reports both epsilons.
+//! [`Accountant::calibrate_sigma`] calibrates under either.
 //!
 //! The mechanism, per round: each client's update is clipped to L2 norm `C` ([`clip`]); the
 //! server sums the clipped updates and adds `N(0, (sigma C)^2)` to every coordinate ([`noise`]),

@@ -32,6 +32,9 @@ const FRACTION: f64 = 0.1;
 const DELTA: f64 = 1e-5;
 const BITS: u32 = 16;
 const MIN_SURVIVORS: u32 = 80;
+/// The largest cohort a round may have (the federation's `max_clients`), which sizes the scale
+/// against wrap-around: Poisson cohorts at q = 0.1 of 1,000 stay far below it.
+const MAX_COHORT: u32 = 200;
 /// Local trainings a DP-SGD participant's budget is calibrated for: about the 99.9th percentile
 /// of Binomial(200, 0.1).
 const PARTICIPATIONS: u64 = 36;
@@ -46,12 +49,16 @@ fn local() -> LocalConfig {
     }
 }
 
-/// The smallest noise multiplier whose `epsilon(z)` (falling in z) meets `target`, to 0.1 %.
-fn bisect(target: f64, eps: impl Fn(f64) -> f64) -> f64 {
+/// The smallest noise multiplier whose `epsilon(z)` (falling in z) meets `target`, to 0.1 %;
+/// `None` when even z = 10^4 does not (an accountant with a floor).
+fn bisect(target: f64, eps: impl Fn(f64) -> f64) -> Option<f64> {
     let (mut lo, mut hi) = (0.05, 0.1);
     while eps(hi) > target {
         lo = hi;
         hi *= 2.0;
+        if hi > 1e4 {
+            return None;
+        }
     }
     while hi - lo > 1e-3 * hi {
         let mid = 0.5 * (lo + hi);
@@ -61,7 +68,7 @@ fn bisect(target: f64, eps: impl Fn(f64) -> f64) -> f64 {
             hi = mid;
         }
     }
-    hi
+    Some(hi)
 }
 
 /// The privacy of `method` at `target`, and the epsilon spent after a number of rounds.
@@ -96,7 +103,7 @@ fn privacy(
         "distributed" => {
             let len = (setup.clients[0].dim + 1) * setup.clients[0].classes;
             let params = move |z: f64| {
-                fedagg_dp::ddg::DdgParams::new(len, clip, z, BITS, MIN_SURVIVORS, CLIENTS as u32)
+                fedagg_dp::ddg::DdgParams::new(len, clip, z, BITS, MIN_SURVIVORS, MAX_COHORT)
             };
             let eps_after = move |z: f64, rounds: usize| -> f64 {
                 let orders = default_orders();
@@ -110,13 +117,22 @@ fn privacy(
                 epsilon(&orders, &all, DELTA).map_or(f64::INFINITY, |s| s.epsilon)
             };
             let eps = |z: f64| eps_after(z, rounds);
-            let z = bisect(target, eps);
+            let Some(z) = bisect(target, eps) else {
+                return Err(format!(
+                    "no noise multiplier up to 10^4 reaches epsilon {target}: the distributed \
+                     discrete Gaussian's accountant (Zhu and Wang's general bound for Poisson \
+                     sampling, as in the paper's code) spends about {:.2} over {rounds} rounds at \
+                     q = {FRACTION} whatever the noise",
+                    eps(1e4)
+                )
+                .into());
+            };
             let p = params(z)?;
             eprintln!(
                 "distributed: noise multiplier {z:.4} over {MIN_SURVIVORS} survivors, {BITS} bits, \
-                 scale {:.1}, wrap-around bound {:.1e} at 150 survivors, epsilon {:.4}",
+                 scale {:.1}, wrap-around bound {:.1e} at {MAX_COHORT} survivors, epsilon {:.4}",
                 p.scale(),
-                p.wrap_probability(150),
+                p.wrap_probability(MAX_COHORT),
                 eps(z)
             );
             (
