@@ -129,11 +129,11 @@ impl Ledger {
                 crate::check_rate(r.q)?;
                 check_positive("sigma", r.sigma)?;
             }
-            let total: u64 = runs.iter().map(|r| r.rounds).sum();
-            if total != self.rounds {
+            let total = runs.iter().try_fold(0u64, |a, r| a.checked_add(r.rounds));
+            if total != Some(self.rounds) {
                 return Err(Error::InvalidParameter {
                     name: "gaussian rounds",
-                    value: total as f64,
+                    value: total.map_or(f64::INFINITY, |t| t as f64),
                     expected: "as many rounds as were charged",
                 });
             }
@@ -238,7 +238,7 @@ impl Ledger {
         };
         let mut runs = runs.clone();
         match runs.iter_mut().find(|r| r.q == q && r.sigma == sigma) {
-            Some(r) => r.rounds += steps,
+            Some(r) => r.rounds = r.rounds.saturating_add(steps),
             None => runs.push(GaussianRounds {
                 q,
                 sigma,
@@ -288,7 +288,7 @@ impl Ledger {
         let after = self.report(rdp.epsilon, gaussian.as_ref().and_then(|g| g.1));
         self.check_budget(after.epsilon)?;
         self.rdp = total;
-        self.rounds += steps;
+        self.rounds = self.rounds.saturating_add(steps);
         self.pld = after.pld;
         self.gaussian = gaussian.map(|g| g.0);
         Ok(after)
@@ -302,7 +302,7 @@ impl Ledger {
         let (total, spent) = self.after(add)?;
         self.check_budget(spent.epsilon)?;
         self.rdp = total;
-        self.rounds += 1;
+        self.rounds = self.rounds.saturating_add(1);
         self.gaussian = None;
         self.pld = None;
         Ok(self.report(spent.epsilon, None))
