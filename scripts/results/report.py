@@ -123,7 +123,7 @@ def dp_table():
         acc = d["acc"]
         last = acc[-10:]
         cal = calibration(name)
-        noise = cal.split("noise multiplier ")[1].split()[0] if "noise multiplier" in cal else "-"
+        noise = cal.split("noise multiplier ")[1].split()[0].rstrip(",") if "noise multiplier" in cal else "-"
         bits = "16" if "distributed" in name else "32 (f32)"
         eps = f"{d['eps'][-1]:.2f}" if d["eps"] and "dpsgd" not in name else (
             f"{d['eps'][-1]:.0f} per record" if d["eps"] else "-")
@@ -163,7 +163,47 @@ rounds, seed 1. It runs in process (`fedagg-train`'s `dp_comparison` example) wi
 ![test accuracy per round, 1,000 participants](results/dp1000.png)
 
 {dp_table()}
+
+{dp_findings()}
 """
+
+
+def final(name):
+    d = load(name)
+    return None if d is None else 100 * sum(d["acc"][-10:]) / len(d["acc"][-10:])
+
+
+def dp_findings():
+    """The goals, checked on the means of the last 10 rounds."""
+    base = final("dp1000-none")
+    lines = []
+    for e in (8, 3, 1):
+        c, d, r = (final(f"dp1000-{k}-eps{e}") for k in ("central", "distributed", "dpsgd"))
+        if c is None:
+            continue
+        parts = [f"central DP {c:.1f} % ({c - base:+.1f} points against non-private)"]
+        if d is not None:
+            parts.append(f"distributed DP {d:.1f} % ({d - c:+.1f} against central)")
+        if r is not None:
+            parts.append(f"record-level DP-SGD {r:.1f} %")
+        lines.append(f"- epsilon {e}: " + "; ".join(parts) + ".")
+    return "Means of the last 10 rounds (non-private: {:.1f} %):\n\n".format(base) + "\n".join(lines) + """
+
+The goals were distributed DP within 2 points of central DP at the same epsilon, and central DP at
+epsilon 8 within 5 points of non-private. At epsilon 8 the first holds: 16 bits cost nothing
+measurable. At epsilon 3 and 1 it does not, and the mechanism is not the reason. The distributed
+discrete Gaussian is accounted, as in the paper's code, with Zhu and Wang's general bound for
+Poisson subsampling. Its terms of order three and up carry a factor 3 whatever the noise, so at
+q = 0.1 over 200 rounds the bound falls only slowly as the noise grows: epsilon 3 needs a noise
+multiplier of about 11 against central DP's 2.3, and epsilon 1 needs 32 against 5.9. A tighter
+subsampling analysis for the sum of discrete Gaussians is what would close that gap. The second
+goal is not met here either: with about 100 participants a round, the noise of central DP at
+epsilon 8 over 200 rounds (a multiplier of 1.2 on a clip of 1, so a standard deviation of 0.012 per
+coordinate of the mean) is as large as a round's progress, and the model learns about ten times
+more slowly. Raising the cohort or lowering the rounds raises the signal against the noise.
+Record-level DP-SGD protects a smaller unit, one record, and its noise is added at every local
+step. Here it keeps more accuracy than central DP at epsilon 8 and 3, and less at epsilon 1. The
+units differ, so these numbers do not rank the mechanisms."""
 
 
 plot(guide, out / "modes.png", "Digits, 20 clients, Dirichlet alpha = 0.5, fraction 0.1 unless stated")
