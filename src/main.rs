@@ -27,7 +27,7 @@ enum Command {
     /// Run the demo federation: the service on loopback, participants training with tch and
     /// contributing over HTTP (SecAgg by default).
     #[cfg(feature = "demo")]
-    Demo(fedagg::demo::DemoConfig),
+    Demo(Box<fedagg::demo::DemoConfig>),
     /// Generate a Paillier key pair for a federation's key holder.
     Keygen(KeygenArgs),
     /// Run the aggregation service (REST on 127.0.0.1:8470, SQLite in ./fedagg-data by default).
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         #[cfg(feature = "demo")]
-        Command::Demo(args) => demo(args),
+        Command::Demo(args) => demo(*args),
         Command::Keygen(args) => keygen(&args),
         Command::Serve(args) => serve(args),
         Command::Authority(cmd) => authority(cmd),
