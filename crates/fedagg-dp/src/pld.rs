@@ -107,6 +107,40 @@ fn remove_loss(q: f64, sigma: f64, x: f64) -> f64 {
     crate::special::log_add((-q).ln_1p(), shifted)
 }
 
+/// The first and last grid points of a PLD.
+type Extent = (i64, i64);
+
+/// The grid extents of one round's two directions, `((lo, hi) remove, (lo, hi) add)`, checked
+/// against [`MAX_POINTS`] without building anything.
+fn grids(q: f64, sigma: f64, interval: f64) -> Result<(Extent, Extent), Error> {
+    check_rate(q)?;
+    check_positive("sigma", sigma)?;
+    check_positive("interval", interval)?;
+    let span = SPAN_SIGMAS * sigma;
+    let grid = |lo: f64, hi: f64| -> Result<(i64, i64), Error> {
+        let (lo, hi) = ((lo / interval).floor(), (hi / interval).ceil());
+        // (NaN bounds fail too)
+        if (hi - lo).partial_cmp(&(MAX_POINTS as f64)) != Some(core::cmp::Ordering::Less) {
+            return Err(too_large(hi - lo + 1.0));
+        }
+        Ok((lo as i64, hi as i64))
+    };
+    // remove: outputs from -span (below both means) to 1 + span; the loss rises with x.
+    let remove = grid(
+        remove_loss(q, sigma, -span),
+        remove_loss(q, sigma, 1.0 + span),
+    )?;
+    // add: outputs of N(0, s^2) within its span; the loss falls as x rises.
+    let add = grid(-remove_loss(q, sigma, span), -remove_loss(q, sigma, -span))?;
+    Ok((remove, add))
+}
+
+/// Whether one round at `(q, sigma)` fits the PLD's grid (step [`DEFAULT_INTERVAL`]): what a
+/// federation on the PLD accountant is checked for when it is created.
+pub fn fits(q: f64, sigma: f64) -> Result<(), Error> {
+    grids(q, sigma, DEFAULT_INTERVAL).map(drop)
+}
+
 impl Pld {
     /// Connect-the-dots: the discrete PLD on the grid points `lo..=hi` (times `interval`) whose
     /// hockey-stick curve passes through `delta` at each of them.
@@ -146,27 +180,9 @@ impl Pld {
     /// The two directions of one round of the Gaussian mechanism with noise multiplier `sigma`,
     /// Poisson-subsampled at rate `q`: `(remove, add)`.
     pub fn sampled_gaussian(q: f64, sigma: f64, interval: f64) -> Result<(Pld, Pld), Error> {
-        check_rate(q)?;
-        check_positive("sigma", sigma)?;
-        check_positive("interval", interval)?;
-        let span = SPAN_SIGMAS * sigma;
-        let grid = |lo: f64, hi: f64| -> Result<(i64, i64), Error> {
-            let (lo, hi) = ((lo / interval).floor(), (hi / interval).ceil());
-            // (NaN bounds fail too)
-            if (hi - lo).partial_cmp(&(MAX_POINTS as f64)) != Some(core::cmp::Ordering::Less) {
-                return Err(too_large(hi - lo + 1.0));
-            }
-            Ok((lo as i64, hi as i64))
-        };
-        // remove: outputs from -span (below both means) to 1 + span; the loss rises with x.
-        let (lo, hi) = grid(
-            remove_loss(q, sigma, -span),
-            remove_loss(q, sigma, 1.0 + span),
-        )?;
-        let remove = Pld::connect_dots(interval, lo, hi, |e| remove_delta(q, sigma, e));
-        // add: outputs of N(0, s^2) within its span; the loss falls as x rises.
-        let (lo, hi) = grid(-remove_loss(q, sigma, span), -remove_loss(q, sigma, -span))?;
-        let add = Pld::connect_dots(interval, lo, hi, |e| add_delta(q, sigma, e));
+        let ((rlo, rhi), (alo, ahi)) = grids(q, sigma, interval)?;
+        let remove = Pld::connect_dots(interval, rlo, rhi, |e| remove_delta(q, sigma, e));
+        let add = Pld::connect_dots(interval, alo, ahi, |e| add_delta(q, sigma, e));
         Ok((remove, add))
     }
 

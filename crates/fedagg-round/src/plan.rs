@@ -154,13 +154,14 @@ fn check_budget(spec: &FederationSpec, ledger: Option<&DpState>) -> Result<()> {
     };
     let internal = |e: fedagg_dp::Error| RoundError::Internal(e.to_string());
     let next = match spec.mode {
+        // (a PLD that outgrows its grid after many rounds refuses the round, as a spent budget)
         Mode::Dp {
             sampling_rate,
             noise_multiplier,
             ..
         } => l
             .preview(sampling_rate, noise_multiplier, 1)
-            .map_err(internal)?,
+            .map_err(|e| RoundError::Conflict(format!("privacy accountant: {e}")))?,
         Mode::SecaggDp { sampling_rate, .. } => {
             let ddg = spec.ddg().map_err(RoundError::Invalid)?;
             let curve = ddg

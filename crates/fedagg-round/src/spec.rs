@@ -111,7 +111,7 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             epsilon_budget,
             delta,
             adaptive_clip,
-            ..
+            accountant,
         } => {
             if !(clip > 0.0 && clip <= MAX_CLIP) {
                 return bad(format!("clip must lie in (0, {MAX_CLIP}]"));
@@ -119,6 +119,14 @@ fn validate_mode(spec: &FederationSpec) -> Result<()> {
             validate_noise(noise_multiplier, sampling_rate, epsilon_budget, delta)?;
             if let Some(a) = adaptive_clip {
                 validate_adaptive(&a, noise_multiplier)?;
+            }
+            if accountant == fedagg_api::Accountant::Pld {
+                fedagg_dp::pld::fits(sampling_rate, noise_multiplier).map_err(|e| {
+                    RoundError::Invalid(format!(
+                        "the pld accountant cannot hold a round at this noise_multiplier and \
+                         sampling_rate ({e}): raise the noise, or use rdp"
+                    ))
+                })?;
             }
         }
     }

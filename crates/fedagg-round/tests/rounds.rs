@@ -898,6 +898,20 @@ fn a_pld_federation_is_charged_its_pld_epsilon_and_reports_both() {
         &mut rng,
     )
     .unwrap();
+    // A noise so small that one round's PLD would not fit its grid is refused at creation (422),
+    // never found out as a server error when a round opens.
+    let mut tiny = spec(pld_mode(100.0), n);
+    if let Mode::Dp {
+        noise_multiplier, ..
+    } = &mut tiny.mode
+    {
+        *noise_multiplier = 1e-3;
+    }
+    let err = spec::validate(&tiny).unwrap_err();
+    assert!(
+        matches!(&err, RoundError::Invalid(m) if m.contains("pld accountant")),
+        "{err:?}"
+    );
 }
 
 /// A ledger stored before the PLD accountant (no accountant, no history) still loads: RDP, its
