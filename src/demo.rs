@@ -230,6 +230,28 @@ impl DemoConfig {
         })
     }
 
+    /// The participants' shared trainer: local settings and, with `--dp-sgd`, fresh
+    /// record-level budgets, refused up front if some participant could not afford one training.
+    fn trainer(&self, net: Net, algorithm: Algorithm, setup: &Setup) -> Result<Trainer> {
+        let t = Trainer {
+            net,
+            local: LocalConfig {
+                epochs: self.epochs,
+                batch_size: self.batch,
+                lr: self.lr,
+                momentum: 0.9,
+            },
+            algorithm,
+            weighted: !self.mode.is_dp(),
+            records: self.records()?,
+        };
+        if let Some(r) = &t.records {
+            let sizes: Vec<usize> = setup.clients.iter().map(|c| c.len()).collect();
+            r.check_affordable(&sizes, &t.local)?;
+        }
+        Ok(t)
+    }
+
     /// Record-level DP at the participants (`--dp-sgd`), with fresh budgets.
     fn records(&self) -> Result<Option<Arc<Records>>> {
         let Some(z) = self.dp_sgd else {
@@ -495,6 +517,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let initial = net.params()?;
     let params = initial.len();
     let max_weight = setup.clients.iter().map(|c| c.len() as u64).max();
+    let trainer = Arc::new(Mutex::new(cfg.trainer(net, algorithm, &setup)?));
 
     let service = Service::start(&cfg.out).await?;
     let admin = &service.admin;
@@ -506,25 +529,6 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         DemoMode::Paillier => service.key_holders(fed.id, cfg).await?,
         _ => Vec::new(),
     };
-    let trainer = Arc::new(Mutex::new(Trainer {
-        net,
-        local: LocalConfig {
-            epochs: cfg.epochs,
-            batch_size: cfg.batch,
-            lr: cfg.lr,
-            momentum: 0.9,
-        },
-        algorithm,
-        weighted: !cfg.mode.is_dp(),
-        records: cfg.records()?,
-    }));
-    {
-        let t = lock(&trainer);
-        if let Some(r) = &t.records {
-            let sizes: Vec<usize> = setup.clients.iter().map(|c| c.len()).collect();
-            r.check_affordable(&sizes, &t.local)?;
-        }
-    }
     let setup = Arc::new(setup);
     let bar = Arc::new(Mutex::new(None::<ProgressBar>));
     let participants = spawn_participants(cfg, &service, fed.id, &setup, &trainer, &bar).await?;

@@ -100,51 +100,7 @@ fn privacy(
                 }),
             )
         }
-        "distributed" => {
-            let len = (setup.clients[0].dim + 1) * setup.clients[0].classes;
-            let params = move |z: f64| {
-                fedagg_dp::ddg::DdgParams::new(len, clip, z, BITS, MIN_SURVIVORS, MAX_COHORT)
-            };
-            let eps_after = move |z: f64, rounds: usize| -> f64 {
-                let orders = default_orders();
-                let Ok(p) = params(z) else {
-                    return f64::INFINITY;
-                };
-                let Ok(one) = p.rdp(MIN_SURVIVORS, FRACTION, &orders) else {
-                    return f64::INFINITY;
-                };
-                let all: Vec<f64> = one.iter().map(|r| r * rounds as f64).collect();
-                epsilon(&orders, &all, DELTA).map_or(f64::INFINITY, |s| s.epsilon)
-            };
-            let eps = |z: f64| eps_after(z, rounds);
-            let Some(z) = bisect(target, eps) else {
-                return Err(format!(
-                    "no noise multiplier up to 10^4 reaches epsilon {target}: the distributed \
-                     discrete Gaussian's accountant (Zhu and Wang's general bound for Poisson \
-                     sampling, as in the paper's code) spends about {:.2} over {rounds} rounds at \
-                     q = {FRACTION} whatever the noise",
-                    eps(1e4)
-                )
-                .into());
-            };
-            let p = params(z)?;
-            eprintln!(
-                "distributed: noise multiplier {z:.4} over {MIN_SURVIVORS} survivors, {BITS} bits, \
-                 scale {:.1}, wrap-around bound {:.1e} at {MAX_COHORT} survivors, epsilon {:.4}",
-                p.scale(),
-                p.wrap_probability(MAX_COHORT),
-                eps(z)
-            );
-            (
-                Privacy::Distributed {
-                    clip,
-                    noise_multiplier: z,
-                    bits: BITS,
-                    min_survivors: MIN_SURVIVORS,
-                },
-                Box::new(move |r| eps_after(z, r)),
-            )
-        }
+        "distributed" => distributed(target, rounds, setup, clip)?,
         "dpsgd" => {
             let mut sizes: Vec<usize> = setup.clients.iter().map(|c| c.len()).collect();
             sizes.sort_unstable();
@@ -175,6 +131,58 @@ fn privacy(
         }
         other => return Err(format!("unknown method {other:?}").into()),
     })
+}
+
+/// Distributed DP at `target`: the noise multiplier from the distributed discrete Gaussian's
+/// accountant over `rounds`.
+fn distributed(
+    target: f64,
+    rounds: usize,
+    setup: &Setup,
+    clip: f64,
+) -> Result<Calibrated, Box<dyn std::error::Error>> {
+    let len = (setup.clients[0].dim + 1) * setup.clients[0].classes;
+    let params =
+        move |z: f64| fedagg_dp::ddg::DdgParams::new(len, clip, z, BITS, MIN_SURVIVORS, MAX_COHORT);
+    let eps_after = move |z: f64, rounds: usize| -> f64 {
+        let orders = default_orders();
+        let Ok(p) = params(z) else {
+            return f64::INFINITY;
+        };
+        let Ok(one) = p.rdp(MIN_SURVIVORS, FRACTION, &orders) else {
+            return f64::INFINITY;
+        };
+        let all: Vec<f64> = one.iter().map(|r| r * rounds as f64).collect();
+        epsilon(&orders, &all, DELTA).map_or(f64::INFINITY, |s| s.epsilon)
+    };
+    let eps = |z: f64| eps_after(z, rounds);
+    let Some(z) = bisect(target, eps) else {
+        return Err(format!(
+            "no noise multiplier up to 10^4 reaches epsilon {target}: the distributed \
+             discrete Gaussian's accountant (Zhu and Wang's general bound for Poisson \
+             sampling, as in the paper's code) spends about {:.2} over {rounds} rounds at \
+             q = {FRACTION} whatever the noise",
+            eps(1e4)
+        )
+        .into());
+    };
+    let p = params(z)?;
+    eprintln!(
+        "distributed: noise multiplier {z:.4} over {MIN_SURVIVORS} survivors, {BITS} bits, \
+         scale {:.1}, wrap-around bound {:.1e} at {MAX_COHORT} survivors, epsilon {:.4}",
+        p.scale(),
+        p.wrap_probability(MAX_COHORT),
+        eps(z)
+    );
+    Ok((
+        Privacy::Distributed {
+            clip,
+            noise_multiplier: z,
+            bits: BITS,
+            min_survivors: MIN_SURVIVORS,
+        },
+        Box::new(move |r| eps_after(z, r)),
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
