@@ -248,10 +248,16 @@ async fn round(name: &str, n: usize, m: usize) {
                 .await
         })
     });
+    // Equal weights (the mean is the same); the DP modes take weight 1 only.
+    let weight = if mode(name).sampling_rate().is_some() {
+        1
+    } else {
+        10
+    };
     let tasks: Vec<_> = clients
         .into_iter()
         .zip(updates)
-        .map(|(c, u)| tokio::spawn(async move { c.contribute(&u, 10).await }))
+        .map(|(c, u)| tokio::spawn(async move { c.contribute(&u, weight).await }))
         .collect();
     for t in tasks {
         t.await.unwrap().unwrap();
