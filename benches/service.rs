@@ -189,6 +189,16 @@ fn mode(name: &str) -> Mode {
     }
 }
 
+/// Each client's weight: equal weights (the mean is the same), and 1 in the DP mode, which
+/// takes no other.
+fn weight(name: &str) -> u64 {
+    if mode(name).sampling_rate().is_some() {
+        1
+    } else {
+        10
+    }
+}
+
 async fn round(name: &str, n: usize, m: usize) {
     let dir = std::env::temp_dir().join(format!("fedagg-bench-{}-{name}-{m}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -248,12 +258,7 @@ async fn round(name: &str, n: usize, m: usize) {
                 .await
         })
     });
-    // Equal weights (the mean is the same); the DP modes take weight 1 only.
-    let weight = if mode(name).sampling_rate().is_some() {
-        1
-    } else {
-        10
-    };
+    let weight = weight(name);
     let tasks: Vec<_> = clients
         .into_iter()
         .zip(updates)
