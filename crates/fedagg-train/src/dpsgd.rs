@@ -24,7 +24,7 @@ use rand_core::{CryptoRng, RngCore};
 use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
-use crate::local::{next_controls, Algorithm, Controls, LocalConfig, LocalUpdate};
+use crate::local::{Algorithm, Controls, LocalConfig, LocalUpdate};
 use crate::model::{shaped, tensors, Arch, Net};
 use crate::{Error, Result};
 
@@ -213,16 +213,7 @@ impl Net {
     ) -> Result<LocalUpdate> {
         dp.check()?;
         let schedule = dp.schedule(data.len(), cfg)?;
-        if (algorithm == Algorithm::Scaffold) != controls.is_some() {
-            return Err(Error::Config(
-                "SCAFFOLD needs control variates, and only SCAFFOLD takes them".into(),
-            ));
-        }
-        self.set_params(global)?;
-        let _torch = crate::TORCH_RNG
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tch::manual_seed(seed as i64);
+        let _torch = self.begin(global, algorithm, controls.is_some(), seed)?;
         let (x, y) = tensors(data);
         let correction = self.scaffold_correction(controls.as_ref())?;
         let anchor = shaped(self, global);
@@ -260,18 +251,8 @@ impl Net {
                 }
             });
         }
-        let local = self.params()?;
-        let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
-        let steps = schedule.steps as usize;
-        let scale = (1.0 - cfg.momentum) / (steps as f64 * cfg.lr);
-        let control_delta = controls.map(|c| next_controls(c, &delta, scale));
-        Ok(LocalUpdate {
-            delta,
-            samples: data.len(),
-            loss: loss_sum / seen.max(1) as f64,
-            steps,
-            control_delta,
-        })
+        let loss = loss_sum / seen.max(1) as f64;
+        self.finish(global, data, cfg, controls, schedule.steps as usize, loss)
     }
 }
 

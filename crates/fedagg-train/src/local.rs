@@ -132,18 +132,7 @@ impl Net {
                 "local training needs data, a batch size and epochs".into(),
             ));
         }
-        if (algorithm == Algorithm::Scaffold) != controls.is_some() {
-            return Err(Error::Config(
-                "SCAFFOLD needs control variates, and only SCAFFOLD takes them".into(),
-            ));
-        }
-        self.set_params(global)?;
-        // libtorch's generator (dropout masks) is process-wide: hold it for the whole run so
-        // that concurrent callers cannot interleave draws and a seed repeats exactly.
-        let _rng = crate::TORCH_RNG
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tch::manual_seed(seed as i64);
+        let _torch = self.begin(global, algorithm, controls.is_some(), seed)?;
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let (x, y) = tensors(data);
         let anchor = match algorithm {
@@ -184,6 +173,51 @@ impl Net {
                 steps += 1;
             }
         }
+        self.finish(
+            global,
+            data,
+            cfg,
+            controls,
+            steps,
+            loss_sum / steps.max(1) as f64,
+        )
+    }
+
+    /// The start of a local training (plain or DP-SGD): `controls` exactly for SCAFFOLD, the
+    /// parameters set to `global`, and libtorch's generator (dropout masks) locked and seeded.
+    /// The generator is process-wide: the returned guard holds it for the whole run, so that
+    /// concurrent callers cannot interleave draws and a seed repeats exactly.
+    pub(crate) fn begin(
+        &mut self,
+        global: &[f32],
+        algorithm: Algorithm,
+        controls: bool,
+        seed: u64,
+    ) -> Result<std::sync::MutexGuard<'static, ()>> {
+        if (algorithm == Algorithm::Scaffold) != controls {
+            return Err(Error::Config(
+                "SCAFFOLD needs control variates, and only SCAFFOLD takes them".into(),
+            ));
+        }
+        self.set_params(global)?;
+        let guard = crate::TORCH_RNG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tch::manual_seed(seed as i64);
+        Ok(guard)
+    }
+
+    /// The end of a local training of `steps` steps: the update from `global`, and SCAFFOLD's
+    /// control update.
+    pub(crate) fn finish(
+        &self,
+        global: &[f32],
+        data: &Dataset,
+        cfg: &LocalConfig,
+        controls: Option<Controls<'_>>,
+        steps: usize,
+        loss: f64,
+    ) -> Result<LocalUpdate> {
         let local = self.params()?;
         let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
         // Option II: c_i+ = c_i - c + (x - y_i) / (K lr) = c_i - c - delta / (K lr). With
@@ -195,7 +229,7 @@ impl Net {
         Ok(LocalUpdate {
             delta,
             samples: data.len(),
-            loss: loss_sum / steps.max(1) as f64,
+            loss,
             steps,
             control_delta,
         })
@@ -203,7 +237,7 @@ impl Net {
 }
 
 /// Replace `c.client` by c_i+ = c_i - c - delta * `scale`, and return the change c_i+ - c_i.
-pub(crate) fn next_controls(c: Controls<'_>, delta: &[f32], scale: f64) -> Vec<f32> {
+fn next_controls(c: Controls<'_>, delta: &[f32], scale: f64) -> Vec<f32> {
     let mut cd = Vec::with_capacity(delta.len());
     for ((ci, &cs), &d) in c.client.iter_mut().zip(c.server).zip(delta) {
         let next = *ci - cs - (f64::from(d) * scale) as f32;
