@@ -15,18 +15,19 @@ mod federation;
 mod frame;
 mod integer;
 pub mod ledger;
+mod privacy;
 mod round;
 pub mod routes;
 pub mod trust;
 
 pub use federation::{
-    Accountant, AdaptiveClipping, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest,
-    Federation, FederationSpec, Mode, PrivacySpent, PublicKeyBody, Role, Roster, RosterEntry,
-    SignedRoster,
+    EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation, FederationSpec,
+    Mode, PrivacySpent, PublicKeyBody, Role, Roster, RosterEntry, SignedRoster,
 };
 pub use frame::{
     f32_bytes, f32_values, u64_bytes, u64_values, Frame, FrameError, FrameKind, FRAME_HEADER,
 };
+pub use privacy::{Accountant, AdaptiveClipping};
 pub use round::{Accepted, Phase, RoundInfo, RoundRecord, RoundStatus, SecaggSession};
 
 /// The `Content-Type` of vector bodies.
