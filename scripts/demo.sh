@@ -11,13 +11,20 @@ cd "$(dirname "$0")/.."
 # libtorch for local training: fetched and cached on first use (scripts/libtorch.sh). On a fresh
 # machine the download runs while everything that does not link libtorch compiles: the first
 # `cargo build` keeps going past torch-sys (whose build script needs libtorch and fails until the
-# download is done) and is quiet; `cargo run` then builds the rest, showing any error, and runs
+# download is done) and shows only a count of the crates it has compiled, not those expected
+# errors; `cargo run` then builds the rest with cargo's own progress, showing any error, and runs
 # the demo.
 # Both are the same command, so nothing is compiled twice.
 # (it links the cached folder as .libtorch, where .cargo/config.toml points LIBTORCH; a LIBTORCH
 # set in the environment wins)
 scripts/libtorch.sh >/dev/null &
 fetch=$!
-cargo build --quiet --keep-going -p fedagg >/dev/null 2>&1 || true
+if [ ! -x "${CARGO_TARGET_DIR:-target}/debug/fedagg" ]; then
+    echo "Building fedagg while libtorch downloads: about 12 minutes on a fresh two-core" \
+        "machine, once (later runs start at once)." >&2
+fi
+cargo build --keep-going -p fedagg 2>&1 |
+    awk '/^ *Compiling /{n++; printf "\r  compiled %d crates", n > "/dev/stderr"; fflush("/dev/stderr")}
+         END{if (n) print "" > "/dev/stderr"}' || true
 wait "$fetch"
-exec cargo run --quiet -- demo "$@"
+exec cargo run -- demo "$@"

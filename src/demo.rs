@@ -579,9 +579,8 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     std::fs::write(cfg.out.join("rounds.csv"), csv)?;
     if !cfg.quiet {
         println!(
-            "final test accuracy {:.2}% (loss {:.4}) after {} rounds in {:.0} s; model saved to {}; per-round figures in {}",
-            last_test.accuracy * 100.0,
-            last_test.loss,
+            "{} after {} rounds in {:.0} s; model saved to {}; per-round figures in {}",
+            accuracy_summary(&rows, &last_test),
             rows.len(),
             started.elapsed().as_secs_f64(),
             model_path.display(),
@@ -594,6 +593,34 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         model_path,
         params,
     })
+}
+
+/// The last line's accuracy: the final round's swings by several points from round to round
+/// (a round's cohort is a sample), so it comes with the best round's and the mean of the last
+/// five.
+pub fn accuracy_summary(rows: &[RoundRow], last: &Eval) -> String {
+    let pct = |a: f64| format!("{:.2}%", a * 100.0);
+    let mut line = format!(
+        "final test accuracy {} (loss {:.4})",
+        pct(last.accuracy),
+        last.loss
+    );
+    let done: Vec<&RoundRow> = rows.iter().filter(|r| r.failure.is_none()).collect();
+    if let Some(best) = done
+        .iter()
+        .max_by(|a, b| a.test.accuracy.total_cmp(&b.test.accuracy))
+    {
+        let tail = &done[done.len().saturating_sub(5)..];
+        let mean = tail.iter().map(|r| r.test.accuracy).sum::<f64>() / tail.len() as f64;
+        line.push_str(&format!(
+            "; best {} at round {}; mean of the last {} rounds {}",
+            pct(best.test.accuracy),
+            best.round,
+            tail.len(),
+            pct(mean)
+        ));
+    }
+    line
 }
 
 /// One round as the coordinator runs it: open, wait for the end (and the key holder's

@@ -208,3 +208,40 @@ async fn a_dp_sgd_demo_reports_record_level_epsilon_within_its_budget() {
     let err = run(&poor).await.unwrap_err();
     assert!(err.to_string().contains("record-level epsilon"), "{err}");
 }
+
+#[test]
+fn the_last_line_reports_the_best_round_and_the_mean_of_the_last_five() {
+    use fedagg::demo::{accuracy_summary, RoundRow};
+    use fedagg_train::model::Eval;
+    let row = |round: u64, accuracy: f64, failure: Option<&str>| RoundRow {
+        round,
+        participants: 5,
+        dropouts: 0,
+        test: Eval {
+            loss: 0.5,
+            accuracy,
+        },
+        epsilon: None,
+        record_epsilon: None,
+        failure: failure.map(str::to_string),
+        secs: 1.0,
+    };
+    // Round 7 failed: its (stale) accuracy counts neither as the best nor in the mean.
+    let accs = [0.5, 0.967, 0.93, 0.95, 0.92, 0.99, 0.94, 0.908];
+    let rows: Vec<RoundRow> = accs
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| row(i as u64 + 1, a, (i == 5).then_some("too few")))
+        .collect();
+    let last = rows.last().unwrap().test;
+    let line = accuracy_summary(&rows, &last);
+    assert_eq!(
+        line,
+        "final test accuracy 90.80% (loss 0.5000); best 96.70% at round 2; \
+         mean of the last 5 rounds 92.96%"
+    );
+    assert_eq!(
+        accuracy_summary(&[], &last),
+        "final test accuracy 90.80% (loss 0.5000)"
+    );
+}
