@@ -164,6 +164,16 @@ impl Mode {
         }
     }
 
+    /// The epsilon a DP federation may spend in all (`None` outside the DP modes).
+    pub fn epsilon_budget(&self) -> Option<f64> {
+        match *self {
+            Mode::Dp { epsilon_budget, .. } | Mode::SecaggDp { epsilon_budget, .. } => {
+                Some(epsilon_budget)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a key holder decrypts the aggregate (Paillier and lattice).
     pub fn is_he(&self) -> bool {
         matches!(self, Mode::Paillier { .. } | Mode::Lattice { .. })

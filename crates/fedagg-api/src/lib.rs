@@ -15,6 +15,7 @@ mod federation;
 mod frame;
 mod integer;
 pub mod ledger;
+mod operator;
 mod privacy;
 mod round;
 pub mod routes;
@@ -27,6 +28,7 @@ pub use federation::{
 pub use frame::{
     f32_bytes, f32_values, u64_bytes, u64_values, Frame, FrameError, FrameKind, FRAME_HEADER,
 };
+pub use operator::{FederationList, RoundList, RoundMetrics, RoundSummary};
 pub use privacy::{Accountant, AdaptiveClipping};
 pub use round::{Accepted, Phase, RoundInfo, RoundRecord, RoundStatus, SecaggSession};
 

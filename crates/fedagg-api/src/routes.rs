@@ -9,7 +9,13 @@ pub const HEALTH: &str = "/v1/health";
 pub const OPENAPI: &str = "/v1/openapi.json";
 /// `GET`: Prometheus metrics.
 pub const METRICS: &str = "/metrics";
-/// `POST`: create a federation.
+/// `GET`: the dashboard's page (it reads the admin API with the admin token).
+pub const DASHBOARD: &str = "/dashboard";
+/// `GET`: the dashboard's script.
+pub const DASHBOARD_JS: &str = "/dashboard/app.js";
+/// `GET`: the dashboard's style sheet.
+pub const DASHBOARD_CSS: &str = "/dashboard/app.css";
+/// `POST`: create a federation; `GET`: every federation.
 pub const FEDERATIONS: &str = "/v1/federations";
 /// `GET`: a federation.
 pub const FEDERATION: &str = "/v1/federations/{fid}";
@@ -26,22 +32,27 @@ pub const PUBLIC_KEY: &str = "/v1/federations/{fid}/public-key";
 /// `GET` the roster (who enrolled with which identity key, and the signed roster), or `PUT` a
 /// roster the enrollment authority signed.
 pub const ROSTER: &str = "/v1/federations/{fid}/roster";
-/// `POST`: open a round.
+/// `POST`: open a round; `GET`: the rounds, newest first.
 pub const ROUNDS: &str = "/v1/federations/{fid}/rounds";
 /// `GET`: the open or latest round (long poll).
 pub const CURRENT_ROUND: &str = "/v1/federations/{fid}/rounds/current";
 /// `GET`: a round (long poll).
 pub const ROUND: &str = "/v1/federations/{fid}/rounds/{round}";
+/// `PUT`: the metrics an operator reports on a round's model.
+pub const ROUND_METRICS: &str = "/v1/federations/{fid}/rounds/{round}/metrics";
 /// `POST`: a submission (a frame).
 pub const SUBMISSIONS: &str = "/v1/federations/{fid}/rounds/{round}/submissions";
 /// `GET`: the server's message for the caller in the current phase (a frame).
 pub const INBOX: &str = "/v1/federations/{fid}/rounds/{round}/inbox";
 
 /// Every route.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 20] = [
     HEALTH,
     OPENAPI,
     METRICS,
+    DASHBOARD,
+    DASHBOARD_JS,
+    DASHBOARD_CSS,
     FEDERATIONS,
     FEDERATION,
     MODEL,
@@ -53,6 +64,7 @@ pub const ALL: [&str; 16] = [
     ROUNDS,
     CURRENT_ROUND,
     ROUND,
+    ROUND_METRICS,
     SUBMISSIONS,
     INBOX,
 ];

@@ -56,8 +56,7 @@ impl Identity {
 
     /// Write the secret key (hex) to a new file of mode 0600; an existing file is never replaced.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let hex_key = Zeroizing::new(hex::encode(self.key.as_bytes()));
-        write_secret(path, hex_key.as_bytes())
+        write_secret(path, self.secret_hex().as_bytes())
             .map_err(|e| Error::Protocol(format!("writing {}: {e}", path.display())))
     }
 
@@ -67,13 +66,38 @@ impl Identity {
             std::fs::read_to_string(path)
                 .map_err(|e| Error::Protocol(format!("reading {}: {e}", path.display())))?,
         );
+        Identity::from_hex(&text).map_err(|e| Error::Protocol(format!("{}: {e}", path.display())))
+    }
+
+    /// The secret key as hex, for a credentials file.
+    pub(crate) fn secret_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.key.as_bytes()))
+    }
+
+    /// An identity from its secret key in hex.
+    pub(crate) fn from_hex(text: &str) -> Result<Identity> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text.trim(), &mut *bytes).map_err(|e| {
-            Error::Protocol(format!("{}: not an identity key: {e}", path.display()))
-        })?;
+        hex::decode_to_slice(text.trim(), &mut *bytes)
+            .map_err(|e| Error::Protocol(format!("not an identity key: {e}")))?;
         Ok(Identity {
             key: SigningKey::from_bytes(&bytes),
         })
+    }
+}
+
+/// Replace `path` with `contents` so that a crash leaves the old file or the new one, never a
+/// torn one: a temporary file beside it, synced, renamed over it, and the folder synced.
+pub(crate) fn replace_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 

@@ -11,7 +11,8 @@
 //!
 //! It also decrypts at most one sum per round (a retry of the same sum is answered again), so a
 //! server cannot obtain two different sums of one round, whose difference could be a single
-//! update. This memory lasts as long as the `KeyHolder`.
+//! update. This memory lasts as long as the `KeyHolder`, or across restarts with
+//! [`KeyHolder::remember_in`], which writes it durably before any decryption leaves.
 //!
 //! With a threshold Paillier key ([`KeyHolder::threshold`]) it sends its partial decryption of the
 //! sum, with a proof that it is correct, and the server combines `t` of them.
@@ -168,6 +169,16 @@ pub struct KeyHolder {
     verify: bool,
     /// The digest of the sum decrypted in each round.
     decrypted: Mutex<BTreeMap<u64, [u8; 32]>>,
+    /// Where that memory is kept across restarts.
+    memory: Option<std::path::PathBuf>,
+}
+
+/// The file of [`KeyHolder::remember_in`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Memory {
+    federation_id: i64,
+    /// Round number to the hex SHA-256 of the sum decrypted in it.
+    decrypted: BTreeMap<u64, String>,
 }
 
 impl KeyHolder {
@@ -177,7 +188,60 @@ impl KeyHolder {
             key: Arc::new(key),
             verify: true,
             decrypted: Mutex::new(BTreeMap::new()),
+            memory: None,
         }
+    }
+
+    /// Keep the digest of each round's decrypted sum in `path` (created if missing), so that a
+    /// restarted key holder still refuses a second, different sum for a round it decrypted. Each
+    /// digest is written durably before its decryption is sent.
+    pub fn remember_in(mut self, path: &std::path::Path) -> Result<Self> {
+        let bad = |e: &dyn std::fmt::Display| protocol(&format!("{}: {e}", path.display()));
+        let federation_id = self.client.federation_id;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let m: Memory = serde_json::from_slice(&bytes).map_err(|e| bad(&e))?;
+                if m.federation_id != federation_id {
+                    return Err(bad(&format!(
+                        "this file remembers federation {}, not {federation_id}",
+                        m.federation_id
+                    )));
+                }
+                let mut done = BTreeMap::new();
+                for (round, digest) in m.decrypted {
+                    let mut d = [0u8; 32];
+                    hex::decode_to_slice(&digest, &mut d).map_err(|e| bad(&e))?;
+                    done.insert(round, d);
+                }
+                self.decrypted = Mutex::new(done);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(bad(&e)),
+        }
+        self.memory = Some(path.to_path_buf());
+        Ok(self)
+    }
+
+    /// The rounds this key holder has decrypted a sum of (in this process, or remembered).
+    pub fn decrypted_rounds(&self) -> Vec<u64> {
+        self.decrypted
+            .lock()
+            .map(|d| d.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Write the memory (under its lock, so two rounds never interleave their writes).
+    fn persist(&self, done: &BTreeMap<u64, [u8; 32]>) -> Result<()> {
+        let Some(path) = &self.memory else {
+            return Ok(());
+        };
+        let m = Memory {
+            federation_id: self.client.federation_id,
+            decrypted: done.iter().map(|(r, d)| (*r, hex::encode(d))).collect(),
+        };
+        let bytes = serde_json::to_vec(&m).map_err(|e| protocol(&e))?;
+        crate::identity::replace_durably(path, &bytes)
+            .map_err(|e| protocol(&format!("{}: {e}", path.display())))
     }
 
     /// A Paillier key holder with its enrolled client and private key.
@@ -217,7 +281,62 @@ impl KeyHolder {
     /// Publish the public key to the federation (a Paillier key must have at least 2048 bits;
     /// a threshold key is published whole, with its holders' verification keys).
     pub async fn publish(&self) -> Result<()> {
-        let body = match &*self.key {
+        let body = self.public_key_body()?;
+        self.client
+            .http
+            .send(
+                Method::PUT,
+                &self.client.fpath(routes::PUBLIC_KEY, &[]),
+                to_json(&body)?,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Publish the public key unless the federation already has this very key (`Ok(false)`).
+    /// When it has another key, refuse: its members pinned that one, and replacing it would
+    /// lock them out (and a key holder that decrypts with the wrong key releases nothing).
+    pub async fn publish_unless_published(&self) -> Result<bool> {
+        let fed = self.client.federation().await?;
+        if !fed.has_public_key {
+            self.publish().await?;
+            return Ok(true);
+        }
+        let theirs: PublicKeyBody = self
+            .client
+            .http
+            .json(
+                Method::GET,
+                &self.client.fpath(routes::PUBLIC_KEY, &[]),
+                crate::Body::None,
+            )
+            .await?;
+        let ours = self.public_key_body()?;
+        let same = match (
+            &ours.paillier,
+            &theirs.paillier,
+            &ours.lattice,
+            &theirs.lattice,
+        ) {
+            (Some(a), Some(b), None, None) => {
+                crate::paillier_public(a)?.to_text() == crate::paillier_public(b)?.to_text()
+            }
+            (None, None, Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            Ok(false)
+        } else {
+            Err(Error::Untrusted(format!(
+                "federation {} already has another public key: this key holder's key is not                  the one its members pinned",
+                self.client.federation_id
+            )))
+        }
+    }
+
+    /// The public key as published.
+    fn public_key_body(&self) -> Result<PublicKeyBody> {
+        Ok(match &*self.key {
             HeKey::Paillier(k) => PublicKeyBody {
                 paillier: Some(checked_key(k.public())?.to_text()),
                 lattice: None,
@@ -234,16 +353,7 @@ impl KeyHolder {
                 paillier: None,
                 lattice: Some(hex::encode(pk.to_bytes())),
             },
-        };
-        self.client
-            .http
-            .send(
-                Method::PUT,
-                &self.client.fpath(routes::PUBLIC_KEY, &[]),
-                to_json(&body)?,
-            )
-            .await
-            .map(drop)
+        })
     }
 
     /// Wait for `round` to reach its decrypt phase, check and decrypt the sum and submit it;
@@ -355,8 +465,13 @@ impl KeyHolder {
                 "asked to decrypt a second, different sum for round {round}: two sums of one \
                  round could reveal a single update"
             ))),
-            _ => {
+            Some(_) => Ok(()),
+            None => {
                 done.insert(round, digest);
+                if let Err(e) = self.persist(&done) {
+                    done.remove(&round);
+                    return Err(e);
+                }
                 Ok(())
             }
         }
@@ -371,4 +486,54 @@ fn lattice_len(len: usize) -> usize {
 #[cfg(not(feature = "lattice"))]
 fn lattice_len(_len: usize) -> usize {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand_core::SeedableRng;
+
+    fn key_holder(sk: PrivateKey, federation: i64) -> KeyHolder {
+        let pin: fedagg_api::trust::Pin = "ab".repeat(32).parse().unwrap();
+        let client = Client::connect("http://127.0.0.1:8470", "t", federation, 2, pin).unwrap();
+        KeyHolder::new(client, sk)
+    }
+
+    #[test]
+    fn a_restarted_key_holder_still_refuses_a_second_sum_for_a_round() {
+        let dir = std::env::temp_dir().join(format!("fedagg-khmem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("decrypted.json");
+        let _ = std::fs::remove_file(&path);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let sk = fedagg_paillier::keygen(2048, &mut rng).unwrap();
+        let text = sk.to_text();
+        let sum = |v: u64, rng: &mut ChaCha20Rng| {
+            Sum::Paillier(vec![sk
+                .public()
+                .encrypt(&fedagg_paillier::BigUint::from(v), rng)
+                .unwrap()])
+        };
+        let (a, b) = (sum(5, &mut rng), sum(6, &mut rng));
+        let kh = key_holder(PrivateKey::from_text(&text).unwrap(), 7)
+            .remember_in(&path)
+            .unwrap();
+        kh.once_per_round(3, &a).unwrap();
+        kh.once_per_round(3, &a).unwrap();
+        assert!(matches!(kh.once_per_round(3, &b), Err(Error::Untrusted(_))));
+        drop(kh);
+        // After a restart: the same sum again is fine, another is refused, other rounds go on.
+        let kh = key_holder(PrivateKey::from_text(&text).unwrap(), 7)
+            .remember_in(&path)
+            .unwrap();
+        assert_eq!(kh.decrypted_rounds(), vec![3]);
+        kh.once_per_round(3, &a).unwrap();
+        assert!(matches!(kh.once_per_round(3, &b), Err(Error::Untrusted(_))));
+        kh.once_per_round(4, &b).unwrap();
+        // Another federation's memory is refused rather than mixed in.
+        let other = key_holder(PrivateKey::from_text(&text).unwrap(), 8).remember_in(&path);
+        assert!(other.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -31,8 +31,9 @@ use ed25519_dalek::VerifyingKey;
 use fedagg_api::trust::Pin;
 use fedagg_api::{
     f32_bytes, f32_values, routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest,
-    ErrorBody, Federation, FederationSpec, Frame, FrameKind, Mode, Phase, PublicKeyBody, Role,
-    RoundInfo, RoundRecord, RoundStatus, OCTET_STREAM,
+    ErrorBody, Federation, FederationList, FederationSpec, Frame, FrameKind, Mode, Phase,
+    PublicKeyBody, Role, RoundInfo, RoundList, RoundMetrics, RoundRecord, RoundStatus,
+    RoundSummary, OCTET_STREAM,
 };
 use fedagg_api::{Roster, SignedRoster};
 use fedagg_paillier::{Packing, PublicKey};
@@ -43,11 +44,13 @@ use rand_core::{OsRng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+mod credentials;
 mod identity;
 mod keyholder;
 mod record;
 mod transport;
 
+pub use credentials::{read_enrollment, write_enrollment};
 pub use fedagg_api as api;
 pub use identity::{write_secret, Identity};
 pub use keyholder::KeyHolder;
@@ -908,6 +911,54 @@ impl Admin {
             .await
     }
 
+    /// Every federation, ascending by id.
+    pub async fn federations(&self) -> Result<Vec<Federation>> {
+        let list: FederationList = self
+            .http
+            .json(Method::GET, routes::FEDERATIONS, Body::None)
+            .await?;
+        Ok(list.federations)
+    }
+
+    /// Up to `limit` rounds of federation `id` numbered below `before`, newest first.
+    pub async fn rounds(
+        &self,
+        id: i64,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<RoundSummary>> {
+        let mut path = format!("{}?limit={limit}", routes::fill(routes::ROUNDS, &[&id]));
+        if let Some(b) = before {
+            path.push_str(&format!("&before={b}"));
+        }
+        let list: RoundList = self.http.json(Method::GET, &path, Body::None).await?;
+        Ok(list.rounds)
+    }
+
+    /// Report metrics measured on the model round `round` of federation `id` produced.
+    pub async fn report_metrics(&self, id: i64, round: u64, metrics: &RoundMetrics) -> Result<()> {
+        self.http
+            .send(
+                Method::PUT,
+                &routes::fill(routes::ROUND_METRICS, &[&id, &round]),
+                to_json(metrics)?,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Replace participant `pid`'s token (the old one stops working at once); the new token is
+    /// in the answer.
+    pub async fn rotate_token(&self, id: i64, pid: i64) -> Result<Enrolled> {
+        self.http
+            .json(
+                Method::POST,
+                &routes::fill(routes::TOKEN, &[&id, &pid]),
+                Body::None,
+            )
+            .await
+    }
+
     /// Federation `id`'s roster: who enrolled with which identity key, and the signed roster.
     pub async fn roster(&self, id: i64) -> Result<Roster> {
         self.http
@@ -945,11 +996,22 @@ impl Admin {
 
     /// A single-use enrollment code.
     pub async fn enrollment_code(&self, id: i64, role: Role) -> Result<EnrollmentCode> {
+        self.enrollment_code_labelled(id, role, None).await
+    }
+
+    /// A single-use enrollment code whose member the server records under `label`.
+    pub async fn enrollment_code_labelled(
+        &self,
+        id: i64,
+        role: Role,
+        label: Option<&str>,
+    ) -> Result<EnrollmentCode> {
+        let label = label.map(str::to_string);
         self.http
             .json(
                 Method::POST,
                 &routes::fill(routes::ENROLLMENT_CODES, &[&id]),
-                to_json(&EnrollmentCodeRequest { role, label: None })?,
+                to_json(&EnrollmentCodeRequest { role, label })?,
             )
             .await
     }

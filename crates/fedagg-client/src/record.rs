@@ -7,7 +7,6 @@
 //! one) before the charge returns: a crash can lose a training, never a charge. A training the
 //! budget cannot cover is refused and the file left as it was.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use fedagg_api::ledger::LedgerJson;
@@ -95,21 +94,7 @@ impl RecordBudget {
         let bad = |e: String| Error::Protocol(format!("{}: {e}", self.path.display()));
         let json = LedgerJson::of(ledger).map_err(|e| bad(e.to_string()))?;
         let text = serde_json::to_vec(&json).map_err(|e| bad(e.to_string()))?;
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut f = std::fs::File::create(&tmp).map_err(|e| bad(e.to_string()))?;
-        f.write_all(&text)
-            .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| bad(e.to_string()))?;
-        // The rename is durable once the folder is synced.
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| bad(e.to_string()))?;
-        }
-        Ok(())
+        crate::identity::replace_durably(&self.path, &text).map_err(|e| bad(e.to_string()))
     }
 }
 

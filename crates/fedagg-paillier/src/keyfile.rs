@@ -90,6 +90,11 @@ pub fn is_threshold_key(text: &str) -> bool {
     text.lines().next() == Some(THRESHOLD_HEADER)
 }
 
+/// Whether `text` is a holder's share of a threshold key (by its first line).
+pub fn is_key_share(text: &str) -> bool {
+    text.lines().next() == Some(SHARE_HEADER)
+}
+
 impl ThresholdKey {
     /// The threshold key's public file.
     pub fn to_text(&self) -> String {

@@ -65,7 +65,7 @@ pub mod threshold;
 mod wire;
 
 pub use arith::BACKEND;
-pub use keyfile::is_threshold_key;
+pub use keyfile::{is_key_share, is_threshold_key};
 pub use keys::{
     keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS, MIN_SERVICE_KEY_BITS,
 };

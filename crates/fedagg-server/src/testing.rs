@@ -14,6 +14,8 @@ pub enum Write {
     Close,
     /// Writing a round's end (model, ledger, record) in one transaction.
     Complete,
+    /// Storing the metrics an operator reports on a round.
+    Metrics,
 }
 
 /// Fault injection: the next write of the armed kind fails inside its transaction, after its

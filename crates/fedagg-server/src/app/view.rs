@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedagg_api::{Federation, RoundInfo, RoundRecord, RoundStatus};
+use fedagg_api::{
+    Federation, FederationList, RoundInfo, RoundList, RoundMetrics, RoundRecord, RoundStatus,
+    RoundSummary,
+};
 use fedagg_round::{RoundId, RoundParams};
 
 use super::App;
@@ -63,6 +66,15 @@ impl App {
             .store
             .round(fid, round)?
             .ok_or_else(|| ApiError::not_found(format!("no round {round} in federation {fid}")))?;
+        Self::stored_info(&row, who)
+    }
+
+    /// A round as its stored row describes it (an ended round, or one open on another replica).
+    fn stored_info(
+        row: &crate::store::RoundRow,
+        who: Option<&Principal>,
+    ) -> Result<RoundInfo, ApiError> {
+        let (fid, round) = (row.federation_id, row.round);
         let params = RoundParams::from_text(&row.params)?;
         let record: Option<RoundRecord> = row
             .record
@@ -83,6 +95,65 @@ impl App {
             record,
             who.and_then(|w| w.participant_id),
         ))
+    }
+
+    /// Every federation, ascending by id.
+    pub fn federations(&self) -> Result<FederationList, ApiError> {
+        let federations = self
+            .store
+            .federation_ids()?
+            .into_iter()
+            .map(|id| self.federation(id))
+            .collect::<Result<_, _>>()?;
+        Ok(FederationList { federations })
+    }
+
+    /// Up to `limit` rounds of federation `fid` numbered below `before`, newest first, as the
+    /// admin sees them (an open round live), with the metrics the operator reported.
+    pub fn rounds(&self, fid: i64, before: Option<u64>, limit: u32) -> Result<RoundList, ApiError> {
+        self.check_federation(fid)?;
+        let rounds = self
+            .store
+            .rounds(fid, before, limit)?
+            .into_iter()
+            .map(|(row, metrics)| {
+                let info = match row.status {
+                    RoundStatus::Open => self.round_info(fid, row.round, None)?,
+                    _ => Self::stored_info(&row, None)?,
+                };
+                let metrics = metrics
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| ApiError::internal(format!("stored metrics: {e}")))?;
+                Ok(RoundSummary {
+                    info,
+                    opened_ms: row.opened_ms,
+                    metrics,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        Ok(RoundList { rounds })
+    }
+
+    /// Store what the operator reports on round `round`'s model (replacing an earlier report).
+    pub fn set_round_metrics(
+        &self,
+        fid: i64,
+        round: u64,
+        metrics: &RoundMetrics,
+    ) -> Result<(), ApiError> {
+        metrics.check().map_err(ApiError::invalid)?;
+        self.check_federation(fid)?;
+        let json = serde_json::to_string(metrics)
+            .map_err(|e| ApiError::internal(format!("metrics: {e}")))?;
+        if self.store.set_round_metrics(fid, round, &json)? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "no round {round} in federation {fid}"
+            )))
+        }
     }
 
     /// The open round, else the latest one.

@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::Json;
 use fedagg_api::{
     routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, ErrorBody, Federation,
-    FederationSpec, PublicKeyBody, Roster, SignedRoster,
+    FederationList, FederationSpec, PublicKeyBody, Roster, SignedRoster,
 };
 use serde::Deserialize;
 
@@ -36,6 +36,22 @@ pub(crate) async fn create_federation(
     let spec = body?.0;
     let f = blocking(move || app.create_federation(spec)).await?;
     Ok((StatusCode::CREATED, Json(f)))
+}
+
+/// Every federation, ascending by id.
+#[utoipa::path(get, path = routes::FEDERATIONS, tag = "federations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The federations", body = FederationList),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn list_federations(
+    State(app): AppState,
+    _caller: Caller<access::Admin>,
+) -> Result<Json<FederationList>, ApiError> {
+    Ok(Json(blocking(move || app.federations()).await?))
 }
 
 /// A federation: its spec, model version, open round, members and privacy spent.

@@ -3,6 +3,7 @@
 //! read; the handler then calls [`App`], with blocking work (storage, crypto) on tokio's blocking
 //! pool. Each handler carries its OpenAPI description ([`crate::openapi`] collects them).
 
+mod dashboard;
 mod federations;
 mod rounds;
 
@@ -19,6 +20,7 @@ use fedagg_api::{routes, ErrorBody, Health, OCTET_STREAM};
 use crate::app::App;
 use crate::error::ApiError;
 
+pub(crate) use dashboard::*;
 pub(crate) use federations::*;
 pub(crate) use rounds::*;
 
@@ -104,7 +106,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::HEALTH, get(health))
         .route(routes::OPENAPI, get(openapi))
         .route(routes::METRICS, get(metrics))
-        .route(routes::FEDERATIONS, post(create_federation))
+        .route(routes::DASHBOARD, get(dashboard))
+        .route(routes::DASHBOARD_JS, get(dashboard_js))
+        .route(routes::DASHBOARD_CSS, get(dashboard_css))
+        .route(
+            routes::FEDERATIONS,
+            post(create_federation).get(list_federations),
+        )
         .route(routes::FEDERATION, get(get_federation))
         .route(routes::MODEL, get(get_model).put(put_model))
         .route(routes::ENROLLMENT_CODES, post(create_code))
@@ -122,9 +130,10 @@ pub fn router(app: Arc<App>) -> Router {
                 .put(put_roster)
                 .layer(DefaultBodyLimit::max(MAX_ROSTER_BYTES)),
         )
-        .route(routes::ROUNDS, post(open_round))
+        .route(routes::ROUNDS, post(open_round).get(list_rounds))
         .route(routes::CURRENT_ROUND, get(current_round))
         .route(routes::ROUND, get(get_round))
+        .route(routes::ROUND_METRICS, put(put_round_metrics))
         .route(routes::SUBMISSIONS, post(submit))
         .route(routes::INBOX, get(inbox))
         .fallback(not_found)

@@ -6,10 +6,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use fedagg_api::{routes, Accepted, ErrorBody, RoundInfo, RoundStatus};
+use fedagg_api::{routes, Accepted, ErrorBody, RoundInfo, RoundList, RoundMetrics, RoundStatus};
 use serde::Deserialize;
 
-use super::{blocking, octet, read_body, require_octet, AppState};
+use super::{blocking, octet, read_body, require_octet, AppState, JsonBody};
 use crate::app::App;
 use crate::auth::{access, Caller, FedPath, RoundPath};
 use crate::error::ApiError;
@@ -33,6 +33,79 @@ pub(crate) async fn open_round(
     let fid = caller.path.fid;
     let info = blocking(move || app.open_round(fid)).await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Most rounds in one page of the list.
+const MAX_PAGE: u32 = 1000;
+
+/// Query of the round list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Only rounds numbered below this (the next page: the last round listed).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    before: Option<u64>,
+    /// Rounds in the page, newest first (100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// The federation's rounds, newest first, with the metrics the operator reported on each.
+#[utoipa::path(get, path = routes::ROUNDS, tag = "rounds",
+    params(FedPath, PageQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of rounds", body = RoundList),
+        (status = 400, description = "Bad id or query", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin", body = ErrorBody),
+        (status = 404, description = "No such federation", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn list_rounds(
+    State(app): AppState,
+    caller: Caller<access::Admin, FedPath>,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RoundList>, ApiError> {
+    let fid = caller.path.fid;
+    let q = q?.0;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    if q.before.is_some_and(|b| b > i64::MAX as u64) {
+        return Err(ApiError::bad_request("before must be at most 2^63 - 1"));
+    }
+    Ok(Json(
+        blocking(move || app.rounds(fid, q.before, limit)).await?,
+    ))
+}
+
+/// Report metrics measured on the model a round produced (shown on the dashboard).
+#[utoipa::path(put, path = routes::ROUND_METRICS, tag = "rounds",
+    params(RoundPath), request_body = RoundMetrics, security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Stored, replacing an earlier report"),
+        (status = 400, description = "Bad id or body", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin", body = ErrorBody),
+        (status = 404, description = "No such round", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A value out of range", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn put_round_metrics(
+    State(app): AppState,
+    caller: Caller<access::Admin, RoundPath>,
+    body: JsonBody<RoundMetrics>,
+) -> Result<StatusCode, ApiError> {
+    let RoundPath { fid, round } = caller.path;
+    let metrics = body?.0;
+    blocking(move || app.set_round_metrics(fid, round, &metrics)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Longest `wait` a client may ask for, in seconds (the server's `max_wait_secs` caps it).

@@ -20,6 +20,7 @@
 #[macro_use]
 mod sql;
 mod error;
+mod lists;
 mod pool;
 mod queries;
 mod roster;

@@ -283,7 +283,7 @@ impl Store {
         })
     }
 
-    fn round_from(mut r: Row) -> Result<RoundRow, StoreError> {
+    pub(super) fn round_from(mut r: Row) -> Result<RoundRow, StoreError> {
         Ok(RoundRow {
             federation_id: r.int(0)?,
             round: r.int(1)? as u64,
@@ -296,7 +296,7 @@ impl Store {
         })
     }
 
-    const ROUND_COLS: &'static str =
+    pub(super) const ROUND_COLS: &'static str =
         "federation_id, round, status, params, base_version, opened_ms, phase_started_ms, record";
 
     /// A round.

@@ -69,6 +69,10 @@ CREATE TABLE rosters (
     signed TEXT NOT NULL
 );
 "#,
+    // The accuracy and loss an operator reports on a round (JSON), shown on the dashboard.
+    r#"
+ALTER TABLE rounds ADD COLUMN metrics TEXT;
+"#,
 ];
 
 /// A migration, written in SQLite's dialect, as PostgreSQL text: 64-bit integers everywhere,

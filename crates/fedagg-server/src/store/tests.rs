@@ -71,6 +71,41 @@ fn round_trip(open: &dyn Fn() -> Store) {
     .unwrap();
     assert_eq!(s.federation(1).unwrap().unwrap().model_version, 1);
     assert!(s.open_rounds().unwrap().is_empty());
+    lists_and_metrics(&s, &round);
+}
+
+/// The operator's lists, and metrics reported on a round: stored, replaced, and left as they
+/// were by a failed write.
+fn lists_and_metrics(s: &Store, first: &RoundRow) {
+    s.create_federation("{}", None, &[0], 6).unwrap();
+    for r in 2..=4 {
+        s.insert_round(&RoundRow {
+            round: r,
+            ..first.clone()
+        })
+        .unwrap();
+    }
+    assert_eq!(s.federation_ids().unwrap(), vec![1, 2]);
+    let rounds = |before, limit| -> Vec<u64> {
+        s.rounds(1, before, limit)
+            .unwrap()
+            .iter()
+            .map(|(r, _)| r.round)
+            .collect()
+    };
+    assert_eq!(rounds(None, 10), vec![4, 3, 2, 1]);
+    assert_eq!(rounds(None, 2), vec![4, 3]);
+    assert_eq!(rounds(Some(3), 10), vec![2, 1]);
+    assert!(s.rounds(2, None, 10).unwrap().is_empty());
+    assert!(s.set_round_metrics(1, 2, r#"{"accuracy":0.5}"#).unwrap());
+    assert!(!s.set_round_metrics(1, 9, r#"{"accuracy":0.5}"#).unwrap());
+    s.faults.fail_next(crate::testing::Write::Metrics);
+    assert!(s.set_round_metrics(1, 2, r#"{"accuracy":0.9}"#).is_err());
+    let (_, m) = &s.rounds(1, Some(3), 1).unwrap()[0];
+    assert_eq!(m.as_deref(), Some(r#"{"accuracy":0.5}"#));
+    assert!(s.set_round_metrics(1, 2, r#"{"accuracy":0.9}"#).unwrap());
+    let (_, m) = &s.rounds(1, Some(3), 1).unwrap()[0];
+    assert_eq!(m.as_deref(), Some(r#"{"accuracy":0.9}"#));
 }
 
 #[test]

@@ -1,0 +1,63 @@
+//! What operators list: the federations, a federation's rounds newest first, and the figures an
+//! operator reports on a round (its model's accuracy and loss, for the dashboard).
+
+use super::sql::Val;
+use super::{RoundRow, Store, StoreError};
+use crate::testing::Write;
+
+impl Store {
+    /// Every federation's id, ascending.
+    pub fn federation_ids(&self) -> Result<Vec<i64>, StoreError> {
+        self.with(|c| {
+            c.query("SELECT id FROM federations ORDER BY id", &[])?
+                .into_iter()
+                .map(|mut r| r.int(0))
+                .collect()
+        })
+    }
+
+    /// Up to `limit` rounds of federation `fid` numbered below `before` (all when `None`),
+    /// newest first, each with the metrics JSON an operator reported on it.
+    pub fn rounds(
+        &self,
+        fid: i64,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(RoundRow, Option<String>)>, StoreError> {
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {}, metrics FROM rounds WHERE federation_id = ?1 AND round < ?2
+                     ORDER BY round DESC LIMIT ?3",
+                    Self::ROUND_COLS
+                ),
+                params![fid, before, i64::from(limit)],
+            )?
+            .into_iter()
+            .map(|mut r| {
+                let metrics = r.opt_text(8)?;
+                Ok((Self::round_from(r)?, metrics))
+            })
+            .collect()
+        })
+    }
+
+    /// Store the metrics JSON an operator reports on round `round`; `false` when there is no
+    /// such round.
+    pub fn set_round_metrics(
+        &self,
+        fid: i64,
+        round: u64,
+        metrics: &str,
+    ) -> Result<bool, StoreError> {
+        self.tx(|c| {
+            let n = c.exec(
+                "UPDATE rounds SET metrics = ?3 WHERE federation_id = ?1 AND round = ?2",
+                params![fid, round, metrics],
+            )?;
+            self.faults.check(Write::Metrics)?;
+            Ok(n == 1)
+        })
+    }
+}
