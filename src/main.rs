@@ -37,6 +37,10 @@ enum Command {
     /// The enrollment authority: its key, and the roster of identity keys it signs.
     #[command(subcommand)]
     Authority(AuthorityCommand),
+    /// The operator's tools: federations, enrollment files, rounds, tokens and models.
+    Admin(fedagg::admin::AdminArgs),
+    /// Run a Paillier federation's key holder: publish the key, decrypt each round's sum.
+    KeyHolder(fedagg::key_holder::KeyHolderArgs),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +129,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => keygen(&args),
         Command::Serve(args) => serve(args),
         Command::Authority(cmd) => authority(cmd),
+        Command::Admin(args) => fedagg::admin::run(args),
+        Command::KeyHolder(args) => fedagg::key_holder::run(args),
         Command::Openapi => {
             print!("{}", fedagg_server::openapi::document_json());
             Ok(())

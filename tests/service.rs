@@ -33,9 +33,13 @@ mod verified;
 
 #[path = "support/ddp.rs"]
 mod ddp;
+
+#[path = "support/cli.rs"]
+mod cli;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
+use cli::admin_and_key_holder_run_a_paillier_federation;
 use ddp::a_secagg_dp_round_releases_a_noisy_sum_and_stops_at_its_budget;
 use tamper::{
     a_secagg_round_against_a_malicious_server_gives_the_survivors_mean,
@@ -438,6 +442,7 @@ async fn below_threshold_the_round_fails_with_a_reason_and_the_next_one_runs(sto
 /// contributes, the key holder decrypts; the model must be the weighted mean.
 /// Publish the key holder's key, enroll a participant per update (their codes pin the key), and
 /// run one round.
+#[cfg(feature = "lattice")]
 async fn he_round(srv: &Srv, fid: i64, kh: KeyHolder, ups: &[(Vec<f32>, u64)]) {
     kh.publish().await.unwrap();
     let clients = &enroll(&srv.base, &srv.admin, fid, ups.len(), Role::Participant).await;
@@ -501,9 +506,40 @@ async fn paillier_round_with_a_key_holder_equals_the_plaintext_weighted_mean(sto
         422,
         "invalid",
     );
+    // The round's key holder is the `fedagg key-holder` program, with this member's credentials.
     let sk = fedagg_paillier::keygen(2048, &mut rng).unwrap();
-    let kh = KeyHolder::new(kh, sk).unverified();
-    he_round(&srv, fed.id, kh, &updates(10, m, 5)).await;
+    std::fs::create_dir_all(srv.dir.join("keys")).unwrap();
+    fedagg_client::write_secret(&srv.dir.join("keys/paillier.key"), sk.to_text().as_bytes())
+        .unwrap();
+    kh.save_credentials(&srv.dir.join("key-holder.json"))
+        .unwrap();
+    let daemon = cli::spawn_key_holder(&srv.dir, &["--unverified"]);
+    for _ in 0..600 {
+        if srv.admin.federation(fed.id).await.unwrap().has_public_key {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ups = updates(10, m, 5);
+    let clients = enroll(&srv.base, &srv.admin, fed.id, ups.len(), Role::Participant).await;
+    let round = srv.admin.open_round(fed.id).await.unwrap();
+    let results = contribute_all(&clients, &ups, &vec![None; clients.len()]).await;
+    for r in &results {
+        assert_eq!(done(r).status, RoundStatus::Completed, "{r:?}");
+    }
+    let info = srv
+        .admin
+        .wait_round(fed.id, round.round, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(info.record.unwrap().participants, 10);
+    assert_model_is_mean(&srv.admin, fed.id, &ups).await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("decrypting the server's sum unverified"),
+        "{log}"
+    );
+    drop(daemon);
     assert_statuses_documented(&srv).await;
 }
 
@@ -1593,6 +1629,7 @@ on_both_stores! {
     three_of_five_key_holders_decrypt_with_two_offline: 4,
     key_holders_decrypt_only_sums_they_verified: 4,
     an_unverifiable_sum_is_decrypted_only_when_asked: 2,
+    admin_and_key_holder_run_a_paillier_federation: 4,
 }
 
 /// The SDK against a server that lies about what the member pinned (the store plays no part).
