@@ -12,3 +12,15 @@ pub mod demo;
 pub mod dropout;
 pub mod key_holder;
 pub mod spec;
+
+/// Log to stderr, filtered by `FEDAGG_LOG` (`info` by default): the logging of the long-running
+/// commands, `fedagg serve` and `fedagg key-holder`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FEDAGG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -139,13 +139,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(a: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FEDAGG_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    fedagg::init_logging();
     let mut config = fedagg_server::Config::load(a.config.as_deref(), |k| std::env::var(k).ok())
         .map_err(anyhow::Error::msg)?;
     if let Some(l) = a.listen {
