@@ -1,5 +1,6 @@
 """The Python package against a real `fedagg serve` on loopback: a SecAgg round with dropouts, a
-Paillier round with a key holder, a DP round, and the error cases."""
+Paillier round with a key holder, a central DP round, a SecAgg round with distributed DP, and the
+error cases."""
 
 import json
 import threading
@@ -117,6 +118,24 @@ def test_a_dp_round_adds_the_configured_noise_and_spends_epsilon(server, admin):
     # 4000 samples: the sample sd is within 5 % of the truth with overwhelming probability.
     assert abs(resid.std(ddof=1) / want - 1) < 0.05, resid.std(ddof=1)
     assert admin.federation(fed["id"])["privacy"]["epsilon"] == pytest.approx(eps)
+
+
+def test_a_secagg_round_with_distributed_dp_releases_a_noisy_mean(server, admin):
+    m, n = 64, 4
+    mode = {"kind": "secagg_dp", "clip": 1.0, "noise_multiplier": 0.5, "sampling_rate": 1.0,
+            "epsilon_budget": 100.0, "delta": 1e-5, "bits": 16, "dropout_rate": 0.1,
+            "corrupt_fraction": 0.05}
+    fed = admin.create_federation(spec(mode, m, min_clients=3, max_clients=10, timeout=30))
+    clients = enroll(server, admin, fed["id"], n)
+    admin.open_round(fed["id"])
+    ups = [(u * 0.05, 1) for u, _ in updates(n, m, 4)]  # norms below the clip
+    outcomes = contribute_all(clients, ups)
+    record = outcomes[0]["record"]
+    assert outcomes[0]["status"] == "completed" and record["participants"] == n
+    assert 0 < record["epsilon_spent"] < 100
+    # Each member added its share of discrete Gaussian noise: the mean moved, but not far.
+    resid = admin.model(fed["id"]) - np.mean([u for u, _ in ups], axis=0)
+    assert 0 < resid.std() < 1.0, resid.std()
 
 
 def test_errors_carry_the_servers_kind(server, admin, tmp_path):
