@@ -23,8 +23,16 @@ if [ ! -x "${CARGO_TARGET_DIR:-target}/debug/fedagg" ]; then
     echo "Building fedagg while libtorch downloads: about 12 minutes on a fresh two-core" \
         "machine, once (later runs start at once)." >&2
 fi
-cargo build --keep-going -p fedagg 2>&1 |
-    awk '/^ *Compiling /{n++; printf "\r  compiled %d crates", n > "/dev/stderr"; fflush("/dev/stderr")}
-         END{if (n) print "" > "/dev/stderr"}' || true
+cargo build --keep-going -p fedagg 2>&1 | {
+    n=0
+    while IFS= read -r line; do
+        case "$line" in *" Compiling "*)
+            n=$((n + 1))
+            printf '\r  compiled %d crates' "$n" >&2
+            ;;
+        esac
+    done
+    if [ "$n" -gt 0 ]; then echo >&2; fi
+} || true
 wait "$fetch"
 exec cargo run -- demo "$@"
