@@ -81,6 +81,56 @@ enum FederationCommand {
     },
     /// List every federation.
     List,
+    /// Set the server optimizer the next rounds apply (not while a round is open).
+    SetOptimizer(OptimizerArgs),
+}
+
+/// `fedagg admin federations set-optimizer`.
+#[derive(Args)]
+struct OptimizerArgs {
+    /// The federation.
+    #[arg(long)]
+    federation: i64,
+    /// `fedavg`, `fedavgm`, `fedadam` or `fedyogi` (with Reddi et al.'s defaults).
+    kind: String,
+    /// Server learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// FedAvgM's momentum.
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// FedAdam's and FedYogi's first-moment decay.
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// FedAdam's and FedYogi's second-moment decay.
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// FedAdam's and FedYogi's adaptivity.
+    #[arg(long)]
+    tau: Option<f64>,
+}
+
+impl OptimizerArgs {
+    /// The optimizer: the kind's defaults, with the flags over them.
+    fn optimizer(&self) -> Result<fedagg_api::ServerOptimizer> {
+        let base: fedagg_optim::ServerOptimizer = self.kind.parse().map_err(anyhow::Error::msg)?;
+        let mut v = serde_json::to_value(fedagg_api::ServerOptimizer::of(base))?;
+        for (k, x) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("tau", self.tau),
+        ] {
+            if let Some(x) = x {
+                if v.get(k).is_none() {
+                    bail!("--{k} does not apply to {}", self.kind);
+                }
+                v[k] = x.into();
+            }
+        }
+        Ok(serde_json::from_value(v)?)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -332,6 +382,18 @@ async fn federations(admin: &Admin, out: &Out, cmd: FederationCommand) -> Result
             }
             show_federation(&fed);
         }
+        FederationCommand::SetOptimizer(args) => {
+            let opt = args.optimizer()?;
+            admin.set_server_optimizer(args.federation, &opt).await?;
+            if out.json {
+                return out.json(&opt);
+            }
+            println!(
+                "federation {}: the next rounds apply {}",
+                args.federation,
+                serde_json::to_string(&opt)?
+            );
+        }
         FederationCommand::List => {
             let feds = admin.federations().await?;
             if out.json {
@@ -381,6 +443,10 @@ fn show_federation(f: &Federation) {
         s.min_clients, s.max_clients
     );
     println!("phase timeout   {} s", s.phase_timeout_secs);
+    println!(
+        "optimizer       {}",
+        serde_json::to_string(&f.server_optimizer).unwrap_or_default()
+    );
     println!("members         {}", f.participants);
     println!("model version   {}", f.model_version);
     println!(

@@ -36,11 +36,15 @@ mod ddp;
 
 #[path = "support/cli.rs"]
 mod cli;
+
+#[path = "support/optimizer.rs"]
+mod optimizer;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
 use cli::admin_and_key_holder_run_a_paillier_federation;
 use ddp::a_secagg_dp_round_releases_a_noisy_sum_and_stops_at_its_budget;
+use optimizer::server_optimizers_step_as_computed_directly_and_survive_a_restart;
 use tamper::{
     a_secagg_round_against_a_malicious_server_gives_the_survivors_mean,
     members_refuse_a_malicious_server_that_deviates,
@@ -1630,6 +1634,7 @@ on_both_stores! {
     key_holders_decrypt_only_sums_they_verified: 4,
     an_unverifiable_sum_is_decrypted_only_when_asked: 2,
     admin_and_key_holder_run_a_paillier_federation: 4,
+    server_optimizers_step_as_computed_directly_and_survive_a_restart: 4,
 }
 
 /// The SDK against a server that lies about what the member pinned (the store plays no part).

@@ -297,6 +297,25 @@ async fn operator_views(dir: &Path, base: &str, fid: &str, clients: &[Client]) {
             .any(|l| l.starts_with("2 ") && l.contains("87.50%")),
         "{table}"
     );
+    let set = run(&format!(
+        "admin --json federations set-optimizer --federation {fid} fedyogi --lr 0.05"
+    ));
+    assert_eq!(json(&set)["kind"], "fedyogi");
+    let shown = json(&run(&format!("admin --json federations show {fid}")));
+    assert_eq!(shown["server_optimizer"]["lr"], 0.05);
+    assert_eq!(shown["server_optimizer"]["beta2"], 0.99);
+    let wrong = Command::new(env!("CARGO_BIN_EXE_fedagg"))
+        .args(["admin", "federations", "set-optimizer", "--federation", fid])
+        .args(["fedadam", "--momentum", "0.9"])
+        .env("FEDAGG_URL", base)
+        .env("FEDAGG_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && err.contains("--momentum does not apply"),
+        "{err}"
+    );
     let pid = clients[0].participant_id();
     let rotated = run(&format!(
         "admin tokens rotate --federation {fid} --participant {pid}"

@@ -396,6 +396,8 @@ pub struct Federation {
     pub has_public_key: bool,
     /// Privacy spent so far (DP modes).
     pub privacy: Option<PrivacySpent>,
+    /// The server optimizer the next round applies (FedAvg with `server_lr` unless one was set).
+    pub server_optimizer: crate::ServerOptimizer,
 }
 
 /// Spent privacy, as the accountants report it.

@@ -28,7 +28,7 @@ pub use federation::{
 pub use frame::{
     f32_bytes, f32_values, u64_bytes, u64_values, Frame, FrameError, FrameKind, FRAME_HEADER,
 };
-pub use operator::{FederationList, RoundList, RoundMetrics, RoundSummary};
+pub use operator::{FederationList, RoundList, RoundMetrics, RoundSummary, ServerOptimizer};
 pub use privacy::{Accountant, AdaptiveClipping};
 pub use round::{Accepted, Phase, RoundInfo, RoundRecord, RoundStatus, SecaggSession};
 

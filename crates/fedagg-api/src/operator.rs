@@ -1,5 +1,6 @@
-//! What operators list and report: the federations, a federation's rounds, and the metrics an
-//! operator reports on a round's model (which the dashboard charts beside the privacy spent).
+//! What operators list, report and set: the federations, a federation's rounds, the metrics an
+//! operator reports on a round's model (which the dashboard charts beside the privacy spent),
+//! and the server optimizer a federation applies to each round's aggregate.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,6 +39,129 @@ impl RoundMetrics {
             return Err(format!("loss must be from 0 to 1e12, not {l}"));
         }
         Ok(())
+    }
+}
+
+/// The server optimizer a federation applies to each round's aggregate (the weighted mean of the
+/// participants' updates), in every mode: in the DP modes it acts on the noised aggregate, so it
+/// spends no privacy. Its state (momentum, moments) is kept beside the model. Without one, a
+/// federation applies FedAvg with the spec's `server_lr`. See `fedagg_optim` for the updates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerOptimizer {
+    /// `w += lr * delta`.
+    Fedavg {
+        /// Server learning rate.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        lr: f64,
+    },
+    /// Server momentum: `m = momentum * m + delta; w += lr * m`.
+    Fedavgm {
+        /// Server learning rate.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        lr: f64,
+        /// Momentum.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        momentum: f64,
+    },
+    /// FedAdam (Reddi et al. 2021).
+    Fedadam {
+        /// Server learning rate.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        lr: f64,
+        /// First-moment decay.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        beta1: f64,
+        /// Second-moment decay.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        beta2: f64,
+        /// Adaptivity.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        tau: f64,
+    },
+    /// FedYogi (Reddi et al. 2021).
+    Fedyogi {
+        /// Server learning rate.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        lr: f64,
+        /// First-moment decay.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        beta1: f64,
+        /// Second-moment decay.
+        #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
+        beta2: f64,
+        /// Adaptivity.
+        #[schema(exclusive_minimum = 0.0, maximum = 1e6)]
+        tau: f64,
+    },
+}
+
+impl ServerOptimizer {
+    /// The optimizer `fedagg_optim` runs.
+    pub fn to_optim(self) -> fedagg_optim::ServerOptimizer {
+        use fedagg_optim::ServerOptimizer as O;
+        match self {
+            ServerOptimizer::Fedavg { lr } => O::FedAvg { lr },
+            ServerOptimizer::Fedavgm { lr, momentum } => O::FedAvgM { lr, momentum },
+            ServerOptimizer::Fedadam {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            } => O::FedAdam {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+            ServerOptimizer::Fedyogi {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            } => O::FedYogi {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+        }
+    }
+
+    /// The wire form of a `fedagg_optim` optimizer.
+    pub fn of(opt: fedagg_optim::ServerOptimizer) -> ServerOptimizer {
+        use fedagg_optim::ServerOptimizer as O;
+        match opt {
+            O::FedAvg { lr } => ServerOptimizer::Fedavg { lr },
+            O::FedAvgM { lr, momentum } => ServerOptimizer::Fedavgm { lr, momentum },
+            O::FedAdam {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            } => ServerOptimizer::Fedadam {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+            O::FedYogi {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            } => ServerOptimizer::Fedyogi {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+        }
+    }
+
+    /// Refuse hyperparameters out of range.
+    pub fn check(&self) -> Result<(), String> {
+        self.to_optim().check()
     }
 }
 
@@ -80,5 +204,20 @@ mod tests {
         assert!(serde_json::from_str::<RoundMetrics>(r#"{"acc": 0.5}"#).is_err());
         let back: RoundMetrics = serde_json::from_str(r#"{"accuracy": 0.5}"#).unwrap();
         assert_eq!(back, m(Some(0.5), None));
+    }
+
+    #[test]
+    fn server_optimizers_round_trip_to_fedagg_optim_and_are_checked() {
+        for name in ["fedavg", "fedavgm", "fedadam", "fedyogi"] {
+            let o: fedagg_optim::ServerOptimizer = name.parse().unwrap();
+            let wire = ServerOptimizer::of(o);
+            assert_eq!(wire.to_optim(), o);
+            let json = serde_json::to_value(wire).unwrap();
+            assert_eq!(json["kind"], name);
+            assert!(wire.check().is_ok());
+        }
+        let bad: ServerOptimizer =
+            serde_json::from_str(r#"{"kind": "fedavgm", "lr": 1.0, "momentum": 1.5}"#).unwrap();
+        assert!(bad.check().is_err());
     }
 }

@@ -21,6 +21,8 @@ pub const FEDERATIONS: &str = "/v1/federations";
 pub const FEDERATION: &str = "/v1/federations/{fid}";
 /// `GET` a model version, `PUT` the initial model.
 pub const MODEL: &str = "/v1/federations/{fid}/model";
+/// `PUT`: the server optimizer (between rounds).
+pub const SERVER_OPTIMIZER: &str = "/v1/federations/{fid}/server-optimizer";
 /// `POST`: an enrollment code.
 pub const ENROLLMENT_CODES: &str = "/v1/federations/{fid}/enrollment-codes";
 /// `POST`: redeem an enrollment code.
@@ -46,7 +48,7 @@ pub const SUBMISSIONS: &str = "/v1/federations/{fid}/rounds/{round}/submissions"
 pub const INBOX: &str = "/v1/federations/{fid}/rounds/{round}/inbox";
 
 /// Every route.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
     HEALTH,
     OPENAPI,
     METRICS,
@@ -56,6 +58,7 @@ pub const ALL: [&str; 20] = [
     FEDERATIONS,
     FEDERATION,
     MODEL,
+    SERVER_OPTIMIZER,
     ENROLLMENT_CODES,
     ENROLL,
     TOKEN,

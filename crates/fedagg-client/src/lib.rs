@@ -33,7 +33,7 @@ use fedagg_api::{
     f32_bytes, f32_values, routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest,
     ErrorBody, Federation, FederationList, FederationSpec, Frame, FrameKind, Mode, Phase,
     PublicKeyBody, Role, RoundInfo, RoundList, RoundMetrics, RoundRecord, RoundStatus,
-    RoundSummary, OCTET_STREAM,
+    RoundSummary, ServerOptimizer, OCTET_STREAM,
 };
 use fedagg_api::{Roster, SignedRoster};
 use fedagg_paillier::{Packing, PublicKey};
@@ -942,6 +942,18 @@ impl Admin {
                 Method::PUT,
                 &routes::fill(routes::ROUND_METRICS, &[&id, &round]),
                 to_json(metrics)?,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Set federation `id`'s server optimizer (refused with 409 while a round is open).
+    pub async fn set_server_optimizer(&self, id: i64, opt: &ServerOptimizer) -> Result<()> {
+        self.http
+            .send(
+                Method::PUT,
+                &routes::fill(routes::SERVER_OPTIMIZER, &[&id]),
+                to_json(opt)?,
             )
             .await
             .map(drop)

@@ -326,6 +326,13 @@ impl Admin {
         Ok(code.bundle)
     }
 
+    /// Set the server optimizer (JSON, the API's `ServerOptimizer`), between rounds.
+    fn set_server_optimizer_json(&self, py: Python<'_>, id: i64, optimizer: &str) -> PyResult<()> {
+        let opt: fedagg_api::ServerOptimizer = serde_json::from_str(optimizer)
+            .map_err(|e| PyValueError::new_err(format!("the server optimizer: {e}")))?;
+        block(py, self.inner.set_server_optimizer(id, &opt))
+    }
+
     /// Set the initial model (float32 bytes), before the first round.
     fn set_initial_model(&self, py: Python<'_>, id: i64, model: &[u8]) -> PyResult<()> {
         let model = f32s(model)?;

@@ -51,7 +51,8 @@
 //! }
 //! assert!(round.due(0)); // everyone answered
 //! let closure = round.prepare_close(&mut rng, 10);
-//! let ending = round.ending(&closure, || Ok(vec![0.0, 0.0]))?; // the shell stores this
+//! // The shell reads the base model and the server optimizer's stored state, and stores this.
+//! let ending = round.ending(&closure, || Ok((vec![0.0, 0.0], None)))?;
 //! assert!(ending.is_some());
 //! round.commit(closure)?;
 //! assert_eq!(round.phase(), Phase::Done);
@@ -61,6 +62,7 @@
 mod engine;
 mod error;
 pub mod ledger;
+pub mod optimizer;
 pub mod plan;
 mod round;
 pub mod spec;
@@ -72,6 +74,5 @@ pub use error::{Result, RoundError};
 pub use fedagg_api::Phase;
 pub use plan::RoundParams;
 pub use round::{
-    apply_update, ended_info, failure_record, Closure, Deadline, Ending, Event, Round, RoundId,
-    Submission,
+    ended_info, failure_record, Closure, Deadline, Ending, Event, Round, RoundId, Submission,
 };

@@ -29,6 +29,10 @@ pub struct RoundParams {
     /// realised count would release that count without accounting for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denominator: Option<f64>,
+    /// The server optimizer the round applies to its aggregate, as set when it opened (`None`:
+    /// FedAvg at the spec's `server_lr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_optimizer: Option<fedagg_api::ServerOptimizer>,
 }
 
 impl RoundParams {
@@ -112,6 +116,7 @@ pub fn plan<R: RngCore + CryptoRng>(
             secagg: Some(session),
             identities: Vec::new(),
             denominator,
+            server_optimizer: None,
         });
     }
     Ok(RoundParams {
@@ -119,6 +124,7 @@ pub fn plan<R: RngCore + CryptoRng>(
         secagg: None,
         identities,
         denominator,
+        server_optimizer: None,
     })
 }
 

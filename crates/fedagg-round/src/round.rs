@@ -97,13 +97,17 @@ pub struct Closure {
 
 /// How a round ended, as the store records it.
 #[derive(Debug, Clone)]
+// One per round, moved once into the store: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Ending {
     /// A new model version.
     Completed {
         /// The version number.
         version: u64,
-        /// The model: the base plus the server learning rate times the aggregate.
+        /// The model: the aggregate applied to the base by the round's server optimizer.
         model: Vec<f32>,
+        /// The server optimizer's state after this round, stored with the model.
+        optimizer: crate::optimizer::OptimizerState,
         /// The privacy state after the round (DP mode): the ledger charged, the next clip norm.
         ledger: Option<DpState>,
         /// The record.
@@ -428,12 +432,12 @@ impl Round {
     }
 
     /// What the store must record for a closure that ends the round (`None`: the phase closed
-    /// and the next began; log an [`Event::Close`]). `base_model` reads the round's base model,
-    /// needed only when the round completes.
+    /// and the next began; log an [`Event::Close`]). `base` reads the round's base model and
+    /// the server optimizer's stored state, needed only when the round completes.
     pub fn ending(
         &self,
         c: &Closure,
-        base_model: impl FnOnce() -> Result<Vec<f32>>,
+        base: impl FnOnce() -> Result<(Vec<f32>, Option<crate::optimizer::OptimizerState>)>,
     ) -> Result<Option<Ending>> {
         let duration_secs = (c.at_ms - self.id.opened_ms).max(0) as f64 / 1000.0;
         let cohort = self.engine.cohort() as u32;
@@ -443,7 +447,7 @@ impl Round {
                 record: failure_record(reason.clone(), cohort, self.bytes, duration_secs),
             },
             Closing::Finished(done) => {
-                let base = base_model()?;
+                let (base, stored) = base()?;
                 if base.len() != self.spec.vector_len || done.update.len() != base.len() {
                     return Err(RoundError::Internal(format!(
                         "base model of {} values, aggregate of {}, federation of {}",
@@ -458,9 +462,17 @@ impl Round {
                     .as_ref()
                     .map(crate::ledger::epsilon)
                     .transpose()?;
+                let (model, optimizer) = crate::optimizer::step(
+                    crate::optimizer::optimizer_of(&self.spec, &self.params),
+                    base,
+                    &done.update,
+                    self.id.base_version,
+                    stored,
+                )?;
                 Ending::Completed {
                     version,
-                    model: apply_update(&base, &done.update, self.spec.server_lr),
+                    model,
+                    optimizer,
                     ledger: done.ledger.clone(),
                     record: RoundRecord {
                         participants: done.participants,
@@ -541,12 +553,6 @@ pub fn ended_info(
         secagg: params.secagg.clone(),
         record,
     }
-}
-
-/// The model update: `base + lr * update`.
-pub fn apply_update(base: &[f32], update: &[f32], lr: f64) -> Vec<f32> {
-    let lr = lr as f32;
-    base.iter().zip(update).map(|(w, u)| w + lr * u).collect()
 }
 
 /// The record of a round that failed for `reason`.

@@ -167,7 +167,7 @@ impl Harness {
     fn close(&mut self) -> Result<(), RoundError> {
         let c = self.round.prepare_close(&mut self.rng, self.now);
         let base = self.base.clone();
-        match self.round.ending(&c, || Ok(base))? {
+        match self.round.ending(&c, || Ok((base, None)))? {
             None => {
                 self.store(Write::Close)?;
                 self.log.push(Event::Close { phase: c.phase() });

@@ -31,6 +31,7 @@ use crate::routes;
         routes::get_federation,
         routes::get_model,
         routes::put_model,
+        routes::put_server_optimizer,
         routes::create_code,
         routes::enroll,
         routes::rotate_token,

@@ -16,6 +16,8 @@ pub enum Write {
     Complete,
     /// Storing the metrics an operator reports on a round.
     Metrics,
+    /// Setting a federation's server optimizer.
+    Optimizer,
 }
 
 /// Fault injection: the next write of the armed kind fails inside its transaction, after its

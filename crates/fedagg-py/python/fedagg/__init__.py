@@ -304,6 +304,13 @@ class Admin:
         otherwise."""
         self._native.set_initial_model(id, flatten(model).tobytes())
 
+    def set_server_optimizer(self, id: int, optimizer: Dict[str, Any]) -> None:
+        """Set the server optimizer the next rounds apply, e.g. ``{"kind": "fedadam", "lr":
+        0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}`` (``fedavg`` with ``lr``, ``fedavgm``
+        with ``lr`` and ``momentum``, ``fedadam`` and ``fedyogi``); refused while a round is
+        open."""
+        self._native.set_server_optimizer_json(id, json.dumps(optimizer))
+
     def open_round(self, id: int) -> Dict[str, Any]:
         """Open the federation's next round."""
         return json.loads(self._native.open_round_json(id))

@@ -15,6 +15,7 @@
 //! - `view`: what clients read (federations, rounds) and long polls.
 
 mod members;
+mod optimizer;
 mod replica;
 mod rounds;
 mod view;
@@ -163,6 +164,7 @@ impl App {
                     round: r,
                     model: None,
                     ledger: None,
+                    optimizer_state: None,
                     status: fedagg_api::RoundStatus::Failed,
                     record: to_json(&record)?,
                 })?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use fedagg_api::{f32_bytes, f32_values, Accepted, Frame, Role, RoundInfo, RoundStatus};
+use fedagg_round::optimizer::OptimizerState;
 use fedagg_round::{Closure, Ending, Round, RoundError, RoundId, RoundParams};
 use sha2::{Digest, Sha256};
 
@@ -12,15 +13,19 @@ use crate::error::ApiError;
 use crate::store::{Completion, RoundRow, StoreError};
 
 impl App {
-    /// Open the next round of a federation.
-    pub fn open_round(&self, fid: i64) -> Result<RoundInfo, ApiError> {
-        let _lock = self.store.lock_federation(fid)?;
-        let open = if self.store.is_shared() {
+    /// Whether federation `fid` has an open round (on any replica: the caller holds its lock).
+    pub(super) fn has_open_round(&self, fid: i64) -> Result<bool, ApiError> {
+        Ok(if self.store.is_shared() {
             self.sync(fid)?.is_some()
         } else {
             self.slots().contains_key(&fid)
-        };
-        if open {
+        })
+    }
+
+    /// Open the next round of a federation.
+    pub fn open_round(&self, fid: i64) -> Result<RoundInfo, ApiError> {
+        let _lock = self.store.lock_federation(fid)?;
+        if self.has_open_round(fid)? {
             return Err(ApiError::conflict(format!(
                 "federation {fid} already has an open round"
             )));
@@ -29,13 +34,14 @@ impl App {
         let ledger = Self::ledger_of(&row)?;
         let contributors = self.store.contributors(fid)?;
         let identities = self.verified_roster(fid, &spec)?;
-        let params = fedagg_round::plan::plan(
+        let mut params = fedagg_round::plan::plan(
             &spec,
             contributors,
             identities.as_ref(),
             ledger.as_ref(),
             &mut rng()?,
         )?;
+        params.server_optimizer = Self::optimizer_of(&row)?;
         let number = self.store.latest_round(fid)?.map_or(1, |r| r.round + 1);
         let now = self.now_ms();
         let id = RoundId {
@@ -233,7 +239,7 @@ impl App {
         };
         let closure = r.prepare_close(&mut rng, now);
         let stored = r
-            .ending(&closure, || self.base_model(r))
+            .ending(&closure, || self.round_base(r))
             .map_err(ApiError::from)
             .and_then(|ending| match &ending {
                 None => Ok(self
@@ -271,7 +277,9 @@ impl App {
         }
     }
 
-    fn base_model(&self, r: &Round) -> Result<Vec<f32>, RoundError> {
+    /// What a completing round builds on: its base model, and the server optimizer's stored
+    /// state (which the round continues only if it was left at that base).
+    fn round_base(&self, r: &Round) -> Result<(Vec<f32>, Option<OptimizerState>), RoundError> {
         let id = r.id();
         let internal = |e: String| RoundError::Internal(e);
         let base = self
@@ -279,16 +287,24 @@ impl App {
             .model(id.federation_id, id.base_version)
             .map_err(|e| internal(e.to_string()))?
             .ok_or_else(|| internal("base model missing".into()))?;
-        f32_values(&base, r.spec().vector_len).map_err(|e| internal(e.to_string()))
+        let model = f32_values(&base, r.spec().vector_len).map_err(|e| internal(e.to_string()))?;
+        let state = self
+            .store
+            .optimizer_state(id.federation_id)
+            .map_err(|e| internal(e.to_string()))?
+            .map(|b| OptimizerState::from_bytes(&b))
+            .transpose()?;
+        Ok((model, state))
     }
 
     /// Write a round's ending in one transaction: model, ledger, status and record.
     fn store_ending(&self, id: &RoundId, ending: &Ending) -> Result<(), ApiError> {
-        let (model, ledger) = match ending {
+        let (model, ledger, optimizer) = match ending {
             Ending::Completed {
                 version,
                 model,
                 ledger,
+                optimizer,
                 ..
             } => (
                 Some((*version, f32_bytes(model))),
@@ -296,14 +312,16 @@ impl App {
                     .as_ref()
                     .map(fedagg_round::ledger::to_text)
                     .transpose()?,
+                Some(optimizer.to_bytes()),
             ),
-            Ending::Failed { .. } => (None, None),
+            Ending::Failed { .. } => (None, None, None),
         };
         self.store.complete_round(&Completion {
             federation_id: id.federation_id,
             round: id.round,
             model: model.as_ref().map(|(v, b)| (*v, b.as_slice())),
             ledger,
+            optimizer_state: optimizer.as_deref(),
             status: ending.status(),
             record: to_json(ending.record())?,
         })?;

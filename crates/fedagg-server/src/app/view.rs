@@ -26,6 +26,8 @@ impl App {
             participants: self.store.contributors(fid)?.len() as u32,
             has_public_key: row.public_key.is_some(),
             model_version: row.model_version,
+            server_optimizer: Self::optimizer_of(&row)?
+                .unwrap_or(fedagg_api::ServerOptimizer::Fedavg { lr: spec.server_lr }),
             spec,
             privacy,
         })

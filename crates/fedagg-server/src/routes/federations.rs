@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::Json;
 use fedagg_api::{
     routes, EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, ErrorBody, Federation,
-    FederationList, FederationSpec, PublicKeyBody, Roster, SignedRoster,
+    FederationList, FederationSpec, PublicKeyBody, Roster, ServerOptimizer, SignedRoster,
 };
 use serde::Deserialize;
 
@@ -71,6 +71,34 @@ pub(crate) async fn get_federation(
 ) -> Result<Json<Federation>, ApiError> {
     let fid = caller.path.fid;
     Ok(Json(blocking(move || app.federation(fid)).await?))
+}
+
+/// Set the server optimizer the federation's next rounds apply to their aggregate (FedAvg,
+/// FedAvgM, FedAdam, FedYogi), between rounds. Its state starts afresh when the kind changes.
+#[utoipa::path(put, path = routes::SERVER_OPTIMIZER, tag = "federations",
+    params(FedPath), request_body = ServerOptimizer, security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Set; the next round applies it"),
+        (status = 400, description = "Bad id or body", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin", body = ErrorBody),
+        (status = 404, description = "No such federation", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "A round is open", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A hyperparameter out of range", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn put_server_optimizer(
+    State(app): AppState,
+    caller: Caller<access::Admin, FedPath>,
+    body: JsonBody<ServerOptimizer>,
+) -> Result<StatusCode, ApiError> {
+    let fid = caller.path.fid;
+    let opt = body?.0;
+    blocking(move || app.set_server_optimizer(fid, &opt)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Query of `GET .../model`.

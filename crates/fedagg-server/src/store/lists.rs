@@ -1,5 +1,6 @@
-//! What operators list: the federations, a federation's rounds newest first, and the figures an
-//! operator reports on a round (its model's accuracy and loss, for the dashboard).
+//! What operators list and set: the federations, a federation's rounds newest first, the figures
+//! an operator reports on a round (its model's accuracy and loss, for the dashboard), and the
+//! server optimizer with its state.
 
 use super::sql::Val;
 use super::{RoundRow, Store, StoreError};
@@ -58,6 +59,30 @@ impl Store {
             )?;
             self.faults.check(Write::Metrics)?;
             Ok(n == 1)
+        })
+    }
+
+    /// Set the server optimizer (JSON) of federation `fid`.
+    pub fn set_optimizer(&self, fid: i64, optimizer: &str) -> Result<(), StoreError> {
+        self.tx(|c| {
+            c.exec(
+                "UPDATE federations SET optimizer = ?2 WHERE id = ?1",
+                params![fid, optimizer],
+            )?;
+            self.faults.check(Write::Optimizer)
+        })
+    }
+
+    /// The server optimizer's stored state after the federation's current model.
+    pub fn optimizer_state(&self, fid: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            Ok(c.first(
+                "SELECT optimizer_state FROM federations WHERE id = ?1",
+                params![fid],
+            )?
+            .map(|mut r| r.opt_blob(0))
+            .transpose()?
+            .flatten())
         })
     }
 }

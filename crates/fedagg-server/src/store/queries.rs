@@ -58,7 +58,8 @@ impl Store {
     pub fn federation(&self, id: i64) -> Result<Option<FederationRow>, StoreError> {
         self.with(|c| {
             c.first(
-                "SELECT id, spec, model_version, public_key, ledger FROM federations WHERE id = ?1",
+                "SELECT id, spec, model_version, public_key, ledger, optimizer FROM federations
+                 WHERE id = ?1",
                 params![id],
             )?
             .map(|mut r| {
@@ -68,6 +69,7 @@ impl Store {
                     model_version: r.int(2)? as u64,
                     public_key: r.opt_text(3)?,
                     ledger: r.opt_text(4)?,
+                    optimizer: r.opt_text(5)?,
                 })
             })
             .transpose()
@@ -541,6 +543,12 @@ impl Store {
                 tx.exec(
                     "UPDATE federations SET model_version = ?2 WHERE id = ?1",
                     params![c.federation_id, version],
+                )?;
+            }
+            if let Some(state) = c.optimizer_state {
+                tx.exec(
+                    "UPDATE federations SET optimizer_state = ?2 WHERE id = ?1",
+                    params![c.federation_id, state],
                 )?;
             }
             if let Some(ledger) = &c.ledger {

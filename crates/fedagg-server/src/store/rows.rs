@@ -57,6 +57,8 @@ pub struct FederationRow {
     pub public_key: Option<String>,
     /// Privacy ledger as JSON (DP mode).
     pub ledger: Option<String>,
+    /// The server optimizer as JSON, once an operator set one.
+    pub optimizer: Option<String>,
 }
 
 /// A token row.
@@ -101,6 +103,8 @@ pub struct Completion<'a> {
     pub model: Option<(u64, &'a [u8])>,
     /// New ledger JSON (DP mode).
     pub ledger: Option<String>,
+    /// The server optimizer's state after the new model (`OptimizerState::to_bytes`).
+    pub optimizer_state: Option<&'a [u8]>,
     /// Completed or failed.
     pub status: RoundStatus,
     /// Outcome JSON.

@@ -73,6 +73,12 @@ CREATE TABLE rosters (
     r#"
 ALTER TABLE rounds ADD COLUMN metrics TEXT;
 "#,
+    // The server optimizer (JSON) and its state after the current model (fedagg_round's
+    // OptimizerState), written with the model.
+    r#"
+ALTER TABLE federations ADD COLUMN optimizer TEXT;
+ALTER TABLE federations ADD COLUMN optimizer_state BLOB;
+"#,
 ];
 
 /// A migration, written in SQLite's dialect, as PostgreSQL text: 64-bit integers everywhere,

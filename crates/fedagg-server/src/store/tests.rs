@@ -65,12 +65,19 @@ fn round_trip(open: &dyn Fn() -> Store) {
         round: 1,
         model: Some((1, &[3, 4])),
         ledger: None,
+        optimizer_state: Some(&[9, 9]),
         status: fedagg_api::RoundStatus::Completed,
         record: "{}".into(),
     })
     .unwrap();
     assert_eq!(s.federation(1).unwrap().unwrap().model_version, 1);
+    assert_eq!(s.optimizer_state(1).unwrap(), Some(vec![9, 9]));
     assert!(s.open_rounds().unwrap().is_empty());
+    s.faults.fail_next(crate::testing::Write::Optimizer);
+    assert!(s.set_optimizer(1, r#"{"kind":"fedavg","lr":1.0}"#).is_err());
+    assert_eq!(s.federation(1).unwrap().unwrap().optimizer, None);
+    s.set_optimizer(1, r#"{"kind":"fedavg","lr":1.0}"#).unwrap();
+    assert!(s.federation(1).unwrap().unwrap().optimizer.is_some());
     lists_and_metrics(&s, &round);
 }
 
