@@ -86,6 +86,11 @@ pub struct DemoConfig {
     /// Server learning rate.
     #[arg(long, default_value_t = 1.0)]
     pub server_lr: f64,
+    /// Server optimizer: `fedavg`, `fedavgm`, `fedadam` or `fedyogi`, optionally `:LR` (Reddi et
+    /// al.'s defaults otherwise: lr 1 for the first two, 0.01 for the adaptive ones). Without
+    /// it, FedAvg at `--server-lr`.
+    #[arg(long)]
+    pub server_optimizer: Option<String>,
     /// Probability that a picked participant drops out during the round (SecAgg: at a random
     /// protocol phase; other modes: before sending).
     #[arg(long, default_value_t = 0.0)]
@@ -232,6 +237,28 @@ impl DemoConfig {
 
     /// The participants' shared trainer: local settings and, with `--dp-sgd`, fresh
     /// record-level budgets, refused up front if some participant could not afford one training.
+    /// The server optimizer `--server-optimizer NAME[:LR]` names.
+    fn server_optimizer(&self) -> Result<Option<fedagg_api::ServerOptimizer>> {
+        let Some(text) = &self.server_optimizer else {
+            return Ok(None);
+        };
+        let (name, lr) = match text.split_once(':') {
+            Some((n, lr)) => (
+                n,
+                Some(lr.parse::<f64>().context("the server learning rate")?),
+            ),
+            None => (text.as_str(), None),
+        };
+        let opt: fedagg_optim::ServerOptimizer = name.parse().map_err(|e: String| anyhow!(e))?;
+        let mut v = serde_json::to_value(fedagg_api::ServerOptimizer::of(opt))?;
+        if let Some(lr) = lr {
+            v["lr"] = lr.into();
+        }
+        let opt: fedagg_api::ServerOptimizer = serde_json::from_value(v)?;
+        opt.check().map_err(|e| anyhow!(e))?;
+        Ok(Some(opt))
+    }
+
     fn trainer(&self, net: Net, algorithm: Algorithm, setup: &Setup) -> Result<Trainer> {
         let t = Trainer {
             net,
@@ -525,6 +552,9 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         .create_federation(&cfg.spec(params, max_weight.unwrap_or(1), authority.as_ref()))
         .await?;
     admin.set_initial_model(fed.id, &initial).await?;
+    if let Some(opt) = cfg.server_optimizer()? {
+        admin.set_server_optimizer(fed.id, &opt).await?;
+    }
     let key_holders = match cfg.mode {
         DemoMode::Paillier => service.key_holders(fed.id, cfg).await?,
         _ => Vec::new(),

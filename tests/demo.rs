@@ -209,6 +209,50 @@ async fn a_dp_sgd_demo_reports_record_level_epsilon_within_its_budget() {
     assert!(err.to_string().contains("record-level epsilon"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fedadam_through_secagg_matches_the_simulations_fedadam_within_one_point() {
+    // The server optimizer's steps through the service (state stored beside the model between
+    // rounds) against fedagg-train's in-process FedAdam: the same code on the same clients.
+    let cfg = demo("--clients 5 --fraction 1 --rounds 6 --seed 4 --server-optimizer fedadam:0.03");
+    let report = run(&cfg).await.unwrap();
+    let setup = Setup::new(
+        &DataSource::Digits,
+        5,
+        Partition::Dirichlet { alpha: 0.5 },
+        0.2,
+        4,
+    )
+    .unwrap();
+    let sim = SimConfig {
+        arch: Arch::Mlp { hidden: 256 },
+        local: LocalConfig::default(),
+        algorithm: Algorithm::FedAvg,
+        server: ServerOptimizer::FedAdam {
+            lr: 0.03,
+            beta1: 0.9,
+            beta2: 0.99,
+            tau: 1e-3,
+        },
+        fraction: 1.0,
+        rounds: 6,
+        seed: 4,
+    };
+    let (_, plain) = simulate(&setup, &sim, |_| {}).unwrap();
+    assert_eq!(report.rows.len(), 6);
+    for (a, b) in report.rows.iter().zip(&plain) {
+        assert!(
+            (a.test.accuracy - b.test.accuracy).abs() <= 0.01,
+            "round {}: service {:.4}, simulation {:.4}",
+            a.round,
+            a.test.accuracy,
+            b.test.accuracy
+        );
+    }
+    // And it learns.
+    assert!(report.final_test.accuracy > 0.5, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+}
+
 #[test]
 fn the_last_line_reports_the_best_round_and_the_mean_of_the_last_five() {
     use fedagg::demo::{accuracy_summary, RoundRow};
