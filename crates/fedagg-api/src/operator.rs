@@ -17,7 +17,7 @@ pub struct FederationList {
 /// Figures an operator measured on the model a round produced (for example on a held-out set).
 /// The server stores and shows them; it cannot check them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct RoundMetrics {
     /// Accuracy, a fraction from 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +27,33 @@ pub struct RoundMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0.0, maximum = 1e12)]
     pub loss: Option<f64>,
+}
+
+/// Only a JSON object, with no other field (serde would also take an array of the values).
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for RoundMetrics {
+    type Error = String;
+
+    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let mut m = RoundMetrics {
+            accuracy: None,
+            loss: None,
+        };
+        for (key, value) in map {
+            let x = match &value {
+                serde_json::Value::Null => None,
+                v => Some(
+                    v.as_f64()
+                        .ok_or_else(|| format!("{key} must be a number"))?,
+                ),
+            };
+            match key.as_str() {
+                "accuracy" => m.accuracy = x,
+                "loss" => m.loss = x,
+                other => return Err(format!("unknown field `{other}`: accuracy or loss")),
+            }
+        }
+        Ok(m)
+    }
 }
 
 impl RoundMetrics {
@@ -202,6 +229,8 @@ mod tests {
         assert!(m(None, Some(-1.0)).check().is_err());
         assert!(m(None, Some(f64::INFINITY)).check().is_err());
         assert!(serde_json::from_str::<RoundMetrics>(r#"{"acc": 0.5}"#).is_err());
+        assert!(serde_json::from_str::<RoundMetrics>("[null, null]").is_err());
+        assert!(serde_json::from_str::<RoundMetrics>(r#"{"loss": "x"}"#).is_err());
         let back: RoundMetrics = serde_json::from_str(r#"{"accuracy": 0.5}"#).unwrap();
         assert_eq!(back, m(Some(0.5), None));
     }

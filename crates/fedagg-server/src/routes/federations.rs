@@ -93,10 +93,12 @@ pub(crate) async fn get_federation(
 pub(crate) async fn put_server_optimizer(
     State(app): AppState,
     caller: Caller<access::Admin, FedPath>,
-    body: JsonBody<ServerOptimizer>,
+    body: JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<StatusCode, ApiError> {
     let fid = caller.path.fid;
-    let opt = body?.0;
+    // An object only: serde would also read an internally tagged enum from an array.
+    let opt: ServerOptimizer = serde_json::from_value(serde_json::Value::Object(body?.0))
+        .map_err(|e| ApiError::bad_request(format!("the body is not a ServerOptimizer: {e}")))?;
     blocking(move || app.set_server_optimizer(fid, &opt)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
