@@ -698,6 +698,13 @@ async fn tokens(admin: &Admin, out: &Out, cmd: TokenCommand) -> Result<()> {
         out: file,
         show_token,
     } = cmd;
+    // Refuse before rotating: once rotated, a token that could not be written would be lost.
+    if let Some(path) = file.as_ref().filter(|p| p.exists()) {
+        bail!(
+            "{} already exists: the token was not rotated",
+            path.display()
+        );
+    }
     let enrolled = admin.rotate_token(federation, participant).await?;
     if let Some(path) = &file {
         fedagg_client::write_secret(path, enrolled.token.as_bytes())

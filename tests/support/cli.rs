@@ -317,6 +317,25 @@ async fn operator_views(dir: &Path, base: &str, fid: &str, clients: &[Client]) {
         "{err}"
     );
     let pid = clients[0].participant_id();
+    // A file in the way is refused before the token is rotated (else the new one would be lost).
+    let blocked = Command::new(env!("CARGO_BIN_EXE_fedagg"))
+        .args([
+            "admin",
+            "tokens",
+            "rotate",
+            "--federation",
+            fid,
+            "--participant",
+        ])
+        .arg(pid.to_string())
+        .arg("--out")
+        .arg(&config)
+        .env("FEDAGG_URL", base)
+        .env("FEDAGG_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert!(!blocked.status.success());
+    clients[0].model().await.unwrap();
     let rotated = run(&format!(
         "admin tokens rotate --federation {fid} --participant {pid}"
     ));

@@ -17,7 +17,11 @@ pub struct FederationList {
 /// Figures an operator measured on the model a round produced (for example on a held-out set).
 /// The server stores and shows them; it cannot check them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+// (deny_unknown_fields only documents what try_from enforces: no other field.)
+#[serde(
+    try_from = "serde_json::Map<String, serde_json::Value>",
+    deny_unknown_fields
+)]
 pub struct RoundMetrics {
     /// Accuracy, a fraction from 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]

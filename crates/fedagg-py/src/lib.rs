@@ -141,6 +141,14 @@ impl Client {
         credentials: Option<PathBuf>,
         ca_file: Option<PathBuf>,
     ) -> PyResult<Self> {
+        // Refuse before redeeming the single-use code: credentials that could not be saved
+        // afterwards would be lost with it.
+        if let Some(path) = credentials.as_ref().filter(|p| p.exists()) {
+            return Err(PyValueError::new_err(format!(
+                "{} already exists: the code was not redeemed",
+                path.display()
+            )));
+        }
         let t = transport(ca_file);
         let (inner, _) = block(py, fedagg_client::Client::enroll_with(url, code, &t))?;
         if let Some(path) = credentials {

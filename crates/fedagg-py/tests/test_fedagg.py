@@ -169,6 +169,11 @@ def test_errors_carry_the_servers_kind(server, admin, tmp_path):
         fedagg.Client.enroll_from_file(tmp_path / "c.json")  # credentials, not an enrollment
     with pytest.raises(fedagg.Error):
         client.save_credentials(tmp_path / "c.json")  # never replaced
+    # Credentials that could not be saved are refused before the code is spent.
+    spare = admin.enrollment_code(fid)
+    with pytest.raises(ValueError, match="already exists"):
+        fedagg.Client.enroll(server, spare, credentials=tmp_path / "c.json")
+    fedagg.Client.enroll(server, spare, credentials=tmp_path / "c2.json")
     token = admin.rotate_token(fid, client.participant_id)
     assert token and token not in (tmp_path / "c.json").read_text()
     with pytest.raises(fedagg.ApiError) as e:
