@@ -166,7 +166,8 @@ fn unmasking_state(n: u32, m: usize, dropped: u32, rng: &mut ChaCha20Rng) -> Unm
     server
 }
 
-/// Server unmasking for n = 100, m = 10^6 (10^5 when quick) with 0, 10 and 30 % dropouts.
+/// Server unmasking for n = 100, m = 10^6 (10^5 when quick) with 0, 10 and 30 % dropouts, on
+/// one core and on every core.
 fn unmask(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let n = 100u32;
@@ -174,12 +175,20 @@ fn unmask(c: &mut Criterion) {
     let mut g = c.benchmark_group("secagg/unmask");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     for pct in [0u32, 10, 30] {
         let state = unmasking_state(n, m, n * pct / 100, &mut rng);
-        g.bench_function(format!("n={n}/m={}/dropout={pct}%", label(m)), |b| {
-            b.iter(|| state.aggregate().expect("aggregate"))
-        });
+        // One core (the id without a suffix, as before), then every core.
+        for (threads, suffix) in [(1, String::new()), (cores, format!("/threads={cores}"))] {
+            if threads == 1 && !suffix.is_empty() {
+                continue;
+            }
+            fedagg_secagg::crypto::set_threads(threads);
+            let id = format!("n={n}/m={}/dropout={pct}%{suffix}", label(m));
+            g.bench_function(id, |b| b.iter(|| state.aggregate().expect("aggregate")));
+        }
     }
+    fedagg_secagg::crypto::set_threads(1);
     g.finish();
 }
 

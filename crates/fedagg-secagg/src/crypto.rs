@@ -14,6 +14,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use fedagg_quant::Modulus;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -205,6 +206,63 @@ impl MaskStream {
         MaskStream {
             cipher: Aes256Ctr::new(key.into(), &[0u8; 16].into()),
             subtract,
+        }
+    }
+}
+
+/// Threads [`apply_masks_on`] may use for the server's unmasking (1 until set).
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Bound the threads the server's unmasking uses (`fedagg serve`'s `threads`, `FEDAGG_THREADS`).
+/// The sum is the same, bit for bit, whatever the number.
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The threads the server's unmasking may use.
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+/// [`apply_masks`] on up to `threads` threads: the streams are split into groups, each group
+/// summed into its own accumulator, and the accumulators added into `acc`. Addition in `Z_2^k`
+/// is associative and commutative, so the result equals `apply_masks`'s bit for bit.
+pub fn apply_masks_on(
+    acc: &mut [u64],
+    streams: &mut [MaskStream],
+    modulus: Modulus,
+    threads: usize,
+) {
+    let threads = threads.min(streams.len());
+    if threads <= 1 {
+        return apply_masks(acc, streams, modulus);
+    }
+    let per = streams.len().div_ceil(threads);
+    let mut groups = streams.chunks_mut(per);
+    let first = groups.next();
+    let partials: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .map(|g| {
+                let len = acc.len();
+                scope.spawn(move || {
+                    let mut part = vec![0u64; len];
+                    apply_masks(&mut part, g, modulus);
+                    part
+                })
+            })
+            .collect();
+        if let Some(g) = first {
+            apply_masks(acc, g, modulus);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mask = modulus.mask();
+    for part in &partials {
+        for (a, p) in acc.iter_mut().zip(part) {
+            *a = a.wrapping_add(*p) & mask;
         }
     }
 }

@@ -749,7 +749,7 @@ impl Unmasking {
             }
         }
         let mut sum = core.sum.clone();
-        crypto::apply_masks(&mut sum, &mut streams, cfg.modulus());
+        crypto::apply_masks_on(&mut sum, &mut streams, cfg.modulus(), crypto::threads());
         Ok(Aggregate {
             sum,
             included: core.u3.iter().copied().collect(),

@@ -48,6 +48,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Threads for the aggregation's heavy loops (SecAgg's unmasking); 0, the default, uses
+    /// every core. The aggregate is the same whatever the number.
+    pub threads: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -99,6 +103,7 @@ impl Default for Config {
             max_connections: 4096,
             tls_cert: None,
             tls_key: None,
+            threads: 0,
         }
     }
 }
@@ -169,6 +174,11 @@ impl Config {
                 .parse()
                 .map_err(|e| format!("FEDAGG_MAX_WAIT_SECS={v:?}: {e}"))?;
         }
+        if let Some(v) = env("FEDAGG_THREADS") {
+            c.threads = v
+                .parse()
+                .map_err(|e| format!("FEDAGG_THREADS={v:?}: {e}"))?;
+        }
         if let Some(v) = env("FEDAGG_MAX_CONCURRENT_UPLOADS") {
             c.max_concurrent_uploads = v
                 .parse()
@@ -178,8 +188,19 @@ impl Config {
         Ok(c)
     }
 
+    /// The threads `threads` means: every core for 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Refuse settings that cannot work.
     pub fn validate(&self) -> Result<(), String> {
+        if self.threads > 1024 {
+            return Err(format!("threads {} must be at most 1024", self.threads));
+        }
         if self.max_body_bytes < 1024 {
             return Err(format!(
                 "max_body_bytes {} is below 1024",

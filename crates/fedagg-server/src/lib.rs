@@ -54,6 +54,7 @@ impl Server {
     /// up the admin token, resume open rounds and bind the listener.
     pub async fn start(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         config.validate()?;
+        fedagg_secagg::crypto::set_threads(config.worker_threads());
         let storage = config.storage()?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(serve::Tls::load(cert, key)?),
