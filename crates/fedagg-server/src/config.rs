@@ -114,7 +114,8 @@ impl Config {
     /// `FEDAGG_DATABASE_CA_FILE`,
     /// `FEDAGG_ADMIN_TOKEN`, `FEDAGG_METRICS_TOKEN`, `FEDAGG_HEADER_TIMEOUT_SECS`,
     /// `FEDAGG_BODY_TIMEOUT_SECS`, `FEDAGG_MAX_CONNECTIONS`, `FEDAGG_TLS_CERT`, `FEDAGG_TLS_KEY`,
-    /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`).
+    /// `FEDAGG_MAX_BODY_BYTES`, `FEDAGG_MAX_WAIT_SECS`, `FEDAGG_MAX_CONCURRENT_UPLOADS`,
+    /// `FEDAGG_THREADS`).
     pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut c = match file {
             Some(p) => {
@@ -371,6 +372,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("postgres://") && !err.contains("pw@"), "{err}");
+        // Threads: every core by default, a number when given, bounded.
+        let c = Config::load(None, |_| None).unwrap();
+        assert!(c.threads == 0 && c.worker_threads() >= 1);
+        let c = Config::load(None, |k| (k == "FEDAGG_THREADS").then(|| "3".into())).unwrap();
+        assert_eq!(c.worker_threads(), 3);
+        assert!(Config::load(None, |k| (k == "FEDAGG_THREADS").then(|| "5000".into())).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
