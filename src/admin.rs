@@ -113,8 +113,9 @@ struct OptimizerArgs {
 impl OptimizerArgs {
     /// The optimizer: the kind's defaults, with the flags over them.
     fn optimizer(&self) -> Result<fedagg_api::ServerOptimizer> {
-        let base: fedagg_optim::ServerOptimizer = self.kind.parse().map_err(anyhow::Error::msg)?;
-        let mut v = serde_json::to_value(fedagg_api::ServerOptimizer::of(base))?;
+        let base =
+            fedagg_api::ServerOptimizer::from_name(&self.kind).map_err(anyhow::Error::msg)?;
+        let mut v = serde_json::to_value(base)?;
         for (k, x) in [
             ("lr", self.lr),
             ("momentum", self.momentum),

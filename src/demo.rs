@@ -249,12 +249,8 @@ impl DemoConfig {
             ),
             None => (text.as_str(), None),
         };
-        let opt: fedagg_optim::ServerOptimizer = name.parse().map_err(|e: String| anyhow!(e))?;
-        let mut v = serde_json::to_value(fedagg_api::ServerOptimizer::of(opt))?;
-        if let Some(lr) = lr {
-            v["lr"] = lr.into();
-        }
-        let opt: fedagg_api::ServerOptimizer = serde_json::from_value(v)?;
+        let opt = fedagg_api::ServerOptimizer::from_name(name).map_err(|e| anyhow!(e))?;
+        let opt = lr.map_or(opt, |lr| opt.with_lr(lr));
         opt.check().map_err(|e| anyhow!(e))?;
         Ok(Some(opt))
     }

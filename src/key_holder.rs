@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedagg_api::{Phase, RoundInfo, RoundStatus};
-use fedagg_client::{Client, Error, KeyHolder, Transport};
+use fedagg_client::{Client, KeyHolder, Transport};
 
 /// `fedagg key-holder`.
 #[derive(Args)]
@@ -108,15 +108,7 @@ async fn connect(args: &KeyHolderArgs, transport: &Transport) -> Result<Client> 
 }
 
 fn key_holder(args: &KeyHolderArgs, client: Client) -> Result<KeyHolder> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&args.key)
-            .with_context(|| format!("reading {}", args.key.display()))?,
-    );
-    let kh = if fedagg_paillier::is_key_share(&text) {
-        KeyHolder::threshold(client, fedagg_paillier::KeyShare::from_text(&text)?)
-    } else {
-        KeyHolder::new(client, fedagg_paillier::PrivateKey::from_text(&text)?)
-    };
+    let kh = KeyHolder::from_key_file(client, &args.key)?;
     let kh = if args.unverified { kh.unverified() } else { kh };
     let memory = args.memory.clone().unwrap_or_else(|| {
         let mut p = args.credentials.clone().into_os_string();
@@ -126,7 +118,8 @@ fn key_holder(args: &KeyHolderArgs, client: Client) -> Result<KeyHolder> {
     Ok(kh.remember_in(&memory)?)
 }
 
-/// Retry `f` on transient failures (the server restarting, the network) with backoff, forever.
+/// Retry `f` on transient failures (the server restarting, the network) with backoff, forever:
+/// the SDK's own retries give up after a few attempts, a daemon must not.
 async fn retrying<T, F, Fut>(what: &str, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -136,15 +129,8 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e @ (Error::Transport(_) | Error::Timeout(_))) => {
-                tracing::warn!(%e, "{what}: the server is unreachable; trying again in {delay:?}");
-            }
-            Err(Error::Api {
-                status,
-                error,
-                detail,
-            }) if status >= 500 || status == 429 => {
-                tracing::warn!(status, %error, %detail, "{what}: trying again in {delay:?}");
+            Err(e) if e.is_transient() => {
+                tracing::warn!(%e, "{what}: trying again in {delay:?}");
             }
             Err(e) => return Err(e).context(what.to_string()),
         }

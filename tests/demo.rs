@@ -30,6 +30,23 @@ fn demo(args: &str) -> DemoConfig {
     Args::parse_from(line.split_whitespace()).cfg
 }
 
+/// The in-process simulation of the demo's `--clients 5 --fraction 1 --rounds 6 --seed SEED`
+/// with `server`: per round, the test set's figures.
+fn simulated(server: ServerOptimizer, seed: u64) -> Vec<fedagg_train::sim::RoundMetrics> {
+    let partition = Partition::Dirichlet { alpha: 0.5 };
+    let setup = Setup::new(&DataSource::Digits, 5, partition, 0.2, seed).unwrap();
+    let sim = SimConfig {
+        arch: Arch::Mlp { hidden: 256 },
+        local: LocalConfig::default(),
+        algorithm: Algorithm::FedAvg,
+        server,
+        fraction: 1.0,
+        rounds: 6,
+        seed,
+    };
+    simulate(&setup, &sim, |_| {}).unwrap().1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fedavg_through_secagg_matches_plaintext_fedavg_within_one_point() {
     // Every participant in every round, so both runs train the same clients from the same seeds;
@@ -43,24 +60,7 @@ async fn fedavg_through_secagg_matches_plaintext_fedavg_within_one_point() {
         .all(|r| r.participants == 5 && r.dropouts == 0));
     assert!(report.model_path.exists());
 
-    let setup = Setup::new(
-        &DataSource::Digits,
-        5,
-        Partition::Dirichlet { alpha: 0.5 },
-        0.2,
-        3,
-    )
-    .unwrap();
-    let sim = SimConfig {
-        arch: Arch::Mlp { hidden: 256 },
-        local: LocalConfig::default(),
-        algorithm: Algorithm::FedAvg,
-        server: ServerOptimizer::FedAvg { lr: 1.0 },
-        fraction: 1.0,
-        rounds: 6,
-        seed: 3,
-    };
-    let (_, plain) = simulate(&setup, &sim, |_| {}).unwrap();
+    let plain = simulated(ServerOptimizer::FedAvg { lr: 1.0 }, 3);
     for (a, b) in report.rows.iter().zip(&plain) {
         assert!(
             (a.test.accuracy - b.test.accuracy).abs() <= 0.01,
@@ -215,29 +215,13 @@ async fn fedadam_through_secagg_matches_the_simulations_fedadam_within_one_point
     // rounds) against fedagg-train's in-process FedAdam: the same code on the same clients.
     let cfg = demo("--clients 5 --fraction 1 --rounds 6 --seed 4 --server-optimizer fedadam:0.03");
     let report = run(&cfg).await.unwrap();
-    let setup = Setup::new(
-        &DataSource::Digits,
-        5,
-        Partition::Dirichlet { alpha: 0.5 },
-        0.2,
-        4,
-    )
-    .unwrap();
-    let sim = SimConfig {
-        arch: Arch::Mlp { hidden: 256 },
-        local: LocalConfig::default(),
-        algorithm: Algorithm::FedAvg,
-        server: ServerOptimizer::FedAdam {
-            lr: 0.03,
-            beta1: 0.9,
-            beta2: 0.99,
-            tau: 1e-3,
-        },
-        fraction: 1.0,
-        rounds: 6,
-        seed: 4,
+    let adam = ServerOptimizer::FedAdam {
+        lr: 0.03,
+        beta1: 0.9,
+        beta2: 0.99,
+        tau: 1e-3,
     };
-    let (_, plain) = simulate(&setup, &sim, |_| {}).unwrap();
+    let plain = simulated(adam, 4);
     assert_eq!(report.rows.len(), 6);
     for (a, b) in report.rows.iter().zip(&plain) {
         assert!(

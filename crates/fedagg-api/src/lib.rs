@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod contributions;
+mod enrollment;
 mod federation;
 mod frame;
 mod integer;
@@ -21,10 +22,11 @@ mod round;
 pub mod routes;
 pub mod trust;
 
-pub use federation::{
-    EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, Federation, FederationSpec,
-    Mode, PrivacySpent, PublicKeyBody, Role, Roster, RosterEntry, SignedRoster,
+pub use enrollment::{
+    EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, PublicKeyBody, Role, Roster,
+    RosterEntry, SignedRoster,
 };
+pub use federation::{Federation, FederationSpec, Mode, PrivacySpent};
 pub use frame::{
     f32_bytes, f32_values, u64_bytes, u64_values, Frame, FrameError, FrameKind, FRAME_HEADER,
 };

@@ -194,6 +194,36 @@ impl ServerOptimizer {
     pub fn check(&self) -> Result<(), String> {
         self.to_optim().check()
     }
+
+    /// The optimizer `fedavg`, `fedavgm`, `fedadam` or `fedyogi` with Reddi et al.'s defaults
+    /// (`fedagg_optim`'s names).
+    pub fn from_name(name: &str) -> Result<ServerOptimizer, String> {
+        name.parse().map(ServerOptimizer::of)
+    }
+
+    /// The same optimizer with server learning rate `lr`.
+    pub fn with_lr(self, lr: f64) -> ServerOptimizer {
+        match self {
+            ServerOptimizer::Fedavg { .. } => ServerOptimizer::Fedavg { lr },
+            ServerOptimizer::Fedavgm { momentum, .. } => ServerOptimizer::Fedavgm { lr, momentum },
+            ServerOptimizer::Fedadam {
+                beta1, beta2, tau, ..
+            } => ServerOptimizer::Fedadam {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+            ServerOptimizer::Fedyogi {
+                beta1, beta2, tau, ..
+            } => ServerOptimizer::Fedyogi {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+        }
+    }
 }
 
 /// One round of a federation's list.
@@ -249,6 +279,11 @@ mod tests {
             assert_eq!(json["kind"], name);
             assert!(wire.check().is_ok());
         }
+        let adam = ServerOptimizer::from_name("fedadam").unwrap().with_lr(0.3);
+        assert!(
+            matches!(adam, ServerOptimizer::Fedadam { lr, beta2, .. } if lr == 0.3 && beta2 == 0.99)
+        );
+        assert!(ServerOptimizer::from_name("sgd").is_err());
         let bad: ServerOptimizer =
             serde_json::from_str(r#"{"kind": "fedavgm", "lr": 1.0, "momentum": 1.5}"#).unwrap();
         assert!(bad.check().is_err());

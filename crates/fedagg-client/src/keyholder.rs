@@ -255,6 +255,18 @@ impl KeyHolder {
         Self::with_key(client, HeKey::Threshold(share))
     }
 
+    /// A Paillier key holder with the key in `path`: `fedagg keygen`'s `paillier.key`, or a
+    /// holder's `holder-<i>.key` share of a threshold key (told apart by the file's first line).
+    pub fn from_key_file(client: Client, path: &std::path::Path) -> Result<Self> {
+        let bad = |e: &dyn std::fmt::Display| protocol(&format!("{}: {e}", path.display()));
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(&e))?);
+        Ok(if fedagg_paillier::is_key_share(&text) {
+            Self::threshold(client, KeyShare::from_text(&text).map_err(|e| bad(&e))?)
+        } else {
+            Self::new(client, PrivateKey::from_text(&text).map_err(|e| bad(&e))?)
+        })
+    }
+
     /// A lattice key holder with its enrolled client and key pair (`fedagg_lattice::keygen`).
     #[cfg(feature = "lattice")]
     pub fn lattice(

@@ -245,20 +245,8 @@ impl KeyHolder {
     ) -> PyResult<Self> {
         let client = fedagg_client::Client::load_credentials(&credentials, &transport(ca_file))
             .map_err(|e| to_py(py, e))?;
-        let text =
-            zeroize::Zeroizing::new(std::fs::read_to_string(&key_file).map_err(|e| {
-                PyValueError::new_err(format!("reading {}: {e}", key_file.display()))
-            })?);
-        let bad = |e: fedagg_paillier::Error| {
-            PyValueError::new_err(format!("{}: {e}", key_file.display()))
-        };
-        let kh = if fedagg_paillier::is_key_share(&text) {
-            let share = fedagg_paillier::KeyShare::from_text(&text).map_err(bad)?;
-            fedagg_client::KeyHolder::threshold(client, share)
-        } else {
-            let key = fedagg_paillier::PrivateKey::from_text(&text).map_err(bad)?;
-            fedagg_client::KeyHolder::new(client, key)
-        };
+        let kh =
+            fedagg_client::KeyHolder::from_key_file(client, &key_file).map_err(|e| to_py(py, e))?;
         let kh = if unverified { kh.unverified() } else { kh };
         let inner = match memory {
             Some(path) => kh.remember_in(&path).map_err(|e| to_py(py, e))?,
@@ -403,9 +391,18 @@ impl Admin {
     }
 }
 
+/// The server's URL and the enrollment bundle from an enrollment file (the SDK's parser).
+#[pyfunction]
+fn read_enrollment(path: PathBuf) -> PyResult<(String, String)> {
+    let (url, code) =
+        fedagg_client::read_enrollment(&path).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((url, code.to_string()))
+}
+
 /// The module.
 #[pymodule]
 fn _fedagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_enrollment, m)?)?;
     m.add_class::<Client>()?;
     m.add_class::<KeyHolder>()?;
     m.add_class::<Admin>()?;

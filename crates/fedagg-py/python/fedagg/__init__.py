@@ -114,23 +114,8 @@ def unflatten(vector: Any, like: Mapping[str, Any]) -> Dict[str, np.ndarray]:
 
 def read_enrollment(path: Path) -> Tuple[str, str]:
     """The server's URL and the enrollment bundle from an enrollment file (``fedagg admin codes
-    create`` writes one per member)."""
-    url = code = None
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep or key.strip() not in ("url", "code"):
-                raise ValueError(f"{path}: not an enrollment file")
-            if key.strip() == "url":
-                url = value.strip()
-            else:
-                code = value.strip()
-    if url is None or code is None:
-        raise ValueError(f"{path}: an enrollment file needs both `url` and `code`")
-    return url, code
+    create`` writes one per member). ``ValueError`` when it is not one."""
+    return _fedagg.read_enrollment(str(path))
 
 
 def _path(p: Optional[Path]) -> Optional[str]:

@@ -5,6 +5,8 @@ from typing import Optional, Tuple
 
 __version__: str
 
+def read_enrollment(path: str) -> Tuple[str, str]: ...
+
 class Client:
     @staticmethod
     def enroll(
