@@ -219,6 +219,7 @@ async fn round(name: &str, n: usize, m: usize) {
             server_lr: 1.0,
             auto_rounds: false,
             roster_authority: authority.as_ref().map(fedagg_client::Identity::public_hex),
+            scaffold: false,
         })
         .await
         .unwrap();

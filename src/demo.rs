@@ -15,7 +15,7 @@ use fedagg_client::{Admin, Client, Contribute, KeyHolder, OnProgress};
 use crate::dropout::{self, Vanish, SECAGG_VANISH_POINTS};
 
 mod records;
-use fedagg_train::local::{Algorithm, LocalConfig};
+use fedagg_train::local::{Algorithm, Controls, LocalConfig};
 use fedagg_train::partition::Partition;
 use fedagg_train::sim::{client_seed, DataSource, Setup};
 use fedagg_train::{Arch, Dataset, Eval, Net};
@@ -70,8 +70,8 @@ pub struct DemoConfig {
     /// Model: `mlp` (hidden width 256), `mlpN`, or `cnn`.
     #[arg(long, default_value = "mlp")]
     pub model: String,
-    /// Local algorithm: `fedavg` or `fedprox[:MU]` (SCAFFOLD's control variates run in the
-    /// in-process simulation, see `fedagg-train`).
+    /// Local algorithm: `fedavg`, `fedprox[:MU]` or `scaffold` (the federation then keeps the
+    /// server's control variate, and each participant its own in OUT/controls).
     #[arg(long, default_value = "fedavg")]
     pub algorithm: String,
     /// Local epochs.
@@ -126,6 +126,10 @@ pub struct DemoConfig {
     /// far more. A round with fewer survivors fails.
     #[arg(long)]
     pub min_clients: Option<u32>,
+    /// SecAgg, Paillier: quantization levels over [-1, 1] per coordinate (more levels, a
+    /// smaller rounding error and a wider modulus).
+    #[arg(long, default_value_t = 1 << 16, value_parser = clap::value_parser!(u64).range(2..=(1 << 24)))]
+    pub levels: u64,
     /// SecAgg with distributed DP: bits per coordinate of the modular sum.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(8..=62))]
     pub bits: u32,
@@ -183,6 +187,8 @@ pub struct RoundRow {
     pub failure: Option<String>,
     /// Wall time of the round, seconds.
     pub secs: f64,
+    /// Bytes the server received in the round (every submission's body).
+    pub bytes: u64,
 }
 
 /// What the demo produced.
@@ -190,6 +196,8 @@ pub struct RoundRow {
 pub struct DemoReport {
     /// One row per round.
     pub rows: Vec<RoundRow>,
+    /// Per round, the participants (indices of the data split) that trained, ascending.
+    pub cohorts: Vec<Vec<usize>>,
     /// The final global model on the test set.
     pub final_test: Eval,
     /// The saved final model (safetensors).
@@ -242,15 +250,7 @@ impl DemoConfig {
         let Some(text) = &self.server_optimizer else {
             return Ok(None);
         };
-        let (name, lr) = match text.split_once(':') {
-            Some((n, lr)) => (
-                n,
-                Some(lr.parse::<f64>().context("the server learning rate")?),
-            ),
-            None => (text.as_str(), None),
-        };
-        let opt = fedagg_api::ServerOptimizer::from_name(name).map_err(|e| anyhow!(e))?;
-        let opt = lr.map_or(opt, |lr| opt.with_lr(lr));
+        let opt = fedagg_api::ServerOptimizer::from_name(text).map_err(|e| anyhow!(e))?;
         opt.check().map_err(|e| anyhow!(e))?;
         Ok(Some(opt))
     }
@@ -348,7 +348,7 @@ impl DemoConfig {
             DemoMode::Secagg => (
                 Mode::Secagg {
                     clip: 1.0,
-                    levels: 1 << 16,
+                    levels: self.levels,
                     max_weight,
                     dropout_rate: self.dropout.clamp(0.0, 0.5).max(0.05),
                     corrupt_fraction: 0.05,
@@ -360,7 +360,7 @@ impl DemoConfig {
             DemoMode::Paillier => (
                 Mode::Paillier {
                     clip: 1.0,
-                    levels: 1 << 16,
+                    levels: self.levels,
                     max_weight,
                 },
                 fedagg_api::MIN_CLIENTS,
@@ -414,6 +414,7 @@ impl DemoConfig {
             server_lr: self.server_lr,
             auto_rounds: false,
             roster_authority: authority.map(fedagg_client::Identity::public_hex),
+            scaffold: self.algorithm.parse::<Algorithm>() == Ok(Algorithm::Scaffold),
         }
     }
 }
@@ -533,9 +534,6 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let setup = Setup::new(&cfg.source()?, cfg.clients, cfg.partition()?, 0.2, cfg.seed)?;
     let arch: Arch = cfg.model.parse().map_err(|e: String| anyhow!(e))?;
     let algorithm: Algorithm = cfg.algorithm.parse().map_err(|e: String| anyhow!(e))?;
-    if algorithm == Algorithm::Scaffold {
-        bail!("SCAFFOLD also aggregates control variates: run it with fedagg-train's simulation");
-    }
     let net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let initial = net.params()?;
     let params = initial.len();
@@ -555,9 +553,15 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         DemoMode::Paillier => service.key_holders(fed.id, cfg).await?,
         _ => Vec::new(),
     };
-    let setup = Arc::new(setup);
-    let bar = Arc::new(Mutex::new(None::<ProgressBar>));
-    let participants = spawn_participants(cfg, &service, fed.id, &setup, &trainer, &bar).await?;
+    let shared = Shared {
+        setup: Arc::new(setup),
+        trainer,
+        seed: cfg.seed,
+        bar: Arc::new(Mutex::new(None::<ProgressBar>)),
+        cohorts: Arc::new(Mutex::new(std::collections::BTreeMap::new())),
+    };
+    let (setup, trainer, bar) = (&shared.setup, &shared.trainer, &shared.bar);
+    let participants = spawn_participants(cfg, &service, fed.id, &shared).await?;
     if let Some(authority) = &authority {
         sign_roster(admin, fed.id, authority).await?;
     }
@@ -566,7 +570,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     }
 
     let mut rows = Vec::with_capacity(cfg.rounds);
-    let records = lock(&trainer).records.clone();
+    let records = lock(trainer).records.clone();
     let mut eval_net = Net::new(arch, &setup.clients[0], cfg.seed)?;
     let mut last_test = eval_net.evaluate(&setup.test);
     for _ in 0..cfg.rounds {
@@ -574,7 +578,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
             admin,
             fid: fed.id,
             key_holders: &key_holders,
-            bar: &bar,
+            bar,
             quiet: cfg.quiet,
             records: records.as_deref(),
         };
@@ -599,10 +603,7 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
 
     let model_path = cfg.out.join("model.safetensors");
     eval_net.save(&model_path)?;
-    let csv = std::iter::once(RoundRow::CSV_HEADER.to_string())
-        .chain(rows.iter().map(RoundRow::csv))
-        .collect::<String>();
-    std::fs::write(cfg.out.join("rounds.csv"), csv)?;
+    let cohorts = write_rounds(&cfg.out, &rows, &shared)?;
     if !cfg.quiet {
         println!(
             "{} after {} rounds in {:.0} s; model saved to {}; per-round figures in {}",
@@ -615,10 +616,37 @@ pub async fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     }
     Ok(DemoReport {
         rows,
+        cohorts,
         final_test: last_test,
         model_path,
         params,
     })
+}
+
+/// Write `rounds.csv` (the table) and `cohorts.csv`: per round, the participants (indices of
+/// the data split) that trained, ascending, for replaying the run in the simulation
+/// (`fedagg_train::sim::replay`). Returns the cohorts.
+fn write_rounds(
+    out: &std::path::Path,
+    rows: &[RoundRow],
+    shared: &Shared,
+) -> Result<Vec<Vec<usize>>> {
+    let csv = std::iter::once(RoundRow::CSV_HEADER.to_string())
+        .chain(rows.iter().map(RoundRow::csv))
+        .collect::<String>();
+    std::fs::write(out.join("rounds.csv"), csv)?;
+    let trained = lock(&shared.cohorts);
+    let mut text = String::from("round,participants\n");
+    let mut cohorts = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut c = trained.get(&r.round).cloned().unwrap_or_default();
+        c.sort_unstable();
+        let ks: Vec<String> = c.iter().map(usize::to_string).collect();
+        text.push_str(&format!("{},{}\n", r.round, ks.join(" ")));
+        cohorts.push(c);
+    }
+    std::fs::write(out.join("cohorts.csv"), text)?;
+    Ok(cohorts)
 }
 
 /// The last line's accuracy: the final round's swings by several points from round to round
@@ -713,6 +741,7 @@ impl Round<'_> {
             record_epsilon: self.records.map(|r| r.max_epsilon()),
             failure: rec.failure.clone(),
             secs: t0.elapsed().as_secs_f64(),
+            bytes: rec.bytes_received,
         };
         if !self.quiet {
             println!("{}", row.line());
@@ -727,10 +756,16 @@ async fn spawn_participants(
     cfg: &DemoConfig,
     service: &Service,
     fid: i64,
-    setup: &Arc<Setup>,
-    trainer: &Arc<Mutex<Trainer>>,
-    bar: &Arc<Mutex<Option<ProgressBar>>>,
+    shared: &Shared,
 ) -> Result<Vec<tokio::task::JoinHandle<Result<()>>>> {
+    let scaffold = cfg.algorithm.parse::<Algorithm>() == Ok(Algorithm::Scaffold);
+    let params = lock(&shared.trainer).net.num_params();
+    // Each run is a new federation (in a fresh database, with the same id): a previous run's
+    // c_i would be another federation's, so every participant starts from zero.
+    let _ = std::fs::remove_dir_all(cfg.out.join("controls"));
+    if scaffold {
+        std::fs::create_dir_all(cfg.out.join("controls"))?;
+    }
     let mut drops = ChaCha20Rng::seed_from_u64(cfg.seed ^ 0xD0D0);
     let mut participants = Vec::with_capacity(cfg.clients);
     for k in 0..cfg.clients {
@@ -745,14 +780,16 @@ async fn spawn_participants(
                 (u < cfg.dropout).then(|| SECAGG_VANISH_POINTS[(drops.next_u32() % 4) as usize])
             })
             .collect();
+        let controls = scaffold.then(|| {
+            let path = cfg.out.join("controls").join(format!("participant-{k}"));
+            fedagg_client::LocalControls::new(path, fid, params)
+        });
         participants.push(tokio::spawn(participant(
             k,
             client,
-            setup.clone(),
-            trainer.clone(),
-            cfg.seed,
+            shared.clone(),
             plan,
-            bar.clone(),
+            controls,
         )));
     }
     Ok(participants)
@@ -787,7 +824,7 @@ fn round_bar(info: &fedagg_api::RoundInfo) -> ProgressBar {
 
 impl RoundRow {
     const CSV_HEADER: &'static str =
-        "round,participants,dropouts,test_loss,test_accuracy,epsilon,record_epsilon,secs,failure\n";
+        "round,participants,dropouts,test_loss,test_accuracy,epsilon,record_epsilon,secs,bytes,failure\n";
 
     /// The row of the printed table.
     fn line(&self) -> String {
@@ -811,7 +848,7 @@ impl RoundRow {
     /// The row of `rounds.csv`.
     fn csv(&self) -> String {
         format!(
-            "{},{},{},{:.5},{:.5},{},{},{:.3},{}\n",
+            "{},{},{},{:.5},{:.5},{},{},{:.3},{},{}\n",
             self.round,
             self.participants,
             self.dropouts,
@@ -821,6 +858,7 @@ impl RoundRow {
             self.record_epsilon
                 .map_or(String::new(), |e| format!("{e:.5}")),
             self.secs,
+            self.bytes,
             self.failure.as_deref().unwrap_or("").replace(',', ";")
         )
     }
@@ -830,16 +868,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One participant: wait for a round it is picked for, train from the round's base model,
-/// contribute, repeat.
-async fn participant(
-    k: usize,
-    client: Client,
+/// What every participant task shares.
+#[derive(Clone)]
+struct Shared {
     setup: Arc<Setup>,
     trainer: Arc<Mutex<Trainer>>,
     seed: u64,
-    drop_plan: Vec<Option<Vanish>>,
     bar: Arc<Mutex<Option<ProgressBar>>>,
+    /// Per round, the participants that trained.
+    cohorts: Arc<Mutex<std::collections::BTreeMap<u64, Vec<usize>>>>,
+}
+
+/// One participant: wait for a round it is picked for, train from the round's base model (and,
+/// under SCAFFOLD, the server's control variate of the same version and its own from
+/// `controls`), contribute, repeat.
+async fn participant(
+    k: usize,
+    client: Client,
+    shared: Shared,
+    drop_plan: Vec<Option<Vanish>>,
+    controls: Option<fedagg_client::LocalControls>,
 ) -> Result<()> {
     let mut after = 0;
     loop {
@@ -857,45 +905,19 @@ async fn participant(
             // The round ended (and another began) while this participant was catching up.
             continue;
         }
-        let (t, data) = (trainer.clone(), setup.clone());
-        let (weighted, records, local) = {
-            let t = lock(&trainer);
-            (t.weighted, t.records.clone(), t.local)
+        let scaffold = match &controls {
+            Some(file) => Some((client.server_controls(version).await?, file.load()?)),
+            None => None,
         };
-        if let Some(r) = &records {
-            // Charged, durably, before training; a spent budget ends this participant's part
-            // (the table's rounds then count fewer clients).
-            if r.charge(k, setup.clients[k].len(), &local).is_err() {
-                return Ok(());
-            }
-        }
-        let update = tokio::task::spawn_blocking(move || {
-            let mut t = lock(&t);
-            let algorithm = t.algorithm;
-            let seed = client_seed(seed, round as usize, k);
-            match &records {
-                None => t
-                    .net
-                    .train_local(&global, &data.clients[k], &local, algorithm, None, seed),
-                Some(r) => {
-                    let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(anyhow::Error::from)?;
-                    t.net.train_local_dp(
-                        &global,
-                        &data.clients[k],
-                        &local,
-                        algorithm,
-                        None,
-                        r.dp(),
-                        seed,
-                        &mut rng,
-                    )
-                }
-            }
-            .map_err(anyhow::Error::from)
-        })
-        .await??;
+        let weighted = lock(&shared.trainer).weighted;
+        let Some((update, next_ci)) = train(&shared, k, round, global, scaffold).await? else {
+            // A spent record-level budget ends this participant's part (the table's rounds
+            // then count fewer clients).
+            return Ok(());
+        };
+        lock(&shared.cohorts).entry(round).or_default().push(k);
         let progress: OnProgress = {
-            let bar = bar.clone();
+            let bar = shared.bar.clone();
             Arc::new(move |p| {
                 if let Some(b) = lock(&bar).as_ref() {
                     b.set_message(format!("participant {k}: {}", p.step));
@@ -913,14 +935,74 @@ async fn participant(
         let opts = Contribute {
             progress: Some(progress),
             timeout: Some(Duration::from_secs(3600)),
+            control_delta: update.control_delta.clone(),
         };
         // An error is a failed round: wait for the next round.
         let weight = if weighted { update.samples as u64 } else { 1 };
         let contributed = dropout::contribute(&client, &update.delta, weight, opts, vanish).await;
-        if matches!(contributed, Ok(Some(_))) {
-            if let Some(b) = lock(&bar).as_ref() {
+        if let Ok(Some(outcome)) = &contributed {
+            if let Some(b) = lock(&shared.bar).as_ref() {
                 b.inc(1);
+            }
+            // c_i moves only with a round that took this participant's delta into c.
+            if let (Some(file), Some(ci), RoundStatus::Completed) =
+                (&controls, &next_ci, outcome.status)
+            {
+                file.save(ci)?;
             }
         }
     }
+}
+
+/// Participant `k`'s local training in `round` from `global` (SCAFFOLD: with the server's `c`
+/// and its `c_i`), off the async threads: the update and, under SCAFFOLD, `c_i+`. `None` when
+/// its record-level budget cannot cover the training.
+async fn train(
+    shared: &Shared,
+    k: usize,
+    round: u64,
+    global: Vec<f32>,
+    scaffold: Option<(Vec<f32>, Vec<f32>)>,
+) -> Result<Option<(fedagg_train::local::LocalUpdate, Option<Vec<f32>>)>> {
+    let (records, local) = {
+        let t = lock(&shared.trainer);
+        (t.records.clone(), t.local)
+    };
+    if let Some(r) = &records {
+        // Charged, durably, before training.
+        if r.charge(k, shared.setup.clients[k].len(), &local).is_err() {
+            return Ok(None);
+        }
+    }
+    let (t, data, seed) = (shared.trainer.clone(), shared.setup.clone(), shared.seed);
+    tokio::task::spawn_blocking(move || {
+        let mut t = lock(&t);
+        let algorithm = t.algorithm;
+        let seed = client_seed(seed, round as usize, k);
+        let (c, mut ci) = scaffold.unzip();
+        let controls = c
+            .as_ref()
+            .zip(ci.as_mut())
+            .map(|(server, client)| Controls { server, client });
+        let update = match &records {
+            None => t
+                .net
+                .train_local(&global, &data.clients[k], &local, algorithm, controls, seed),
+            Some(r) => {
+                let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(anyhow::Error::from)?;
+                t.net.train_local_dp(
+                    &global,
+                    &data.clients[k],
+                    &local,
+                    algorithm,
+                    controls,
+                    r.dp(),
+                    seed,
+                    &mut rng,
+                )
+            }
+        }?;
+        Ok(Some((update, ci)))
+    })
+    .await?
 }

@@ -31,20 +31,40 @@ fn demo(args: &str) -> DemoConfig {
 }
 
 /// The in-process simulation of the demo's `--clients 5 --fraction 1 --rounds 6 --seed SEED`
-/// with `server`: per round, the test set's figures.
-fn simulated(server: ServerOptimizer, seed: u64) -> Vec<fedagg_train::sim::RoundMetrics> {
+/// with `algorithm` and `server`: per round, the test set's figures.
+fn simulated(
+    algorithm: Algorithm,
+    server: ServerOptimizer,
+    seed: u64,
+) -> Vec<fedagg_train::sim::RoundMetrics> {
     let partition = Partition::Dirichlet { alpha: 0.5 };
     let setup = Setup::new(&DataSource::Digits, 5, partition, 0.2, seed).unwrap();
     let sim = SimConfig {
         arch: Arch::Mlp { hidden: 256 },
         local: LocalConfig::default(),
-        algorithm: Algorithm::FedAvg,
+        algorithm,
         server,
         fraction: 1.0,
         rounds: 6,
         seed,
     };
     simulate(&setup, &sim, |_| {}).unwrap().1
+}
+
+/// The demo's accuracy within one point of the simulation's at every round.
+fn assert_within_one_point(
+    report: &fedagg::demo::DemoReport,
+    plain: &[fedagg_train::sim::RoundMetrics],
+) {
+    for (a, b) in report.rows.iter().zip(plain) {
+        assert!(
+            (a.test.accuracy - b.test.accuracy).abs() <= 0.01,
+            "round {}: service {:.4}, simulation {:.4}",
+            a.round,
+            a.test.accuracy,
+            b.test.accuracy
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,16 +80,8 @@ async fn fedavg_through_secagg_matches_plaintext_fedavg_within_one_point() {
         .all(|r| r.participants == 5 && r.dropouts == 0));
     assert!(report.model_path.exists());
 
-    let plain = simulated(ServerOptimizer::FedAvg { lr: 1.0 }, 3);
-    for (a, b) in report.rows.iter().zip(&plain) {
-        assert!(
-            (a.test.accuracy - b.test.accuracy).abs() <= 0.01,
-            "round {}: secagg {:.4}, plaintext {:.4}",
-            a.round,
-            a.test.accuracy,
-            b.test.accuracy
-        );
-    }
+    let plain = simulated(Algorithm::FedAvg, ServerOptimizer::FedAvg { lr: 1.0 }, 3);
+    assert_within_one_point(&report, &plain);
     assert!(report.final_test.accuracy > 0.8, "{:?}", report.final_test);
     let _ = std::fs::remove_dir_all(&cfg.out);
 }
@@ -221,20 +233,90 @@ async fn fedadam_through_secagg_matches_the_simulations_fedadam_within_one_point
         beta2: 0.99,
         tau: 1e-3,
     };
-    let plain = simulated(adam, 4);
+    let plain = simulated(Algorithm::FedAvg, adam, 4);
     assert_eq!(report.rows.len(), 6);
-    for (a, b) in report.rows.iter().zip(&plain) {
-        assert!(
-            (a.test.accuracy - b.test.accuracy).abs() <= 0.01,
-            "round {}: service {:.4}, simulation {:.4}",
-            a.round,
-            a.test.accuracy,
-            b.test.accuracy
-        );
-    }
+    assert_within_one_point(&report, &plain);
     // And it learns.
     assert!(report.final_test.accuracy > 0.5, "{:?}", report.final_test);
     let _ = std::fs::remove_dir_all(&cfg.out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_with_fedadam_through_secagg_matches_the_simulation_within_one_point() {
+    // SCAFFOLD's control deltas masked with the updates, the server's control variate kept
+    // beside the model and published with it, each participant's c_i in a file, FedAdam on the
+    // server: against fedagg-train's in-process SCAFFOLD with FedAdam on the same clients.
+    let cfg = demo(
+        "--clients 5 --fraction 1 --rounds 6 --seed 5 --algorithm scaffold \
+         --server-optimizer fedadam:0.03",
+    );
+    let report = run(&cfg).await.unwrap();
+    let adam = ServerOptimizer::FedAdam {
+        lr: 0.03,
+        beta1: 0.9,
+        beta2: 0.99,
+        tau: 1e-3,
+    };
+    let plain = simulated(Algorithm::Scaffold, adam, 5);
+    assert_eq!(report.rows.len(), 6);
+    assert!(report.cohorts.iter().all(|c| c == &[0, 1, 2, 3, 4]));
+    assert_within_one_point(&report, &plain);
+    assert!(report.final_test.accuracy > 0.5, "{:?}", report.final_test);
+    for k in 0..5 {
+        let file = cfg.out.join("controls").join(format!("participant-{k}"));
+        let c_i = fedagg_client::LocalControls::new(file, 1, report.params)
+            .load()
+            .unwrap();
+        assert!(c_i.iter().any(|v| *v != 0.0), "participant {k} kept no c_i");
+    }
+    let cohorts = std::fs::read_to_string(cfg.out.join("cohorts.csv")).unwrap();
+    assert_eq!(cohorts.lines().nth(1), Some("1,0 1 2 3 4"));
+    let _ = std::fs::remove_dir_all(&cfg.out);
+}
+
+/// SCAFFOLD in the other modes: the control deltas encrypted under Paillier, and clipped and
+/// noised with the updates in central DP, where one clip norm bounds the pair, so the ledger
+/// charges a round exactly what it charges without SCAFFOLD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffold_demos_train_under_paillier_and_dp() {
+    let paillier =
+        "--mode paillier --clients 4 --fraction 1 --rounds 2 --key-bits 2048 --model mlp16";
+    let cfg = demo(&format!("{paillier} --algorithm scaffold"));
+    let report = run(&cfg).await.unwrap();
+    assert!(
+        report.rows.iter().all(|r| r.participants == 4),
+        "{:?}",
+        report.rows
+    );
+    assert!(report.final_test.accuracy > 0.3, "{:?}", report.final_test);
+    let _ = std::fs::remove_dir_all(&cfg.out);
+
+    let dp = "--mode dp --clients 10 --fraction 1 --rounds 3 --noise-multiplier 0.3 --model mlp32";
+    let mut epsilons = Vec::new();
+    for algorithm in ["scaffold", "fedavg"] {
+        let cfg = demo(&format!("{dp} --algorithm {algorithm}"));
+        let report = run(&cfg).await.unwrap();
+        assert!(
+            report.rows.iter().all(|r| r.participants == 10),
+            "{:?}",
+            report.rows
+        );
+        // The noise is drawn afresh each run: the model moved off chance (ln 10 = 2.303).
+        assert!(
+            report.final_test.loss < 2.29,
+            "{algorithm}: {:?}",
+            report.final_test
+        );
+        epsilons.push(
+            report
+                .rows
+                .iter()
+                .map(|r| r.epsilon.unwrap())
+                .collect::<Vec<_>>(),
+        );
+        let _ = std::fs::remove_dir_all(&cfg.out);
+    }
+    assert_eq!(epsilons[0], epsilons[1]);
 }
 
 #[test]
@@ -253,6 +335,7 @@ fn the_last_line_reports_the_best_round_and_the_mean_of_the_last_five() {
         record_epsilon: None,
         failure: failure.map(str::to_string),
         secs: 1.0,
+        bytes: 0,
     };
     // Round 7 failed: its (stale) accuracy counts neither as the best nor in the mean.
     let accs = [0.5, 0.967, 0.93, 0.95, 0.92, 0.99, 0.94, 0.908];

@@ -39,12 +39,18 @@ mod cli;
 
 #[path = "support/optimizer.rs"]
 mod optimizer;
+
+#[path = "support/scaffold.rs"]
+mod scaffold;
 use api_doc::{
     assert_statuses_documented, the_document_is_current_and_lists_every_route_and_status,
 };
 use cli::admin_and_key_holder_run_a_paillier_federation;
 use ddp::a_secagg_dp_round_releases_a_noisy_sum_and_stops_at_its_budget;
 use optimizer::server_optimizers_step_as_computed_directly_and_survive_a_restart;
+#[cfg(feature = "lattice")]
+use scaffold::a_lattice_scaffold_round_moves_the_control_variate;
+use scaffold::scaffold_server_step_over_rest_equals_the_simulations;
 use tamper::{
     a_secagg_round_against_a_malicious_server_gives_the_survivors_mean,
     members_refuse_a_malicious_server_that_deviates,
@@ -180,6 +186,7 @@ fn spec(mode: Mode, m: usize, min: u32, timeout: u64) -> FederationSpec {
         server_lr: 1.0,
         auto_rounds: false,
         roster_authority: None,
+        scaffold: false,
     }
 }
 
@@ -1635,6 +1642,8 @@ on_both_stores! {
     an_unverifiable_sum_is_decrypted_only_when_asked: 2,
     admin_and_key_holder_run_a_paillier_federation: 4,
     server_optimizers_step_as_computed_directly_and_survive_a_restart: 4,
+    scaffold_server_step_over_rest_equals_the_simulations: 4,
+    #[cfg(feature = "lattice")] a_lattice_scaffold_round_moves_the_control_variate: 4,
 }
 
 /// The SDK against a server that lies about what the member pinned (the store plays no part).

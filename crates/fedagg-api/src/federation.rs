@@ -312,6 +312,12 @@ pub struct FederationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub roster_authority: Option<String>,
+    /// SCAFFOLD (Karimireddy et al. 2020): each update carries the participant's control-variate
+    /// delta after its model delta, `2 * vector_len` values protected alike, and the server keeps
+    /// and publishes the control variate `c` with each model. Fixed at creation.
+    /// (Absent when false, so a spec from before it serializes, and fingerprints, as it did.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scaffold: bool,
 }
 
 fn one() -> f64 {
@@ -319,6 +325,16 @@ fn one() -> f64 {
 }
 
 impl FederationSpec {
+    /// The values a participant submits and the mode aggregates: the model update, followed under
+    /// SCAFFOLD by the control-variate delta.
+    pub fn update_len(&self) -> usize {
+        if self.scaffold {
+            2 * self.vector_len
+        } else {
+            self.vector_len
+        }
+    }
+
     /// Whether the key holders decrypt only a sum they verified: a Paillier or lattice
     /// federation with a `roster_authority`, whose participants sign their contributions
     /// ([`crate::contributions`]).
@@ -351,7 +367,7 @@ impl FederationSpec {
             ));
         };
         fedagg_dp::ddg::DdgParams::new(
-            self.vector_len,
+            self.update_len(),
             clip,
             noise_multiplier,
             bits,
@@ -371,7 +387,7 @@ impl FederationSpec {
         }
         let quant = self.quant()?;
         Ok((
-            fedagg_quant::QuantParams::encoded_len(self.vector_len),
+            fedagg_quant::QuantParams::encoded_len(self.update_len()),
             quant.modulus().bits(),
         ))
     }

@@ -21,6 +21,7 @@ mod privacy;
 mod round;
 pub mod routes;
 pub mod trust;
+mod update;
 
 pub use enrollment::{
     EnrollRequest, Enrolled, EnrollmentCode, EnrollmentCodeRequest, PublicKeyBody, Role, Roster,
@@ -33,6 +34,7 @@ pub use frame::{
 pub use operator::{FederationList, RoundList, RoundMetrics, RoundSummary, ServerOptimizer};
 pub use privacy::{Accountant, AdaptiveClipping};
 pub use round::{Accepted, Phase, RoundInfo, RoundRecord, RoundStatus, SecaggSession};
+pub use update::Aggregate;
 
 /// The `Content-Type` of vector bodies.
 pub const OCTET_STREAM: &str = "application/octet-stream";

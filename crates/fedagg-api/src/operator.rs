@@ -195,34 +195,15 @@ impl ServerOptimizer {
         self.to_optim().check()
     }
 
-    /// The optimizer `fedavg`, `fedavgm`, `fedadam` or `fedyogi` with Reddi et al.'s defaults
-    /// (`fedagg_optim`'s names).
+    /// The optimizer `fedavg`, `fedavgm`, `fedadam` or `fedyogi` with Reddi et al.'s defaults,
+    /// or `NAME:LR` with another learning rate (`fedagg_optim`'s names).
     pub fn from_name(name: &str) -> Result<ServerOptimizer, String> {
         name.parse().map(ServerOptimizer::of)
     }
 
     /// The same optimizer with server learning rate `lr`.
     pub fn with_lr(self, lr: f64) -> ServerOptimizer {
-        match self {
-            ServerOptimizer::Fedavg { .. } => ServerOptimizer::Fedavg { lr },
-            ServerOptimizer::Fedavgm { momentum, .. } => ServerOptimizer::Fedavgm { lr, momentum },
-            ServerOptimizer::Fedadam {
-                beta1, beta2, tau, ..
-            } => ServerOptimizer::Fedadam {
-                lr,
-                beta1,
-                beta2,
-                tau,
-            },
-            ServerOptimizer::Fedyogi {
-                beta1, beta2, tau, ..
-            } => ServerOptimizer::Fedyogi {
-                lr,
-                beta1,
-                beta2,
-                tau,
-            },
-        }
+        ServerOptimizer::of(self.to_optim().with_lr(lr))
     }
 }
 
@@ -283,7 +264,9 @@ mod tests {
         assert!(
             matches!(adam, ServerOptimizer::Fedadam { lr, beta2, .. } if lr == 0.3 && beta2 == 0.99)
         );
+        assert_eq!(ServerOptimizer::from_name("fedadam:0.3"), Ok(adam));
         assert!(ServerOptimizer::from_name("sgd").is_err());
+        assert!(ServerOptimizer::from_name("fedadam:fast").is_err());
         let bad: ServerOptimizer =
             serde_json::from_str(r#"{"kind": "fedavgm", "lr": 1.0, "momentum": 1.5}"#).unwrap();
         assert!(bad.check().is_err());

@@ -21,6 +21,8 @@ pub const FEDERATIONS: &str = "/v1/federations";
 pub const FEDERATION: &str = "/v1/federations/{fid}";
 /// `GET` a model version, `PUT` the initial model.
 pub const MODEL: &str = "/v1/federations/{fid}/model";
+/// `GET`: SCAFFOLD's server control variate stored with a model version.
+pub const CONTROLS: &str = "/v1/federations/{fid}/controls";
 /// `PUT`: the server optimizer (between rounds).
 pub const SERVER_OPTIMIZER: &str = "/v1/federations/{fid}/server-optimizer";
 /// `POST`: an enrollment code.
@@ -48,7 +50,7 @@ pub const SUBMISSIONS: &str = "/v1/federations/{fid}/rounds/{round}/submissions"
 pub const INBOX: &str = "/v1/federations/{fid}/rounds/{round}/inbox";
 
 /// Every route.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 22] = [
     HEALTH,
     OPENAPI,
     METRICS,
@@ -58,6 +60,7 @@ pub const ALL: [&str; 21] = [
     FEDERATIONS,
     FEDERATION,
     MODEL,
+    CONTROLS,
     SERVER_OPTIMIZER,
     ENROLLMENT_CODES,
     ENROLL,

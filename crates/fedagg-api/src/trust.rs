@@ -374,6 +374,7 @@ mod tests {
             server_lr: 1.0,
             auto_rounds: false,
             roster_authority: None,
+            scaffold: false,
         }
     }
 

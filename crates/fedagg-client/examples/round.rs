@@ -47,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             server_lr: 1.0,
             auto_rounds: false,
             roster_authority: None,
+            scaffold: false,
         })
         .await?;
     let mut clients = Vec::new();

@@ -86,12 +86,19 @@ impl Identity {
 }
 
 /// Replace `path` with `contents` so that a crash leaves the old file or the new one, never a
-/// torn one: a temporary file beside it, synced, renamed over it, and the folder synced.
+/// torn one: a temporary file beside it (mode 0600), synced, renamed over it, and the folder
+/// synced.
 pub(crate) fn replace_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
+    // A temporary file left by a crash may have other permissions: start afresh, private.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

@@ -378,7 +378,7 @@ impl KeyHolder {
         let quant = quant_of(spec)?;
         let mut info = c.round(round, None, Duration::ZERO).await?;
         c.await_phase(&mut info, Phase::Decrypt, until).await?;
-        let len = QuantParams::encoded_len(spec.vector_len);
+        let len = QuantParams::encoded_len(spec.update_len());
         let sum = self.sum(spec, round, &quant, len).await?;
         self.once_per_round(round, &sum)?;
         let key = self.key.clone();

@@ -47,6 +47,7 @@ mod credentials;
 mod identity;
 mod keyholder;
 mod record;
+mod scaffold;
 mod transport;
 
 pub use admin::Admin;
@@ -55,6 +56,7 @@ pub use fedagg_api as api;
 pub use identity::{write_secret, Identity};
 pub use keyholder::KeyHolder;
 pub use record::RecordBudget;
+pub use scaffold::LocalControls;
 pub use transport::Transport;
 
 /// What can go wrong.
@@ -157,6 +159,9 @@ pub struct Contribute {
     pub progress: Option<OnProgress>,
     /// Give up waiting after this long (default: 1 hour).
     pub timeout: Option<Duration>,
+    /// SCAFFOLD: the participant's control-variate delta `c_i+ - c_i`, required exactly by a
+    /// SCAFFOLD federation. It is protected like the update ([`scaffold`](crate::LocalControls)).
+    pub control_delta: Option<Vec<f32>>,
 }
 
 /// How a round ended for this client.
@@ -451,6 +456,22 @@ impl Client {
         Ok((v, values))
     }
 
+    /// SCAFFOLD's server control variate `c` stored with model `version` (read it with the
+    /// model of that version, [`Client::model`]).
+    pub async fn server_controls(&self, version: u64) -> Result<Vec<f32>> {
+        let fed = self.federation().await?;
+        let bytes = self
+            .http
+            .octets(&format!(
+                "{}?version={version}",
+                self.fpath(routes::CONTROLS, &[])
+            ))
+            .await?;
+        let payload = Frame::decode(&bytes, FrameKind::F32, version)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        f32_values(payload, fed.spec.vector_len).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
     /// A round, long-polling up to `wait` for a revision above `after`.
     pub async fn round(&self, round: u64, after: Option<u64>, wait: Duration) -> Result<RoundInfo> {
         let mut path = format!(
@@ -637,13 +658,9 @@ impl Client {
                 spec.mode.name()
             )));
         }
-        if update.len() != spec.vector_len {
-            return Err(Error::Protocol(format!(
-                "update has {} values, the federation's model has {}",
-                update.len(),
-                spec.vector_len
-            )));
-        }
+        let control_delta = opts.control_delta.as_deref();
+        spec.check_update(update, control_delta)
+            .map_err(Error::Protocol)?;
         let mut info = self.join(until).await?;
         let round = info.round;
         let report = |step: String, sent: Option<Phase>| {
@@ -655,10 +672,13 @@ impl Client {
         let mut rng = ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
         match &spec.mode {
             Mode::Dp { .. } => {
+                let values = spec
+                    .plain_update(update, control_delta)
+                    .map_err(Error::Protocol)?;
                 self.submit(
                     round,
                     spec.mode.submission_kind(Phase::Submit),
-                    &f32_bytes(update),
+                    &f32_bytes(&values),
                 )
                 .await?;
                 report("sent update".into(), Some(Phase::Submit));
@@ -667,9 +687,9 @@ impl Client {
                 let quant = quant_of(spec)?;
                 let pk = paillier_public(&self.public_key(&spec.mode).await?)?;
                 checked_key(&pk)?;
-                let values = quant
-                    .encode_weighted(update, weight, &mut rng)
-                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let values = spec
+                    .encode_quantized(&quant, update, control_delta, weight, &mut rng)
+                    .map_err(Error::Protocol)?;
                 let packing =
                     Packing::new(&pk, &quant).map_err(|e| Error::Protocol(e.to_string()))?;
                 let mut enc_rng =
@@ -688,9 +708,9 @@ impl Client {
             }
             Mode::Lattice { .. } => {
                 let quant = quant_of(spec)?;
-                let values = quant
-                    .encode_weighted(update, weight, &mut rng)
-                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let values = spec
+                    .encode_quantized(&quant, update, control_delta, weight, &mut rng)
+                    .map_err(Error::Protocol)?;
                 let body = self.lattice_encrypt(&spec.mode, &quant, values).await?;
                 let body = self.signed(spec, round, body)?;
                 self.submit(round, spec.mode.submission_kind(Phase::Submit), &body)
@@ -699,14 +719,17 @@ impl Client {
             }
             Mode::Secagg { .. } => {
                 let quant = quant_of(spec)?;
-                let values = quant
-                    .encode_weighted(update, weight, &mut rng)
-                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let values = spec
+                    .encode_quantized(&quant, update, control_delta, weight, &mut rng)
+                    .map_err(Error::Protocol)?;
                 self.secagg(&mut info, spec, &values, until, &report, &mut rng)
                     .await?;
             }
             Mode::SecaggDp { .. } => {
-                let values = ddg_values(spec, &info, update).await?;
+                let update = spec
+                    .plain_update(update, control_delta)
+                    .map_err(Error::Protocol)?;
+                let values = ddg_values(spec, &info, &update).await?;
                 self.secagg(&mut info, spec, &values, until, &report, &mut rng)
                     .await?;
             }

@@ -7,7 +7,8 @@
 //! round completes, and the server keeps the state durably beside the model) and the
 //! in-process simulation (`fedagg-train`), so that the two take bit-identical server steps on
 //! the same inputs. The state is kept in `f64`; [`ServerState::to_bytes`] and
-//! [`ServerState::from_bytes`] are its stored form.
+//! [`ServerState::from_bytes`] are its stored form. SCAFFOLD's server control step,
+//! [`scaffold_step`], is shared the same way.
 //!
 //! ```
 //! use fedagg_optim::{ServerOptimizer, ServerState};
@@ -64,8 +65,15 @@ impl std::str::FromStr for ServerOptimizer {
     type Err = String;
 
     /// A name with the defaults of Reddi et al.'s experiments: `fedavg` (lr 1), `fedavgm` (lr
-    /// 1, momentum 0.9), `fedadam` and `fedyogi` (lr 0.01, betas 0.9 and 0.99, tau 1e-3).
+    /// 1, momentum 0.9), `fedadam` and `fedyogi` (lr 0.01, betas 0.9 and 0.99, tau 1e-3); or
+    /// `NAME:LR`, with another server learning rate.
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some((name, lr)) = s.split_once(':') {
+            let lr: f64 = lr
+                .parse()
+                .map_err(|e| format!("server learning rate {lr:?}: {e}"))?;
+            return Ok(name.parse::<ServerOptimizer>()?.with_lr(lr));
+        }
         match s {
             "fedavg" => Ok(ServerOptimizer::FedAvg { lr: 1.0 }),
             "fedavgm" => Ok(ServerOptimizer::FedAvgM {
@@ -92,6 +100,30 @@ impl std::str::FromStr for ServerOptimizer {
 }
 
 impl ServerOptimizer {
+    /// The same optimizer with server learning rate `lr`.
+    pub fn with_lr(self, lr: f64) -> ServerOptimizer {
+        match self {
+            ServerOptimizer::FedAvg { .. } => ServerOptimizer::FedAvg { lr },
+            ServerOptimizer::FedAvgM { momentum, .. } => ServerOptimizer::FedAvgM { lr, momentum },
+            ServerOptimizer::FedAdam {
+                beta1, beta2, tau, ..
+            } => ServerOptimizer::FedAdam {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+            ServerOptimizer::FedYogi {
+                beta1, beta2, tau, ..
+            } => ServerOptimizer::FedYogi {
+                lr,
+                beta1,
+                beta2,
+                tau,
+            },
+        }
+    }
+
     /// Its name, as [`std::str::FromStr`] reads it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -278,6 +310,17 @@ impl ServerState {
             }
         }
         Ok(s)
+    }
+}
+
+/// SCAFFOLD's server control variate step (Karimireddy et al. 2020, Algorithm 1):
+/// `c += (1/N) * sum_{i in S} delta c_i`, with `control_sum` the sum over the round's
+/// contributions and `population` the federation's `N` participants, who all count (one that
+/// has not taken part yet holds `c_i = 0`), so that `c` stays the mean of the `c_i`.
+pub fn scaffold_step(c: &mut [f32], control_sum: &[f64], population: usize) {
+    let scale = 1.0 / population.max(1) as f64;
+    for (cj, &s) in c.iter_mut().zip(control_sum) {
+        *cj += (s * scale) as f32;
     }
 }
 

@@ -203,23 +203,62 @@ impl Client {
             .transpose()
     }
 
-    /// Contribute float32 `update` bytes with `weight` to the next round this client is in;
-    /// the outcome as JSON.
-    #[pyo3(signature = (update, weight, timeout=None))]
+    /// SCAFFOLD's server control variate stored with model `version`, as float32 bytes.
+    fn server_controls_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        version: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let values = block(py, self.inner.server_controls(version))?;
+        Ok(f32_bytes(py, &values))
+    }
+
+    /// Contribute float32 `update` bytes with `weight` (and, under SCAFFOLD, the control
+    /// delta's bytes) to the next round this client is in; the outcome as JSON.
+    #[pyo3(signature = (update, weight, timeout=None, control_delta=None))]
     fn contribute_bytes(
         &self,
         py: Python<'_>,
         update: &[u8],
         weight: u64,
         timeout: Option<f64>,
+        control_delta: Option<&[u8]>,
     ) -> PyResult<String> {
         let update = f32s(update)?;
         let opts = Contribute {
             timeout: seconds(timeout)?,
+            control_delta: control_delta.map(f32s).transpose()?,
             ..Contribute::default()
         };
         let o = block(py, self.inner.contribute_with(&update, weight, opts))?;
         outcome_json(&o)
+    }
+}
+
+/// A participant's SCAFFOLD control variate `c_i`, kept in a file.
+#[pyclass(frozen, module = "fedagg._fedagg")]
+struct LocalControls {
+    inner: fedagg_client::LocalControls,
+}
+
+#[pymethods]
+impl LocalControls {
+    #[new]
+    fn new(path: PathBuf, federation_id: i64, length: usize) -> Self {
+        LocalControls {
+            inner: fedagg_client::LocalControls::new(path, federation_id, length),
+        }
+    }
+
+    /// `c_i` as float32 bytes: zeros when the file does not exist.
+    fn load_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let values = self.inner.load().map_err(|e| to_py(py, e))?;
+        Ok(f32_bytes(py, &values))
+    }
+
+    /// Store `c_i` (float32 bytes) durably.
+    fn save_bytes(&self, py: Python<'_>, values: &[u8]) -> PyResult<()> {
+        self.inner.save(&f32s(values)?).map_err(|e| to_py(py, e))
     }
 }
 
@@ -405,6 +444,7 @@ fn _fedagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_enrollment, m)?)?;
     m.add_class::<Client>()?;
     m.add_class::<KeyHolder>()?;
+    m.add_class::<LocalControls>()?;
     m.add_class::<Admin>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,6 +1,6 @@
 """The Python package against a real `fedagg serve` on loopback: a SecAgg round with dropouts, a
-Paillier round with a key holder, a central DP round, a SecAgg round with distributed DP, and the
-error cases."""
+Paillier round with a key holder, a SCAFFOLD round, a central DP round, a SecAgg round with
+distributed DP, and the error cases."""
 
 import json
 import threading
@@ -73,6 +73,36 @@ def test_a_secagg_round_with_dropouts_gives_the_survivors_weighted_mean(server, 
     assert version == 1 and model.dtype == np.float32
     assert np.max(np.abs(model - weighted_mean(ups[:4]))) <= STEP
     assert admin.rounds(fed["id"])[0]["info"]["record"]["participants"] == 4
+
+
+def test_a_scaffold_round_moves_the_published_control_variate(server, admin, tmp_path):
+    m = 50
+    s = spec(secagg(0.1), m)
+    s["scaffold"] = True
+    fed = admin.create_federation(s)
+    clients = enroll(server, admin, fed["id"], 4)
+    assert np.array_equal(clients[0].server_controls(0), np.zeros(m, np.float32))
+    with pytest.raises(fedagg.ProtocolError):
+        clients[0].contribute(np.zeros(m, np.float32), 1, 10)
+    admin.open_round(fed["id"])
+    ups = updates(4, m, 7)
+    deltas = [u for u, _ in updates(4, m, 8)]
+    files = [fedagg.LocalControls(tmp_path / f"c_{i}", fed["id"], m) for i in range(4)]
+    assert np.array_equal(files[0].load(), np.zeros(m, np.float32))
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(c.contribute, u, w, 120, d)
+                   for c, (u, w), d in zip(clients, ups, deltas)]
+        outcomes = [f.result() for f in futures]
+    assert all(o["status"] == "completed" for o in outcomes), outcomes
+    for f, d in zip(files, deltas):
+        f.save(d)
+    assert np.array_equal(files[1].load(), deltas[1])
+    # c moves by the control deltas' plain sum over the 4 participants; the model by the
+    # updates' weighted mean.
+    version, model = clients[0].model_with_version()
+    assert np.max(np.abs(model - weighted_mean(ups))) <= STEP
+    c = clients[2].server_controls(version)
+    assert np.max(np.abs(c - sum(d.astype(np.float64) for d in deltas) / 4)) <= STEP
 
 
 def test_a_paillier_round_with_a_key_holder_gives_the_weighted_mean(server, admin, keygen, tmp_path):

@@ -35,6 +35,7 @@
 //!     server_lr: 1.0,
 //!     auto_rounds: false,
 //!     roster_authority: None,
+//!     scaffold: false,
 //! };
 //! spec::validate(&spec)?;
 //! let ledger = spec::initial_ledger(&spec)?;
@@ -52,7 +53,8 @@
 //! assert!(round.due(0)); // everyone answered
 //! let closure = round.prepare_close(&mut rng, 10);
 //! // The shell reads the base model and the server optimizer's stored state, and stores this.
-//! let ending = round.ending(&closure, || Ok((vec![0.0, 0.0], None)))?;
+//! let base = fedagg_round::Base { model: vec![0.0, 0.0], ..Default::default() };
+//! let ending = round.ending(&closure, || Ok(base))?;
 //! assert!(ending.is_some());
 //! round.commit(closure)?;
 //! assert_eq!(round.phase(), Phase::Done);
@@ -74,5 +76,5 @@ pub use error::{Result, RoundError};
 pub use fedagg_api::Phase;
 pub use plan::RoundParams;
 pub use round::{
-    ended_info, failure_record, Closure, Deadline, Ending, Event, Round, RoundId, Submission,
+    ended_info, failure_record, Base, Closure, Deadline, Ending, Event, Round, RoundId, Submission,
 };

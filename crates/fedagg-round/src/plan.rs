@@ -33,6 +33,10 @@ pub struct RoundParams {
     /// FedAvg at the spec's `server_lr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_optimizer: Option<fedagg_api::ServerOptimizer>,
+    /// SCAFFOLD: the participants the cohort was drawn from, the `N` of the server's control
+    /// step (`c += (1/N) * sum delta c_i`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<u32>,
 }
 
 impl RoundParams {
@@ -93,6 +97,9 @@ pub fn plan<R: RngCore + CryptoRng>(
         }
         _ => None,
     };
+    let population = spec
+        .scaffold
+        .then(|| u32::try_from(contributors.len()).unwrap_or(u32::MAX));
     let cohort = select_cohort(spec, contributors, rng);
     if !matches!(spec.mode, Mode::Dp { .. }) && cohort.len() < spec.min_clients as usize {
         return Err(RoundError::Conflict(format!(
@@ -117,6 +124,7 @@ pub fn plan<R: RngCore + CryptoRng>(
             identities: Vec::new(),
             denominator,
             server_optimizer: None,
+            population,
         });
     }
     Ok(RoundParams {
@@ -125,6 +133,7 @@ pub fn plan<R: RngCore + CryptoRng>(
         identities,
         denominator,
         server_optimizer: None,
+        population,
     })
 }
 

@@ -95,6 +95,19 @@ pub struct Closure {
     outcome: Closing,
 }
 
+/// What a completing round reads from the store: the model it started from, the server
+/// optimizer's state stored with it, and (SCAFFOLD) the control variate `c` stored with it
+/// (`None`: zero, as before any SCAFFOLD round).
+#[derive(Debug, Clone, Default)]
+pub struct Base {
+    /// The base model.
+    pub model: Vec<f32>,
+    /// The server optimizer's stored state.
+    pub optimizer: Option<crate::optimizer::OptimizerState>,
+    /// The control variate stored with the base model.
+    pub controls: Option<Vec<f32>>,
+}
+
 /// How a round ended, as the store records it.
 #[derive(Debug, Clone)]
 // One per round, moved once into the store: its size does not matter.
@@ -108,6 +121,8 @@ pub enum Ending {
         model: Vec<f32>,
         /// The server optimizer's state after this round, stored with the model.
         optimizer: crate::optimizer::OptimizerState,
+        /// SCAFFOLD: the server's control variate `c` after this round, stored with the model.
+        controls: Option<Vec<f32>>,
         /// The privacy state after the round (DP mode): the ledger charged, the next clip norm.
         ledger: Option<DpState>,
         /// The record.
@@ -432,12 +447,12 @@ impl Round {
     }
 
     /// What the store must record for a closure that ends the round (`None`: the phase closed
-    /// and the next began; log an [`Event::Close`]). `base` reads the round's base model and
-    /// the server optimizer's stored state, needed only when the round completes.
+    /// and the next began; log an [`Event::Close`]). `base` reads the round's [`Base`], needed
+    /// only when the round completes.
     pub fn ending(
         &self,
         c: &Closure,
-        base: impl FnOnce() -> Result<(Vec<f32>, Option<crate::optimizer::OptimizerState>)>,
+        base: impl FnOnce() -> Result<Base>,
     ) -> Result<Option<Ending>> {
         let duration_secs = (c.at_ms - self.id.opened_ms).max(0) as f64 / 1000.0;
         let cohort = self.engine.cohort() as u32;
@@ -447,15 +462,17 @@ impl Round {
                 record: failure_record(reason.clone(), cohort, self.bytes, duration_secs),
             },
             Closing::Finished(done) => {
-                let (base, stored) = base()?;
-                if base.len() != self.spec.vector_len || done.update.len() != base.len() {
+                let base = base()?;
+                if base.model.len() != self.spec.vector_len || done.update.len() != base.model.len()
+                {
                     return Err(RoundError::Internal(format!(
                         "base model of {} values, aggregate of {}, federation of {}",
-                        base.len(),
+                        base.model.len(),
                         done.update.len(),
                         self.spec.vector_len
                     )));
                 }
+                let controls = self.next_controls(done, base.controls)?;
                 let version = self.id.base_version + 1;
                 let epsilon_spent = done
                     .ledger
@@ -464,15 +481,16 @@ impl Round {
                     .transpose()?;
                 let (model, optimizer) = crate::optimizer::step(
                     crate::optimizer::optimizer_of(&self.spec, &self.params),
-                    base,
+                    base.model,
                     &done.update,
                     self.id.base_version,
-                    stored,
+                    base.optimizer,
                 )?;
                 Ending::Completed {
                     version,
                     model,
                     optimizer,
+                    controls,
                     ledger: done.ledger.clone(),
                     record: RoundRecord {
                         participants: done.participants,
@@ -486,6 +504,29 @@ impl Round {
                 }
             }
         }))
+    }
+
+    /// SCAFFOLD's control variate after this round: the stored one (zero when none is) moved by
+    /// the round's sum of control deltas over the population it was drawn from.
+    fn next_controls(&self, done: &Finished, stored: Option<Vec<f32>>) -> Result<Option<Vec<f32>>> {
+        let Some(sum) = &done.control_sum else {
+            return Ok(None);
+        };
+        let mut c = stored.unwrap_or_else(|| vec![0.0; self.spec.vector_len]);
+        if c.len() != self.spec.vector_len || sum.len() != c.len() {
+            return Err(RoundError::Internal(format!(
+                "control variate of {} values, control sum of {}, federation of {}",
+                c.len(),
+                sum.len(),
+                self.spec.vector_len
+            )));
+        }
+        let population = self
+            .params
+            .population
+            .map_or(self.params.cohort.len(), |p| p as usize);
+        fedagg_optim::scaffold_step(&mut c, sum, population);
+        Ok(Some(c))
     }
 
     /// Install a closure once the store has it: the next phase begins, or the round ends.

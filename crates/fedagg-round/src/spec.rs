@@ -34,6 +34,13 @@ pub fn validate(spec: &FederationSpec) -> Result<()> {
             fedagg_api::MAX_VECTOR_LEN
         ));
     }
+    if spec.update_len() > fedagg_api::MAX_VECTOR_LEN {
+        return bad(format!(
+            "under SCAFFOLD an update carries 2 x vector_len = {} values, more than {}",
+            spec.update_len(),
+            fedagg_api::MAX_VECTOR_LEN
+        ));
+    }
     // With two inputs, each contributor learns the other's update from the aggregate.
     if spec.min_clients < fedagg_api::MIN_CLIENTS || spec.min_clients > spec.max_clients {
         return bad(format!(

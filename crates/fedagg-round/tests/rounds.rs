@@ -26,6 +26,7 @@ fn spec(mode: Mode, n: u32) -> FederationSpec {
         server_lr: 1.0,
         auto_rounds: false,
         roster_authority: None,
+        scaffold: false,
     }
 }
 
@@ -166,8 +167,12 @@ impl Harness {
     /// What the service does when a phase is due.
     fn close(&mut self) -> Result<(), RoundError> {
         let c = self.round.prepare_close(&mut self.rng, self.now);
-        let base = self.base.clone();
-        match self.round.ending(&c, || Ok((base, None)))? {
+        let base = fedagg_round::Base {
+            model: self.base.clone(),
+            optimizer: None,
+            controls: self.round.spec().scaffold.then(|| vec![0.25; LEN]),
+        };
+        match self.round.ending(&c, || Ok(base))? {
             None => {
                 self.store(Write::Close)?;
                 self.log.push(Event::Close { phase: c.phase() });
@@ -205,6 +210,14 @@ impl Harness {
     fn model(&self) -> Vec<f32> {
         match self.ending.as_ref().unwrap() {
             Ending::Completed { model, .. } => model.clone(),
+            Ending::Failed { record } => panic!("round failed: {:?}", record.failure),
+        }
+    }
+
+    /// SCAFFOLD's control variate after the round.
+    fn controls(&self) -> Option<Vec<f32>> {
+        match self.ending.as_ref().unwrap() {
+            Ending::Completed { controls, .. } => controls.clone(),
             Ending::Failed { record } => panic!("round failed: {:?}", record.failure),
         }
     }
@@ -596,15 +609,27 @@ fn paillier_round_with_the_key_holder() {
     assert!(h.round.download(0).is_err());
     let f = frame(&h, 2, &mut krng);
     assert!(matches!(h.submit(2, &f), Err(RoundError::WrongPhase(_))));
+    decrypt_as_key_holder(&mut h, &sk, &packing);
+    assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
+}
+
+/// The key holder's part in a Paillier round's decrypt phase: download the encrypted sum,
+/// decrypt it, submit the plaintext sum; the round is then done.
+fn decrypt_as_key_holder(
+    h: &mut Harness,
+    sk: &fedagg_paillier::PrivateKey,
+    packing: &fedagg_paillier::Packing,
+) {
+    use fedagg_api::FrameKind;
+    let pk = sk.public();
     let sum = h.round.download(KEY_HOLDER).unwrap();
     let sum = Frame::decode(&sum, FrameKind::Paillier, 1).unwrap();
-    let len = fedagg_quant::QuantParams::encoded_len(LEN);
-    let cts = fedagg_paillier::decode_ciphertexts(&pk, sum, packing.ciphertexts_for(len)).unwrap();
-    let plain = packing.decrypt(&sk, &cts, len).unwrap();
+    let len = fedagg_quant::QuantParams::encoded_len(h.round.spec().update_len());
+    let cts = fedagg_paillier::decode_ciphertexts(pk, sum, packing.ciphertexts_for(len)).unwrap();
+    let plain = packing.decrypt(sk, &cts, len).unwrap();
     let f = h.frame(FrameKind::U64, &u64_bytes(&plain));
     h.submit(KEY_HOLDER, &f).unwrap();
     assert_eq!(h.round.phase(), Phase::Done);
-    assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
 }
 
 /// Members 0, 1 and 3 of `h` (participants 1, 2, 4) submit their updates encrypted under `pk`
@@ -1019,4 +1044,166 @@ fn a_secagg_dp_round_past_the_budget_does_not_open() {
     };
     let ledger = spec::initial_ledger(&roomy).unwrap();
     plan::plan(&roomy, (1..=5).collect(), None, ledger.as_ref(), &mut rng).unwrap();
+}
+
+/// Member `i`'s SCAFFOLD control-variate delta: another vector than its update.
+fn control_delta(i: u32) -> Vec<f32> {
+    (0..LEN)
+        .map(|j| 0.5 - (i as f32) * 0.3 + j as f32 * 0.2)
+        .collect()
+}
+
+/// The stored control variate (0.25 everywhere in the harness) moved by the `included`
+/// members' control deltas over the population `n`: SCAFFOLD's server step.
+fn scaffold_controls(included: &[u32], n: usize) -> Vec<f32> {
+    let mut c = vec![0.25f32; LEN];
+    let sum: Vec<f64> = (0..LEN)
+        .map(|j| {
+            included
+                .iter()
+                .map(|&i| f64::from(control_delta(i)[j]))
+                .sum()
+        })
+        .collect();
+    fedagg_optim::scaffold_step(&mut c, &sum, n);
+    c
+}
+
+fn scaffold(mut spec: FederationSpec) -> FederationSpec {
+    spec.scaffold = true;
+    spec
+}
+
+/// SCAFFOLD in every mode: the model moves by the updates' (weighted) mean as without it, and
+/// the control variate by the survivors' unweighted control deltas over the population, the
+/// deltas protected like the updates (masked, encrypted, clipped and noised).
+#[test]
+fn scaffold_rounds_move_the_control_variate_in_every_mode() {
+    // SecAgg with a dropout before advertising: four of five in the sum, N = 5.
+    let drops = [
+        Drop::Never,
+        Drop::BeforeAdvertise,
+        Drop::Never,
+        Drop::Never,
+        Drop::Never,
+    ];
+    let h = secagg_round_of(
+        scaffold(spec(secagg(), 5)),
+        &drops,
+        21,
+        None,
+        |h, i, rng| {
+            let s = h.round.spec();
+            let quant = s.quant().unwrap();
+            let w = 1 + u64::from(i % 3);
+            s.encode_quantized(&quant, &update(i), Some(&control_delta(i)), w, rng)
+                .unwrap()
+        },
+    );
+    let included = [0, 2, 3, 4];
+    assert_close(&h.model(), 0.5, &weighted_mean(&included), 1e-3);
+    let step = h.round.spec().quant().unwrap().step() as f32;
+    assert_close(
+        &h.controls().unwrap(),
+        0.0,
+        &scaffold_controls(&included, 5),
+        step,
+    );
+
+    // Central DP: the pair is clipped as one vector and the noise is negligible here.
+    let mut h = Harness::open(scaffold(spec(dp(1e15), 4)), 4, None, 22);
+    for i in 0..3u32 {
+        let v = h
+            .round
+            .spec()
+            .plain_update(&update(i), Some(&control_delta(i)))
+            .unwrap();
+        let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&v));
+        h.submit(i, &f).unwrap();
+    }
+    h.tick(h.round.deadline().at_ms()).unwrap();
+    assert_close(&h.model(), 0.5, &sum_over(&[0, 1, 2], 4.0), 1e-3);
+    assert_close(
+        &h.controls().unwrap(),
+        0.0,
+        &scaffold_controls(&[0, 1, 2], 4),
+        1e-3,
+    );
+    // An update without its delta is refused.
+    let f = h.frame(fedagg_api::FrameKind::F32, &f32_bytes(&update(3)));
+    assert!(h.submit(3, &f).is_err());
+
+    // SecAgg with distributed DP: rotated, clipped and noised as one vector.
+    let drops = [
+        Drop::Never,
+        Drop::Never,
+        Drop::AfterShares,
+        Drop::Never,
+        Drop::BeforeAdvertise,
+    ];
+    let spec_dp = scaffold(spec(secagg_dp(1e-5, 1e12), 5));
+    let h = secagg_round_of(spec_dp, &drops, 23, None, |h, i, rng| {
+        let s = h.round.spec();
+        let session = h.round.params().secagg.as_ref().unwrap();
+        let v = s.plain_update(&update(i), Some(&control_delta(i))).unwrap();
+        s.ddg()
+            .unwrap()
+            .encode(&v, &session.rotation_seed().unwrap(), rng)
+            .unwrap()
+    });
+    assert_close(&h.model(), 0.5, &sum_over(&[0, 1, 3], 5.0), 1e-3);
+    assert_close(
+        &h.controls().unwrap(),
+        0.0,
+        &scaffold_controls(&[0, 1, 3], 5),
+        1e-3,
+    );
+}
+
+/// SCAFFOLD under Paillier: the key holder decrypts the pair's sum, and the round splits it.
+#[test]
+fn a_paillier_scaffold_round_moves_the_control_variate() {
+    use fedagg_api::FrameKind;
+    let mut krng = ChaCha20Rng::seed_from_u64(24);
+    let sk = fedagg_paillier::keygen(512, &mut krng).unwrap();
+    let pk = sk.public().clone();
+    let mode = Mode::Paillier {
+        clip: 4.0,
+        levels: 1 << 16,
+        max_weight: 10,
+    };
+    let mut h = Harness::open(scaffold(spec(mode, 4)), 4, Some(&pk.to_text()), 25);
+    let s = h.round.spec().clone();
+    let quant = s.quant().unwrap();
+    let packing = fedagg_paillier::Packing::new(&pk, &quant).unwrap();
+    for i in [0u32, 1, 3] {
+        let v = s
+            .encode_quantized(
+                &quant,
+                &update(i),
+                Some(&control_delta(i)),
+                1 + u64::from(i % 3),
+                &mut krng,
+            )
+            .unwrap();
+        let cts = packing.encrypt(&pk, &v, &mut krng).unwrap();
+        let f = h.frame(
+            FrameKind::Paillier,
+            &fedagg_paillier::encode_ciphertexts(&pk, &cts),
+        );
+        h.submit(i, &f).unwrap();
+    }
+    h.tick(h.round.deadline().at_ms()).unwrap();
+    decrypt_as_key_holder(&mut h, &sk, &packing);
+    assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
+    let step = quant.step() as f32;
+    assert_close(
+        &h.controls().unwrap(),
+        0.0,
+        &scaffold_controls(&[0, 1, 3], 4),
+        2.0 * step,
+    );
+    // Without SCAFFOLD no control variate is produced.
+    let plain = secagg_round(&[Drop::Never; 5], 26, None);
+    assert_eq!(plain.controls(), None);
 }

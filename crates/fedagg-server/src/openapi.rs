@@ -30,6 +30,7 @@ use crate::routes;
         routes::list_federations,
         routes::get_federation,
         routes::get_model,
+        routes::get_controls,
         routes::put_model,
         routes::put_server_optimizer,
         routes::create_code,

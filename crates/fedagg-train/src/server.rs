@@ -5,16 +5,16 @@
 
 pub use fedagg_optim::{ServerOptimizer, ServerState};
 
-/// SCAFFOLD's server control variate: `c += |S|/N * mean_i(delta c_i)`.
+/// SCAFFOLD's server control variate: `c += |S|/N * mean_i(delta c_i)`, by
+/// [`fedagg_optim::scaffold_step`] on the deltas' sum, as the service takes it.
 pub fn scaffold_server_update(c: &mut [f32], control_deltas: &[&[f32]], total_clients: usize) {
     if control_deltas.is_empty() {
         return;
     }
-    let scale = 1.0 / total_clients as f64; // |S|/N * (1/|S|)
-    for (j, cj) in c.iter_mut().enumerate() {
-        let s: f64 = control_deltas.iter().map(|d| f64::from(d[j])).sum();
-        *cj += (s * scale) as f32;
-    }
+    let sum: Vec<f64> = (0..c.len())
+        .map(|j| control_deltas.iter().map(|d| f64::from(d[j])).sum())
+        .collect();
+    fedagg_optim::scaffold_step(c, &sum, total_clients);
 }
 
 /// The weighted mean of client deltas (FedAvg weighting by sample count).

@@ -190,6 +190,37 @@ pub fn simulate_with(
     setup: &Setup,
     cfg: &SimConfig,
     privacy: &Privacy,
+    on_round: impl FnMut(&RoundMetrics),
+) -> Result<(Net, Vec<RoundMetrics>)> {
+    run(setup, cfg, privacy, None, on_round)
+}
+
+/// [`simulate`] on the cohorts another run picked: round `r` (from 1) trains the clients
+/// `cohorts[r - 1]` (indices into `setup.clients`), for example the participants the service
+/// picked in a `fedagg demo` run, so that the two runs train the same clients from the same
+/// seeds. `cfg.rounds` is capped at the cohorts given.
+pub fn replay(
+    setup: &Setup,
+    cfg: &SimConfig,
+    cohorts: &[Vec<usize>],
+    on_round: impl FnMut(&RoundMetrics),
+) -> Result<(Net, Vec<RoundMetrics>)> {
+    let k = setup.clients.len();
+    if let Some(j) = cohorts.iter().flatten().find(|&&j| j >= k) {
+        return Err(Error::Config(format!("cohort member {j} of {k} clients")));
+    }
+    let cfg = SimConfig {
+        rounds: cfg.rounds.min(cohorts.len()),
+        ..*cfg
+    };
+    run(setup, &cfg, &Privacy::None, Some(cohorts), on_round)
+}
+
+fn run(
+    setup: &Setup,
+    cfg: &SimConfig,
+    privacy: &Privacy,
+    cohorts: Option<&[Vec<usize>]>,
     mut on_round: impl FnMut(&RoundMetrics),
 ) -> Result<(Net, Vec<RoundMetrics>)> {
     let k = setup.clients.len();
@@ -206,7 +237,10 @@ pub fn simulate_with(
     let mut private = private::Run::new(privacy, setup, cfg, global.len())?;
     let mut history = Vec::with_capacity(cfg.rounds);
     for round in 1..=cfg.rounds {
-        let chosen = private.select(k, cfg, round);
+        let chosen = match cohorts {
+            Some(c) => c[round - 1].clone(),
+            None => private.select(k, cfg, round),
+        };
         let mut updates = Vec::with_capacity(chosen.len());
         for &j in &chosen {
             let controls = if scaffold {

@@ -51,6 +51,7 @@ __all__ = [
     "Client",
     "Error",
     "KeyHolder",
+    "LocalControls",
     "ProtocolError",
     "RoundError",
     "Timeout",
@@ -197,19 +198,53 @@ class Client:
         text = self._native.next_round_json(after, wait)
         return None if text is None else json.loads(text)
 
+    def server_controls(self, version: int) -> np.ndarray:
+        """SCAFFOLD: the server's control variate ``c`` stored with model ``version`` (read
+        it with :meth:`model_with_version`'s model), a float32 vector."""
+        return np.frombuffer(self._native.server_controls_bytes(version), dtype="<f4").copy()
+
     def contribute(
-        self, update: Any, weight: int = 1, timeout: Optional[float] = None
+        self,
+        update: Any,
+        weight: int = 1,
+        timeout: Optional[float] = None,
+        control_delta: Any = None,
     ) -> Dict[str, Any]:
         """Contribute ``update`` (see :func:`flatten`) with ``weight`` (e.g. the local sample
         count; 1 in the DP modes, which refuse any other) to the next round this member is
         picked for, and wait for that round's end (``timeout`` seconds at most, an hour by
         default). Returns ``{"round", "status", "record"}``; the record says how many
         contributed and which model version the round produced.
+
+        A SCAFFOLD federation takes, and only it, ``control_delta``: ``c_i+ - c_i``, flattened
+        like the update; it is protected like the update. Keep ``c_i`` with
+        :class:`LocalControls`, saving ``c_i+`` once the round's ``status`` is ``"completed"``.
         """
         vector = flatten(update)
         if int(weight) != weight or weight < 0:
             raise ValueError(f"weight must be a non-negative integer, not {weight!r}")
-        return json.loads(self._native.contribute_bytes(vector.tobytes(), int(weight), timeout))
+        delta = None if control_delta is None else flatten(control_delta).tobytes()
+        return json.loads(
+            self._native.contribute_bytes(vector.tobytes(), int(weight), timeout, delta)
+        )
+
+
+class LocalControls:
+    """SCAFFOLD: this participant's control variate ``c_i``, kept in a file the caller
+    chooses (mode 0600, replaced durably). It never leaves the participant."""
+
+    def __init__(self, path: Path, federation_id: int, length: int):
+        self._native = _fedagg.LocalControls(str(path), federation_id, length)
+
+    def load(self) -> np.ndarray:
+        """``c_i``: zeros when the file does not exist yet (a participant that has not taken
+        part, or lost its file, starts from zero). A file of another federation or length is an
+        error."""
+        return np.frombuffer(self._native.load_bytes(), dtype="<f4").copy()
+
+    def save(self, controls: Any) -> None:
+        """Store ``c_i`` (flattened like an update)."""
+        self._native.save_bytes(flatten(controls).tobytes())
 
 
 class KeyHolder:

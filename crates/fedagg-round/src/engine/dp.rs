@@ -25,6 +25,8 @@ pub(crate) struct Checked(Vec<f32>, bool);
 pub(crate) enum Next {}
 
 pub(crate) struct DpEngine {
+    /// The federation's spec: the layout of its updates.
+    spec: FederationSpec,
     /// This round's clip norm.
     clip: f64,
     /// The federation's noise multiplier: what the ledger is charged.
@@ -77,7 +79,8 @@ impl DpEngine {
             update_sigma,
             q: sampling_rate,
             adaptive: adaptive_clip,
-            sum: vec![0.0; spec.vector_len],
+            sum: vec![0.0; spec.update_len()],
+            spec: spec.clone(),
             unclipped: 0,
             submitted: BTreeSet::new(),
             state,
@@ -91,7 +94,7 @@ impl DpEngine {
         Phase::Submit
     }
 
-    /// The largest submission payload: `vector_len` f32 values.
+    /// The largest submission payload: `update_len` f32 values.
     pub(crate) fn max_submission(&self) -> usize {
         4 * self.sum.len()
     }
@@ -156,8 +159,11 @@ impl DpEngine {
             .denominator
             .filter(|d| *d > 0.0)
             .unwrap_or(count as f64);
+        let mean: Vec<f64> = sum.iter().map(|&s| s / n).collect();
+        let aggregate = self.spec.split_mean(&mean, n)?;
         Ok(Step::Finished(Finished {
-            update: sum.iter().map(|&s| (s / n) as f32).collect(),
+            update: aggregate.update,
+            control_sum: aggregate.control_sum,
             participants: count as u32,
             ledger: Some(state),
         }))

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::VerifyingKey;
 use fedagg_api::contributions::{self, Contribution, SIGNATURE_LEN};
-use fedagg_api::{u64_values, FederationSpec, FrameKind, Mode, Phase};
+use fedagg_api::{u64_values, Aggregate, FederationSpec, FrameKind, Mode, Phase};
 use fedagg_paillier::{Ciphertext, Packing, PartialDecryption, PublicKey, ThresholdKey};
 use fedagg_quant::QuantParams;
 
@@ -46,7 +46,7 @@ pub(crate) enum Checked {
     Paillier(Vec<Ciphertext>, Option<Contribution>),
     #[cfg(feature = "lattice")]
     Lattice(fedagg_lattice::CiphertextVector, Option<Contribution>),
-    Decrypted(Vec<f64>),
+    Decrypted(Aggregate),
     Partial(PartialDecryption),
 }
 
@@ -118,11 +118,12 @@ pub(crate) struct Next;
 
 pub(crate) struct HeEngine {
     quant: QuantParams,
-    vector_len: usize,
+    /// The federation's spec: the layout of its updates.
+    spec: FederationSpec,
     scheme: Scheme,
     submitted: BTreeSet<u32>,
     /// The decoded weighted mean of the key holder's decrypted sum.
-    decrypted: Option<Vec<f64>>,
+    decrypted: Option<Aggregate>,
     /// Threshold decryption: the verified partial decryptions by holder index, and the members
     /// that sent them.
     partials: BTreeMap<u16, PartialDecryption>,
@@ -149,7 +150,7 @@ impl HeEngine {
         };
         Ok(HeEngine {
             quant,
-            vector_len: spec.vector_len,
+            spec: spec.clone(),
             scheme,
             submitted: BTreeSet::new(),
             decrypted: None,
@@ -193,7 +194,7 @@ impl HeEngine {
     /// The largest submission payload the current phase accepts: the ciphertext vector, or the
     /// key holder's sum of `vector_len + 1` u64 values.
     pub(crate) fn max_submission(&self) -> usize {
-        let len = QuantParams::encoded_len(self.vector_len);
+        let len = QuantParams::encoded_len(self.spec.update_len());
         if self.decrypting {
             return match &self.scheme {
                 Scheme::Paillier {
@@ -261,13 +262,13 @@ impl HeEngine {
             if let Some(key) = self.threshold() {
                 return self.check_partial(key, payload);
             }
-            let v = u64_values(payload, QuantParams::encoded_len(self.vector_len))?;
+            let v = u64_values(payload, QuantParams::encoded_len(self.spec.update_len()))?;
             // Decoded now, so a bad decryption is refused rather than failing the round.
-            let (mean, _w) = self
-                .quant
-                .decode_weighted_mean(&v)
+            let aggregate = self
+                .spec
+                .decode_quantized(&self.quant, &v, self.submitted.len() as u64)
                 .map_err(|e| RoundError::Malformed(format!("decrypted aggregate refused: {e}")))?;
-            return Ok(Checked::Decrypted(mean));
+            return Ok(Checked::Decrypted(aggregate));
         }
         if is_key_holder(member) {
             return Err(RoundError::Forbidden(
@@ -409,26 +410,23 @@ impl HeEngine {
             }
             return Ok(Step::Next(Next));
         }
-        let combined;
-        let mean = match self.threshold() {
-            Some(key) => {
-                combined = self.combine(key)?;
-                &combined
-            }
+        let aggregate = match self.threshold() {
+            Some(key) => self.combine(key)?,
             None => self
                 .decrypted
-                .as_ref()
+                .clone()
                 .ok_or("the key holder did not decrypt the aggregate before the deadline")?,
         };
         Ok(Step::Finished(Finished {
-            update: mean.iter().map(|&x| x as f32).collect(),
+            update: aggregate.update,
+            control_sum: aggregate.control_sum,
             participants: self.submitted.len() as u32,
             ledger: None,
         }))
     }
 
     /// The weighted mean from `t` verified partial decryptions of the sum.
-    fn combine(&self, key: &ThresholdKey) -> Result<Vec<f64>, String> {
+    fn combine(&self, key: &ThresholdKey) -> Result<Aggregate, String> {
         if self.partials.len() < usize::from(key.threshold()) {
             return Err(format!(
                 "{} of the {} key holders needed sent partial decryptions before the deadline",
@@ -440,13 +438,14 @@ impl HeEngine {
         let plaintexts = key.combine(&partials).map_err(|e| e.to_string())?;
         let packing = Packing::new(key.public(), &self.quant).map_err(|e| e.to_string())?;
         let values = packing
-            .unpack(&plaintexts, QuantParams::encoded_len(self.vector_len))
+            .unpack(
+                &plaintexts,
+                QuantParams::encoded_len(self.spec.update_len()),
+            )
             .map_err(|e| e.to_string())?;
-        let (mean, _w) = self
-            .quant
-            .decode_weighted_mean(&values)
-            .map_err(|e| format!("the combined aggregate does not decode: {e}"))?;
-        Ok(mean)
+        self.spec
+            .decode_quantized(&self.quant, &values, self.submitted.len() as u64)
+            .map_err(|e| format!("the combined aggregate does not decode: {e}"))
     }
 
     pub(crate) fn commit(&mut self, _next: Next) {
@@ -496,7 +495,7 @@ fn paillier_scheme(spec: &FederationSpec, quant: &QuantParams, key: &str) -> Res
     };
     let packing =
         Packing::new(&pk, quant).map_err(|e| RoundError::Invalid(format!("packing: {e}")))?;
-    let ciphertexts = packing.ciphertexts_for(QuantParams::encoded_len(spec.vector_len));
+    let ciphertexts = packing.ciphertexts_for(QuantParams::encoded_len(spec.update_len()));
     Ok(Scheme::Paillier {
         pk,
         ciphertexts,
@@ -515,7 +514,7 @@ fn lattice_scheme(spec: &FederationSpec, quant: &QuantParams, hex_key: &str) -> 
         .map_err(|e| RoundError::Malformed(format!("public key: {e}")))?;
     Ok(Scheme::Lattice {
         pk,
-        len: QuantParams::encoded_len(spec.vector_len),
+        len: QuantParams::encoded_len(spec.update_len()),
         acc: None,
     })
 }

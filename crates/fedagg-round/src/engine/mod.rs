@@ -51,6 +51,8 @@ pub struct Finished {
     /// The aggregated update to apply to the model (a weighted mean for the quantized modes, the
     /// noised mean for the DP modes).
     pub update: Vec<f32>,
+    /// SCAFFOLD: the sum of the contributions' control-variate deltas (noised in the DP modes).
+    pub control_sum: Option<Vec<f64>>,
     /// Contributions in the aggregate.
     pub participants: u32,
     /// The privacy state after this round (DP modes): the ledger charged, the next clip norm.

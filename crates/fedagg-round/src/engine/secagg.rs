@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use fedagg_api::{FederationSpec, Mode, Phase, SecaggSession};
+use fedagg_api::{Aggregate, FederationSpec, Mode, Phase, SecaggSession};
 use fedagg_dp::ddg::DdgParams;
 use fedagg_quant::QuantParams;
 use fedagg_secagg::server::{
@@ -59,6 +59,8 @@ struct Ddg {
 }
 
 pub(crate) struct SecaggEngine {
+    /// The federation's spec: the layout of its updates.
+    spec: FederationSpec,
     decoder: Decoder,
     cfg: Arc<SessionConfig>,
     state: State,
@@ -95,6 +97,7 @@ impl SecaggEngine {
         };
         let min = spec.min_clients as usize;
         Ok(SecaggEngine {
+            spec: spec.clone(),
             decoder,
             state: State::Keys(CollectingKeys::new(Arc::clone(&cfg))),
             cfg,
@@ -207,20 +210,20 @@ impl SecaggEngine {
                     ));
                 }
                 let participants = agg.included.len() as u32;
-                let (mean, ledger) = match &self.decoder {
-                    Decoder::Quant(quant) => {
-                        let (mean, _w) = quant
-                            .decode_weighted_mean(&agg.sum)
-                            .map_err(|e| e.to_string())?;
-                        (mean, None)
-                    }
+                let (aggregate, ledger) = match &self.decoder {
+                    Decoder::Quant(quant) => (
+                        self.spec
+                            .decode_quantized(quant, &agg.sum, u64::from(participants))?,
+                        None,
+                    ),
                     Decoder::Ddg(ddg) => {
-                        let (mean, state) = ddg.finish(&agg.sum, participants)?;
-                        (mean, Some(state))
+                        let (aggregate, state) = ddg.finish(&self.spec, &agg.sum, participants)?;
+                        (aggregate, Some(state))
                     }
                 };
                 return Ok(Step::Finished(Finished {
-                    update: mean.iter().map(|&x| x as f32).collect(),
+                    update: aggregate.update,
+                    control_sum: aggregate.control_sum,
                     participants,
                     ledger,
                 }));
@@ -238,7 +241,12 @@ impl SecaggEngine {
 
 impl Ddg {
     /// The noisy mean of the survivors' sum, and the privacy state charged for it (on a copy).
-    fn finish(&self, sum: &[u64], survivors: u32) -> Result<(Vec<f64>, DpState), String> {
+    fn finish(
+        &self,
+        spec: &FederationSpec,
+        sum: &[u64],
+        survivors: u32,
+    ) -> Result<(Aggregate, DpState), String> {
         let mut state = self.state.clone();
         let curve = self
             .params
@@ -252,6 +260,6 @@ impl Ddg {
             .params
             .decode_sum(sum, &self.rotation_seed, self.denominator)
             .map_err(|e| e.to_string())?;
-        Ok((mean, state))
+        Ok((spec.split_mean(&mean, self.denominator)?, state))
     }
 }

@@ -2,8 +2,8 @@
 //! membership and what its members read.
 
 use fedagg_api::{
-    Enrolled, EnrollmentCode, Frame, FrameKind, Mode, PublicKeyBody, Role, Roster, RosterEntry,
-    SignedRoster,
+    f32_bytes, Enrolled, EnrollmentCode, Frame, FrameKind, Mode, PublicKeyBody, Role, Roster,
+    RosterEntry, SignedRoster,
 };
 
 use super::App;
@@ -197,6 +197,24 @@ impl App {
             .store
             .model(fid, v)?
             .ok_or_else(|| ApiError::not_found(format!("no model version {v}")))?;
+        Ok(Frame::encode(FrameKind::F32, v, &data))
+    }
+
+    /// SCAFFOLD's control variate stored with model `version` (the current one when `None`) as
+    /// an f32 frame: zeros when none was stored with it (before the first SCAFFOLD round).
+    pub fn controls_frame(&self, fid: i64, version: Option<u64>) -> Result<Vec<u8>, ApiError> {
+        let (row, spec) = self.federation_spec(fid)?;
+        if !spec.scaffold {
+            return Err(ApiError::conflict(
+                "the federation does not use SCAFFOLD: it keeps no control variate",
+            ));
+        }
+        let v = version.unwrap_or(row.model_version);
+        let data = self
+            .store
+            .model_controls(fid, v)?
+            .ok_or_else(|| ApiError::not_found(format!("no model version {v}")))?
+            .unwrap_or_else(|| f32_bytes(&vec![0.0; spec.vector_len]));
         Ok(Frame::encode(FrameKind::F32, v, &data))
     }
 }

@@ -165,6 +165,7 @@ impl App {
                     model: None,
                     ledger: None,
                     optimizer_state: None,
+                    controls: None,
                     status: fedagg_api::RoundStatus::Failed,
                     record: to_json(&record)?,
                 })?;

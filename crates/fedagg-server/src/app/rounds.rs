@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use fedagg_api::{f32_bytes, f32_values, Accepted, Frame, Role, RoundInfo, RoundStatus};
 use fedagg_round::optimizer::OptimizerState;
-use fedagg_round::{Closure, Ending, Round, RoundError, RoundId, RoundParams};
+use fedagg_round::{Base, Closure, Ending, Round, RoundError, RoundId, RoundParams};
 use sha2::{Digest, Sha256};
 
 use super::{rng, to_json, App, Slot, SlotState};
@@ -277,9 +277,10 @@ impl App {
         }
     }
 
-    /// What a completing round builds on: its base model, and the server optimizer's stored
-    /// state (which the round continues only if it was left at that base).
-    fn round_base(&self, r: &Round) -> Result<(Vec<f32>, Option<OptimizerState>), RoundError> {
+    /// What a completing round builds on: its base model, the server optimizer's stored state
+    /// (which the round continues only if it was left at that base), and SCAFFOLD's control
+    /// variate stored with the base model.
+    fn round_base(&self, r: &Round) -> Result<Base, RoundError> {
         let id = r.id();
         let internal = |e: String| RoundError::Internal(e);
         let base = self
@@ -294,17 +295,33 @@ impl App {
             .map_err(|e| internal(e.to_string()))?
             .map(|b| OptimizerState::from_bytes(&b))
             .transpose()?;
-        Ok((model, state))
+        let controls = if r.spec().scaffold {
+            self.store
+                .model_controls(id.federation_id, id.base_version)
+                .map_err(|e| internal(e.to_string()))?
+                .flatten()
+                .map(|b| f32_values(&b, r.spec().vector_len))
+                .transpose()
+                .map_err(|e| internal(format!("stored control variate: {e}")))?
+        } else {
+            None
+        };
+        Ok(Base {
+            model,
+            optimizer: state,
+            controls,
+        })
     }
 
     /// Write a round's ending in one transaction: model, ledger, status and record.
     fn store_ending(&self, id: &RoundId, ending: &Ending) -> Result<(), ApiError> {
-        let (model, ledger, optimizer) = match ending {
+        let (model, ledger, optimizer, controls) = match ending {
             Ending::Completed {
                 version,
                 model,
                 ledger,
                 optimizer,
+                controls,
                 ..
             } => (
                 Some((*version, f32_bytes(model))),
@@ -313,8 +330,9 @@ impl App {
                     .map(fedagg_round::ledger::to_text)
                     .transpose()?,
                 Some(optimizer.to_bytes()),
+                controls.as_deref().map(f32_bytes),
             ),
-            Ending::Failed { .. } => (None, None, None),
+            Ending::Failed { .. } => (None, None, None, None),
         };
         self.store.complete_round(&Completion {
             federation_id: id.federation_id,
@@ -322,6 +340,7 @@ impl App {
             model: model.as_ref().map(|(v, b)| (*v, b.as_slice())),
             ledger,
             optimizer_state: optimizer.as_deref(),
+            controls: controls.as_deref(),
             status: ending.status(),
             record: to_json(ending.record())?,
         })?;

@@ -128,13 +128,44 @@ pub(crate) async fn get_model(
     caller: Caller<access::Reader, FedPath>,
     q: Result<Query<ModelQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let fid = caller.path.fid;
+    let (fid, version) = (caller.path.fid, version_of(q)?);
+    Ok(octet(
+        blocking(move || app.model_frame(fid, version)).await?,
+    ))
+}
+
+/// The model version a `GET .../model` or `.../controls` query names.
+fn version_of(
+    q: Result<Query<ModelQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Option<u64>, ApiError> {
     let version = q?.0.version;
     if version.is_some_and(|v| v > i64::MAX as u64) {
         return Err(ApiError::bad_request("version must be at most 2^63 - 1"));
     }
+    Ok(version)
+}
+
+/// SCAFFOLD's server control variate `c` stored with a model version, as an F32 frame of
+/// `vector_len` values whose round field is the version (zeros before the first SCAFFOLD round).
+#[utoipa::path(get, path = routes::CONTROLS, tag = "federations",
+    params(FedPath, ModelQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "F32 frame", content_type = "application/octet-stream"),
+        (status = 400, description = "Bad id or query", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "Not the admin nor a member", body = ErrorBody),
+        (status = 404, description = "No such federation or model version", body = ErrorBody),
+        (status = 409, description = "The federation does not use SCAFFOLD", body = ErrorBody),
+        (status = 500, description = "The store failed (for example, a full disk); nothing was changed, retry", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody)))]
+pub(crate) async fn get_controls(
+    State(app): AppState,
+    caller: Caller<access::Reader, FedPath>,
+    q: Result<Query<ModelQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (fid, version) = (caller.path.fid, version_of(q)?);
     Ok(octet(
-        blocking(move || app.model_frame(fid, version)).await?,
+        blocking(move || app.controls_frame(fid, version)).await?,
     ))
 }
 

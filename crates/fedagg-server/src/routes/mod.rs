@@ -115,6 +115,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(routes::FEDERATION, get(get_federation))
         .route(routes::MODEL, get(get_model).put(put_model))
+        .route(routes::CONTROLS, get(get_controls))
         .route(routes::SERVER_OPTIMIZER, put(put_server_optimizer))
         .route(routes::ENROLLMENT_CODES, post(create_code))
         .route(routes::ENROLL, post(enroll))

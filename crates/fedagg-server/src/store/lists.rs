@@ -73,6 +73,23 @@ impl Store {
         })
     }
 
+    /// SCAFFOLD: the control variate stored with model `version`: `None` when there is no such
+    /// model, `Some(None)` when none was stored with it (zero: before any SCAFFOLD round).
+    pub fn model_controls(
+        &self,
+        fid: i64,
+        version: u64,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        self.with(|c| {
+            c.first(
+                "SELECT controls FROM models WHERE federation_id = ?1 AND version = ?2",
+                params![fid, version],
+            )?
+            .map(|mut r| r.opt_blob(0))
+            .transpose()
+        })
+    }
+
     /// The server optimizer's stored state after the federation's current model.
     pub fn optimizer_state(&self, fid: i64) -> Result<Option<Vec<u8>>, StoreError> {
         self.with(|c| {

@@ -537,8 +537,9 @@ impl Store {
         self.tx(|tx| {
             if let Some((version, data)) = c.model {
                 tx.exec(
-                    "INSERT INTO models (federation_id, version, data) VALUES (?1, ?2, ?3)",
-                    params![c.federation_id, version, data],
+                    "INSERT INTO models (federation_id, version, data, controls)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![c.federation_id, version, data, c.controls],
                 )?;
                 tx.exec(
                     "UPDATE federations SET model_version = ?2 WHERE id = ?1",

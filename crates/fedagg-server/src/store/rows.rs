@@ -105,6 +105,8 @@ pub struct Completion<'a> {
     pub ledger: Option<String>,
     /// The server optimizer's state after the new model (`OptimizerState::to_bytes`).
     pub optimizer_state: Option<&'a [u8]>,
+    /// SCAFFOLD: the control variate after the new model (f32 LE), stored with it.
+    pub controls: Option<&'a [u8]>,
     /// Completed or failed.
     pub status: RoundStatus,
     /// Outcome JSON.

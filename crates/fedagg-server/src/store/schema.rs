@@ -79,6 +79,10 @@ ALTER TABLE rounds ADD COLUMN metrics TEXT;
 ALTER TABLE federations ADD COLUMN optimizer TEXT;
 ALTER TABLE federations ADD COLUMN optimizer_state BLOB;
 "#,
+    // SCAFFOLD: the server's control variate after each model version (f32 LE), written with it.
+    r#"
+ALTER TABLE models ADD COLUMN controls BLOB;
+"#,
 ];
 
 /// A migration, written in SQLite's dialect, as PostgreSQL text: 64-bit integers everywhere,

@@ -57,6 +57,12 @@ impl<'a> From<&'a [u8]> for Val<'a> {
     }
 }
 
+impl<'a> From<Option<&'a [u8]>> for Val<'a> {
+    fn from(v: Option<&'a [u8]>) -> Self {
+        Val::Blob(v)
+    }
+}
+
 impl rusqlite::ToSql for Val<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         match self {

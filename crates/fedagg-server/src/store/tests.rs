@@ -66,12 +66,19 @@ fn round_trip(open: &dyn Fn() -> Store) {
         model: Some((1, &[3, 4])),
         ledger: None,
         optimizer_state: Some(&[9, 9]),
+        controls: Some(&[0, 0, 128, 63]),
         status: fedagg_api::RoundStatus::Completed,
         record: "{}".into(),
     })
     .unwrap();
     assert_eq!(s.federation(1).unwrap().unwrap().model_version, 1);
     assert_eq!(s.optimizer_state(1).unwrap(), Some(vec![9, 9]));
+    assert_eq!(
+        s.model_controls(1, 1).unwrap(),
+        Some(Some(vec![0, 0, 128, 63]))
+    );
+    assert_eq!(s.model_controls(1, 0).unwrap(), Some(None));
+    assert_eq!(s.model_controls(1, 7).unwrap(), None);
     assert!(s.open_rounds().unwrap().is_empty());
     s.faults.fail_next(crate::testing::Write::Optimizer);
     assert!(s.set_optimizer(1, r#"{"kind":"fedavg","lr":1.0}"#).is_err());
