@@ -28,6 +28,7 @@ fn pinned() -> &'static FederationSpec {
         server_lr: 1.0,
         auto_rounds: false,
         roster_authority: None,
+        scaffold: false,
     })
 }
 
