@@ -90,6 +90,18 @@ fn packed(c: &mut Criterion) {
         g.bench_function(format!("encrypt/{}/m={}", pk.bits(), label(m)), |b| {
             b.iter(|| packing.encrypt(pk, &values, &mut rng))
         });
+        // The client's path: blocks of ciphertexts on every core (the same ciphertexts).
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        for threads in [1, cores] {
+            let id = format!(
+                "encrypt-blocks/{}/m={}/threads={threads}",
+                pk.bits(),
+                label(m)
+            );
+            g.bench_function(id, |b| {
+                b.iter(|| packing.encrypt_on(pk, &values, &mut rng, threads))
+            });
+        }
         let cts = packing.encrypt(pk, &values, &mut rng).expect("encrypts");
         for n in [10usize, 100] {
             if m > 10_000 && n == 100 {

@@ -14,11 +14,16 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use fedagg_quant::Modulus;
 use fedagg_secagg::client;
-use fedagg_secagg::crypto::{apply_masks, keystream, MaskStream};
+use fedagg_secagg::crypto::{apply_masks_on, keystream, MaskStream};
 use fedagg_secagg::server::{AfterMasking, CollectingKeys, Unmasking};
 use fedagg_secagg::{ClientId, Graph, SessionConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+
+/// Every core of the machine (the benches' second figure beside one core).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |c| c.get())
+}
 
 fn quick() -> bool {
     std::env::var_os("FEDAGG_BENCH_QUICK").is_some()
@@ -73,14 +78,22 @@ fn mask(c: &mut Criterion) {
         for m in sizes() {
             let mut acc = vec![0u64; m];
             g.throughput(Throughput::Bytes(4 * m as u64 * (u64::from(k) + 1)));
-            g.bench_function(format!("k={k}/m={}", label(m)), |b| {
-                b.iter(|| {
-                    let mut streams: Vec<MaskStream> = (0..=k)
-                        .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
-                        .collect();
-                    apply_masks(&mut acc, &mut streams, modulus)
-                })
-            });
+            // One core (the id without a suffix, as before), then every core.
+            for threads in [1, cores()] {
+                let suffix = if threads == 1 {
+                    String::new()
+                } else {
+                    format!("/threads={threads}")
+                };
+                g.bench_function(format!("k={k}/m={}{suffix}", label(m)), |b| {
+                    b.iter(|| {
+                        let mut streams: Vec<MaskStream> = (0..=k)
+                            .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
+                            .collect();
+                        apply_masks_on(&mut acc, &mut streams, modulus, threads)
+                    })
+                });
+            }
         }
     }
     g.finish();
@@ -175,7 +188,7 @@ fn unmask(c: &mut Criterion) {
     let mut g = c.benchmark_group("secagg/unmask");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let cores = cores();
     for pct in [0u32, 10, 30] {
         let state = unmasking_state(n, m, n * pct / 100, &mut rng);
         // One core (the id without a suffix, as before), then every core.

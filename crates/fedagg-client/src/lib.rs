@@ -23,6 +23,13 @@
 //! A participant that trains with record-level DP (DP-SGD, `fedagg_train::dpsgd`) keeps its own
 //! budget in a [`RecordBudget`], charged durably before each local training; its epsilon is
 //! about one record, beside the federation's participant-level one (`Federation::privacy`).
+//!
+//! In a SCAFFOLD federation each update travels with the participant's control-variate delta
+//! ([`Contribute::control_delta`]), the server publishes its control variate with each model
+//! ([`Client::server_controls`]), and the participant keeps its own in a [`LocalControls`] file.
+//!
+//! [`set_threads`] lets SecAgg's masking and Paillier's encryption use several cores; what is
+//! sent is the same, bit for bit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -696,7 +703,7 @@ impl Client {
                     ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
                 let body = offload(move || {
                     packing
-                        .encrypt(&pk, &values, &mut enc_rng)
+                        .encrypt_on(&pk, &values, &mut enc_rng, crypto_threads())
                         .map(|cts| fedagg_paillier::encode_ciphertexts(&pk, &cts))
                 })
                 .await?
@@ -893,6 +900,18 @@ async fn ddg_values(spec: &FederationSpec, info: &RoundInfo, update: &[f32]) -> 
     offload(move || ddg.encode(&update, &seed, &mut noise))
         .await?
         .map_err(|e| Error::Protocol(e.to_string()))
+}
+
+/// Bound the threads this process's contributions use for their cryptography: SecAgg's masking
+/// and Paillier's encryption (1 until set; `fedagg serve` in the same process sets its own
+/// count, every core by default). What is sent is the same, bit for bit, whatever the number
+/// (the randomness comes from the same generator): only the time changes.
+pub fn set_threads(n: usize) {
+    fedagg_secagg::crypto::set_threads(n);
+}
+
+fn crypto_threads() -> usize {
+    fedagg_secagg::crypto::threads()
 }
 
 fn quant_of(spec: &FederationSpec) -> Result<QuantParams> {

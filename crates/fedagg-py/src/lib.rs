@@ -431,6 +431,13 @@ impl Admin {
 }
 
 /// The server's URL and the enrollment bundle from an enrollment file (the SDK's parser).
+/// Bound the threads this process's contributions use for SecAgg's masking and Paillier's
+/// encryption (1 until set). What is sent is the same whatever the number.
+#[pyfunction]
+fn set_threads(n: usize) {
+    fedagg_client::set_threads(n);
+}
+
 #[pyfunction]
 fn read_enrollment(path: PathBuf) -> PyResult<(String, String)> {
     let (url, code) =
@@ -442,6 +449,7 @@ fn read_enrollment(path: PathBuf) -> PyResult<(String, String)> {
 #[pymodule]
 fn _fedagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_enrollment, m)?)?;
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_class::<Client>()?;
     m.add_class::<KeyHolder>()?;
     m.add_class::<LocalControls>()?;

@@ -326,7 +326,8 @@ impl ExpectShares {
             ));
         }
         let mut y = input.to_vec();
-        crypto::apply_masks(&mut y, &mut streams, modulus);
+        // Over the threads `crypto::set_threads` allows: the same vector, bit for bit.
+        crypto::apply_masks_on(&mut y, &mut streams, modulus, crypto::threads());
         let msg = wire::encode_masked_input(&y, modulus);
         held.insert(self.id, HeldShares(self.own_shares));
         Ok((

@@ -210,16 +210,18 @@ impl MaskStream {
     }
 }
 
-/// Threads [`apply_masks_on`] may use for the server's unmasking (1 until set).
+/// Threads [`apply_masks_on`] may use for the server's unmasking and a client's masking (1 until
+/// set).
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Bound the threads the server's unmasking uses (`fedagg serve`'s `threads`, `FEDAGG_THREADS`).
-/// The sum is the same, bit for bit, whatever the number.
+/// Bound the threads the server's unmasking and a client's masking use, process-wide (`fedagg
+/// serve`'s `threads`, `FEDAGG_THREADS`; `fedagg_client::set_threads`). The masked vector and
+/// the sum are the same, bit for bit, whatever the number.
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
-/// The threads the server's unmasking may use.
+/// The threads the server's unmasking and a client's masking may use.
 pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }

@@ -62,6 +62,7 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod graph;
+pub mod groups;
 pub mod server;
 pub mod shamir;
 pub mod sim;

@@ -60,6 +60,7 @@ __all__ = [
     "UntrustedError",
     "flatten",
     "read_enrollment",
+    "set_threads",
     "unflatten",
 ]
 
@@ -111,6 +112,12 @@ def unflatten(vector: Any, like: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     if at != vector.size:
         raise ValueError(f"the vector has {vector.size} values, the mapping {at}")
     return out
+
+
+def set_threads(n: int) -> None:
+    """Let this process's contributions use up to ``n`` threads for SecAgg's masking and
+    Paillier's encryption (1 until set). What is sent is the same whatever the number."""
+    _fedagg.set_threads(int(n))
 
 
 def read_enrollment(path: Path) -> Tuple[str, str]:

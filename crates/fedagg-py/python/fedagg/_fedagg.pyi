@@ -6,6 +6,7 @@ from typing import Optional, Tuple
 __version__: str
 
 def read_enrollment(path: str) -> Tuple[str, str]: ...
+def set_threads(n: int) -> None: ...
 
 class Client:
     @staticmethod
