@@ -155,11 +155,10 @@ async fn serve(kh: &KeyHolder, client: &Client, round_timeout: Duration) -> Resu
         mode = fed.spec.mode.name(),
         "waiting for rounds"
     );
-    // Rounds that ended before this process started are past; an open one is served.
-    let mut after = match fed.open_round {
-        Some(r) => r - 1,
-        None => latest_round(client).await?,
-    };
+    // Rounds that ended before this process started are past; an open one is served. One read
+    // decides both (reading "is a round open" and "the latest round" apart would skip a round
+    // opened in between).
+    let mut after = served_after(client).await?;
     loop {
         let Some(info) = retrying("waiting for a round", || {
             client.next_round(after, Duration::from_secs(30))
@@ -175,13 +174,15 @@ async fn serve(kh: &KeyHolder, client: &Client, round_timeout: Duration) -> Resu
     }
 }
 
-/// The latest round's number (0 before the first).
-async fn latest_round(client: &Client) -> Result<u64> {
+/// The round number after which this daemon serves rounds: the latest round's when it has
+/// ended, the one before it when it is open (0 before the first).
+async fn served_after(client: &Client) -> Result<u64> {
     match retrying("reading the latest round", || {
         client.next_round(0, Duration::ZERO)
     })
     .await?
     {
+        Some(info) if info.status == RoundStatus::Open => Ok(info.round - 1),
         Some(info) => Ok(info.round),
         None => Ok(0),
     }
