@@ -227,12 +227,7 @@ async fn fedadam_through_secagg_matches_the_simulations_fedadam_within_one_point
     // rounds) against fedagg-train's in-process FedAdam: the same code on the same clients.
     let cfg = demo("--clients 5 --fraction 1 --rounds 6 --seed 4 --server-optimizer fedadam:0.03");
     let report = run(&cfg).await.unwrap();
-    let adam = ServerOptimizer::FedAdam {
-        lr: 0.03,
-        beta1: 0.9,
-        beta2: 0.99,
-        tau: 1e-3,
-    };
+    let adam = "fedadam:0.03".parse::<ServerOptimizer>().unwrap();
     let plain = simulated(Algorithm::FedAvg, adam, 4);
     assert_eq!(report.rows.len(), 6);
     assert_within_one_point(&report, &plain);
@@ -251,12 +246,7 @@ async fn scaffold_with_fedadam_through_secagg_matches_the_simulation_within_one_
          --server-optimizer fedadam:0.03",
     );
     let report = run(&cfg).await.unwrap();
-    let adam = ServerOptimizer::FedAdam {
-        lr: 0.03,
-        beta1: 0.9,
-        beta2: 0.99,
-        tau: 1e-3,
-    };
+    let adam = "fedadam:0.03".parse::<ServerOptimizer>().unwrap();
     let plain = simulated(Algorithm::Scaffold, adam, 5);
     assert_eq!(report.rows.len(), 6);
     assert!(report.cohorts.iter().all(|c| c == &[0, 1, 2, 3, 4]));

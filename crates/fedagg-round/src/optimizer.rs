@@ -2,7 +2,8 @@
 //! the optimizer it opened with (`RoundParams::server_optimizer`; FedAvg at the spec's
 //! `server_lr` without one), continuing the optimizer's state stored after the base version. The
 //! new state is stored with the new model, in the same transaction, so a restarted server or
-//! another replica continues from exactly the state that produced the model it reads.
+//! another replica continues from exactly the state that produced the model it reads. SCAFFOLD's
+//! control variate moves at the same point, and is stored with the model too.
 
 use fedagg_api::{FederationSpec, ServerOptimizer};
 use fedagg_optim::ServerState;
@@ -80,6 +81,34 @@ pub fn step(
             state: state.to_bytes(),
         },
     ))
+}
+
+/// SCAFFOLD's control variate after a round: the stored one (zero when none is) moved by the
+/// round's sum of control deltas over the population its cohort was drawn from; `None` without
+/// SCAFFOLD.
+pub(crate) fn scaffold_controls(
+    spec: &FederationSpec,
+    params: &RoundParams,
+    control_sum: Option<&[f64]>,
+    stored: Option<Vec<f32>>,
+) -> Result<Option<Vec<f32>>> {
+    let Some(sum) = control_sum else {
+        return Ok(None);
+    };
+    let mut c = stored.unwrap_or_else(|| vec![0.0; spec.vector_len]);
+    if c.len() != spec.vector_len || sum.len() != c.len() {
+        return Err(RoundError::Internal(format!(
+            "control variate of {} values, control sum of {}, federation of {}",
+            c.len(),
+            sum.len(),
+            spec.vector_len
+        )));
+    }
+    let population = params
+        .population
+        .map_or(params.cohort.len(), |p| p as usize);
+    fedagg_optim::scaffold_step(&mut c, sum, population);
+    Ok(Some(c))
 }
 
 #[cfg(test)]

@@ -472,7 +472,12 @@ impl Round {
                         self.spec.vector_len
                     )));
                 }
-                let controls = self.next_controls(done, base.controls)?;
+                let controls = crate::optimizer::scaffold_controls(
+                    &self.spec,
+                    &self.params,
+                    done.control_sum.as_deref(),
+                    base.controls,
+                )?;
                 let version = self.id.base_version + 1;
                 let epsilon_spent = done
                     .ledger
@@ -504,29 +509,6 @@ impl Round {
                 }
             }
         }))
-    }
-
-    /// SCAFFOLD's control variate after this round: the stored one (zero when none is) moved by
-    /// the round's sum of control deltas over the population it was drawn from.
-    fn next_controls(&self, done: &Finished, stored: Option<Vec<f32>>) -> Result<Option<Vec<f32>>> {
-        let Some(sum) = &done.control_sum else {
-            return Ok(None);
-        };
-        let mut c = stored.unwrap_or_else(|| vec![0.0; self.spec.vector_len]);
-        if c.len() != self.spec.vector_len || sum.len() != c.len() {
-            return Err(RoundError::Internal(format!(
-                "control variate of {} values, control sum of {}, federation of {}",
-                c.len(),
-                sum.len(),
-                self.spec.vector_len
-            )));
-        }
-        let population = self
-            .params
-            .population
-            .map_or(self.params.cohort.len(), |p| p as usize);
-        fedagg_optim::scaffold_step(&mut c, sum, population);
-        Ok(Some(c))
     }
 
     /// Install a closure once the store has it: the next phase begins, or the round ends.

@@ -41,6 +41,14 @@ fn secagg() -> Mode {
     }
 }
 
+fn paillier() -> Mode {
+    Mode::Paillier {
+        clip: 4.0,
+        levels: 1 << 16,
+        max_weight: 10,
+    }
+}
+
 fn dp(budget: f64) -> Mode {
     Mode::Dp {
         clip: 100.0,
@@ -580,11 +588,7 @@ fn paillier_round_with_the_key_holder() {
     let mut krng = ChaCha20Rng::seed_from_u64(10);
     let sk = fedagg_paillier::keygen(512, &mut krng).unwrap();
     let pk = sk.public().clone();
-    let mode = Mode::Paillier {
-        clip: 4.0,
-        levels: 1 << 16,
-        max_weight: 10,
-    };
+    let mode = paillier();
     let mut h = Harness::open(spec(mode, 4), 4, Some(&pk.to_text()), 11);
     let quant = h.round.spec().quant().unwrap();
     let packing = fedagg_paillier::Packing::new(&pk, &quant).unwrap();
@@ -699,11 +703,7 @@ fn a_threshold_round_of_signed_contributions() {
     );
     let (key, shares) = deal_from_primes(&p, &q, 5, 3, &mut krng).unwrap();
     let pk = key.public().clone();
-    let mode = Mode::Paillier {
-        clip: 4.0,
-        levels: 1 << 16,
-        max_weight: 10,
-    };
+    let mode = paillier();
     let ids: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate(&mut krng)).collect();
     let roster: plan::Identities = ids
         .iter()
@@ -1167,11 +1167,7 @@ fn a_paillier_scaffold_round_moves_the_control_variate() {
     let mut krng = ChaCha20Rng::seed_from_u64(24);
     let sk = fedagg_paillier::keygen(512, &mut krng).unwrap();
     let pk = sk.public().clone();
-    let mode = Mode::Paillier {
-        clip: 4.0,
-        levels: 1 << 16,
-        max_weight: 10,
-    };
+    let mode = paillier();
     let mut h = Harness::open(scaffold(spec(mode, 4)), 4, Some(&pk.to_text()), 25);
     let s = h.round.spec().clone();
     let quant = s.quant().unwrap();
