@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the lattice (tfhe compact public key) backend: client encryption,
-//! server addition of N vectors, key-holder decryption, against m. Needs `--features lattice`.
+//! (on one core and on all cores), server addition of N vectors, key-holder decryption, against m. Needs `--features lattice`.
 //! `FEDAGG_BENCH_QUICK=1` keeps only small sizes.
 
 // criterion_group! generates undocumented public functions.
@@ -31,9 +31,15 @@ fn lattice(c: &mut Criterion) {
     for &m in sizes {
         let values: Vec<u64> = (0..m as u64).map(|i| i % (1 << 14)).collect();
         g.throughput(Throughput::Elements(m as u64));
-        g.bench_function(format!("encrypt/m={}", label(m)), |b| {
-            b.iter(|| pk.encrypt(&values, &mut rng).expect("values fit"))
-        });
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        for threads in [1, cores] {
+            g.bench_function(format!("encrypt/m={}/threads={threads}", label(m)), |b| {
+                b.iter(|| {
+                    pk.encrypt_on(&values, &mut rng, threads)
+                        .expect("values fit")
+                })
+            });
+        }
         let ct = pk.encrypt(&values, &mut rng).expect("values fit");
         for n in [10usize, 100] {
             g.bench_function(format!("add/m={}/n={n}", label(m)), |b| {

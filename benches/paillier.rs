@@ -9,7 +9,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use fedagg_paillier::{keygen, Ciphertext, Packing, PrivateKey};
+use fedagg_paillier::{keygen, keygen_subgroup, Ciphertext, Packing, PrivateKey};
 use fedagg_quant::QuantParams;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -20,6 +20,11 @@ fn quick() -> bool {
 
 fn key(bits: u32) -> PrivateKey {
     keygen(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits))).expect("valid key size")
+}
+
+fn subgroup_key(bits: u32) -> PrivateKey {
+    keygen_subgroup(bits, &mut ChaCha20Rng::seed_from_u64(u64::from(bits) + 1))
+        .expect("valid key size")
 }
 
 fn single(c: &mut Criterion) {
@@ -54,6 +59,16 @@ fn single(c: &mut Criterion) {
         g.bench_function(format!("decrypt/{bits}/crt"), |b| {
             b.iter(|| sk.decrypt(&ct))
         });
+        // A subgroup key: the same CRT decryption with 256-bit exponents.
+        let sub = subgroup_key(bits);
+        let sub_m = sub.public().n() - 12345u32;
+        let ct = sub
+            .public()
+            .encrypt(&sub_m, &mut rng)
+            .expect("plaintext below n");
+        g.bench_function(format!("decrypt/{bits}/subgroup"), |b| {
+            b.iter(|| sub.decrypt(&ct))
+        });
         g.bench_function(format!("add/{bits}"), |b| b.iter(|| pk.add(&ct, &ct)));
     }
     g.finish();
@@ -66,6 +81,7 @@ fn label(m: usize) -> String {
 fn packed(c: &mut Criterion) {
     let sk = key(if quick() { 1024 } else { 2048 });
     let pk = sk.public();
+    let sub = subgroup_key(pk.bits());
     // BatchCrypt-like: T = 2^12, weights up to 16, up to 1000 clients: 26-bit slots, 78 per ct.
     let quant = QuantParams::with_minimal_modulus(1.0, 1 << 12, 16, 1000).expect("fits");
     let packing = Packing::new(pk, &quant).expect("fits the key");
@@ -125,6 +141,21 @@ fn packed(c: &mut Criterion) {
         g.bench_function(format!("decrypt/{}/m={}", pk.bits(), label(m)), |b| {
             b.iter(|| packing.decrypt(&sk, &cts, m))
         });
+        // The key holder's path with a subgroup key, on one core and on all.
+        let sub_pk = sub.public();
+        let sub_cts = packing
+            .encrypt(sub_pk, &values, &mut rng)
+            .expect("encrypts");
+        for threads in [1, cores] {
+            let id = format!(
+                "decrypt-subgroup/{}/m={}/threads={threads}",
+                pk.bits(),
+                label(m)
+            );
+            g.bench_function(id, |b| {
+                b.iter(|| packing.decrypt_on(&sub, &sub_cts, m, threads))
+            });
+        }
     }
     g.finish();
     let per_value = pk.ciphertext_bytes() as f64 / packing.slots() as f64;

@@ -49,11 +49,19 @@ pub struct KeyHolderArgs {
     /// Give up on one round's decryption after this many seconds.
     #[arg(long, default_value_t = 86_400)]
     round_timeout: u64,
+    /// Threads for decrypting a Paillier sum (default: every core). The values are the same
+    /// whatever the number.
+    #[arg(long, env = "FEDAGG_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 /// Run the key holder until SIGTERM or Ctrl-C.
 pub fn run(args: KeyHolderArgs) -> Result<()> {
     crate::init_logging();
+    fedagg_client::set_threads(args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -107,6 +107,11 @@ struct KeygenArgs {
     /// Key holders needed to decrypt: more than half of `--holders`.
     #[arg(long, requires = "holders")]
     threshold: Option<u16>,
+    /// Make a subgroup key (`fedagg_paillier::keygen_subgroup`): the key holder decrypts about
+    /// four times faster, under an assumption beyond DJN's, and only the SDK's (DJN) ciphertexts
+    /// decrypt, not textbook ones such as python-paillier's. See docs/paillier.md.
+    #[arg(long, conflicts_with = "holders")]
+    subgroup: bool,
     /// Replace existing key files.
     #[arg(long)]
     force: bool,
@@ -190,7 +195,11 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
     fresh_key_files(a, &[&public_path, &private_path])?;
     let mut rng = ChaCha20Rng::from_rng(OsRng).context("seeding the CSPRNG from the OS")?;
     let t0 = Instant::now();
-    let sk = fedagg_paillier::keygen(a.bits, &mut rng)?;
+    let sk = if a.subgroup {
+        fedagg_paillier::keygen_subgroup(a.bits, &mut rng)?
+    } else {
+        fedagg_paillier::keygen(a.bits, &mut rng)?
+    };
     let took = t0.elapsed();
     // The private key file is created with mode 0600 from the start, never widened.
     fedagg_client::write_secret(&private_path, sk.to_text().as_bytes())
@@ -198,8 +207,9 @@ fn keygen(a: &KeygenArgs) -> Result<()> {
     std::fs::write(&public_path, sk.public().to_text())
         .with_context(|| format!("writing {}", public_path.display()))?;
     println!(
-        "generated a {}-bit Paillier key in {}\n  public key (share it): {}\n  private key (key holder only, mode 0600): {}",
+        "generated a {}-bit Paillier {}key in {}\n  public key (share it): {}\n  private key (key holder only, mode 0600): {}",
         a.bits,
+        if a.subgroup { "subgroup " } else { "" },
         ms(took),
         public_path.display(),
         private_path.display()

@@ -143,9 +143,9 @@ struct Running {
     key_holder: KeyHolderProcess,
 }
 
-/// The operator's set-up, every step a command: an enrollment authority and a Paillier key, the
-/// federation, the key holder (which enrolls and publishes its key), four participants' codes
-/// (which then pin that key), and the roster the authority signs.
+/// The operator's set-up, every step a command: an enrollment authority and a Paillier
+/// (subgroup) key, the federation, the key holder (which enrolls and publishes its key), four
+/// participants' codes (which then pin that key), and the roster the authority signs.
 async fn set_up(dir: &Path, env: &[(&str, String)], m: usize) -> Running {
     let served = serve::spawn(&dir.join("data"), "127.0.0.1:0", ADMIN, env);
     let base = served.base.clone();
@@ -157,7 +157,15 @@ async fn set_up(dir: &Path, env: &[(&str, String)], m: usize) -> Running {
         .find_map(|l| l.strip_prefix("roster_authority: "))
         .unwrap()
         .to_string();
-    run(&format!("keygen --dir {d}/keys"));
+    // A subgroup key (its faster decryption end to end); the other Paillier tests use standard
+    // keys.
+    let made = run(&format!("keygen --subgroup --dir {d}/keys"));
+    assert!(made.contains("Paillier subgroup key"), "{made}");
+    let key_file = std::fs::read_to_string(dir.join("keys/paillier.key")).unwrap();
+    assert!(
+        key_file.contains("\nsubgroup-p "),
+        "not a subgroup key file"
+    );
     let created = json(&run(&format!(
         "admin --json federations create --name cli --mode paillier --vector-len {m} \
          --max-clients 10 --max-weight 100 --phase-timeout 60 --roster-authority {roster_key}"

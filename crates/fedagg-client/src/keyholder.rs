@@ -141,7 +141,9 @@ impl HeKey {
         match (self, sum) {
             (HeKey::Paillier(sk), Sum::Paillier(cts)) => {
                 let packing = Packing::new(sk.public(), quant).map_err(|e| protocol(&e))?;
-                let values = packing.decrypt(sk, cts, len).map_err(|e| protocol(&e))?;
+                let values = packing
+                    .decrypt_on(sk, cts, len, crate::crypto_threads())
+                    .map_err(|e| protocol(&e))?;
                 Ok((FrameKind::U64, u64_bytes(&values)))
             }
             (HeKey::Threshold(share), Sum::Paillier(cts)) => {

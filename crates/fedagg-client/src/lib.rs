@@ -543,9 +543,12 @@ impl Client {
             .map_err(|e| Error::Protocol(format!("public key: {e}")))?;
         let mut enc_rng =
             ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
-        offload(move || pk.encrypt(&values, &mut enc_rng).map(|ct| ct.to_bytes()))
-            .await?
-            .map_err(|e| Error::Protocol(e.to_string()))
+        offload(move || {
+            pk.encrypt_on(&values, &mut enc_rng, crypto_threads())
+                .map(|ct| ct.to_bytes())
+        })
+        .await?
+        .map_err(|e| Error::Protocol(e.to_string()))
     }
 
     #[cfg(not(feature = "lattice"))]
@@ -902,15 +905,15 @@ async fn ddg_values(spec: &FederationSpec, info: &RoundInfo, update: &[f32]) -> 
         .map_err(|e| Error::Protocol(e.to_string()))
 }
 
-/// Bound the threads this process's contributions use for their cryptography: SecAgg's masking
-/// and Paillier's encryption (1 until set; `fedagg serve` in the same process sets its own
+/// Bound the threads this process uses for its cryptography: SecAgg's masking, Paillier's and the
+/// lattice mode's encryption, and a key holder's Paillier decryption (1 until set; `fedagg serve` in the same process sets its own
 /// count, every core by default). What is sent is the same, bit for bit, whatever the number
 /// (the randomness comes from the same generator): only the time changes.
 pub fn set_threads(n: usize) {
     fedagg_secagg::crypto::set_threads(n);
 }
 
-fn crypto_threads() -> usize {
+pub(crate) fn crypto_threads() -> usize {
     fedagg_secagg::crypto::threads()
 }
 

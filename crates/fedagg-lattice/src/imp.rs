@@ -1,9 +1,13 @@
 use core::fmt;
 
 use fedagg_quant::QuantParams;
-use rand_core::{CryptoRng, RngCore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use tfhe::core_crypto::algorithms::lwe_encryption::re_randomization::rerand_encrypt_lwe_compact_ciphertext_list_with_compact_public_key as encrypt_compact;
+use tfhe::core_crypto::algorithms::slice_algorithms::slice_binary_semi_reverse_negacyclic_convolution;
 use tfhe::core_crypto::commons::math::random::{Seed, Seeder};
 use tfhe::core_crypto::prelude::*;
+use zeroize::Zeroizing;
 
 /// LWE dimension of the compact public key (and values per public-key multiplication).
 pub const LWE_DIMENSION: usize = 2048;
@@ -186,47 +190,90 @@ fn chunk_shape(count: usize) -> usize {
 }
 
 impl PublicKey {
-    /// Encrypt `values` (each below `2^k`).
+    /// Encrypt `values` (each below `2^k`) on one thread: [`PublicKey::encrypt_on`] with 1.
     pub fn encrypt<R: RngCore + CryptoRng>(
         &self,
         values: &[u64],
         rng: &mut R,
     ) -> Result<CiphertextVector, Error> {
+        self.encrypt_on(values, rng, 1)
+    }
+
+    /// Encrypt `values` (each below `2^k`) on up to `threads` threads.
+    ///
+    /// Each compact list of 2048 values draws its randomness from its own ChaCha20 stream, keyed
+    /// with 32 bytes drawn from `rng` in list order, so the ciphertext is the same bit for bit
+    /// whatever `threads` is. The keys are zeroized after use.
+    pub fn encrypt_on<R: RngCore + CryptoRng>(
+        &self,
+        values: &[u64],
+        rng: &mut R,
+        threads: usize,
+    ) -> Result<CiphertextVector, Error> {
         let bits = self.params.bits;
         if let Some(index) = values.iter().position(|v| bits < 64 && *v >> bits != 0) {
             return Err(Error::ValueTooLarge { index });
         }
-        let mut seeder = RngSeeder(rng);
-        let mut enc_gen =
-            EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), &mut seeder);
-        let shift = self.params.delta_shift();
-        let chunks = values
+        let jobs: Vec<(&[u64], Zeroizing<[u8; 32]>)> = values
             .chunks(LWE_DIMENSION)
             .map(|chunk| {
-                let encoded = PlaintextList::from_container(
-                    chunk.iter().map(|v| v << shift).collect::<Vec<u64>>(),
-                );
-                let mut out = LweCompactCiphertextList::new(
-                    0u64,
-                    LweDimension(LWE_DIMENSION).to_lwe_size(),
-                    LweCiphertextCount(chunk.len()),
-                    CiphertextModulus::new_native(),
-                );
-                encrypt_lwe_compact_ciphertext_list_with_compact_public_key(
-                    &self.pk,
-                    &mut out,
-                    &encoded,
-                    noise(),
-                    noise(),
-                    enc_gen.noise_generator_mut(),
-                );
-                out
+                let mut key = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut key[..]);
+                (chunk, key)
             })
             .collect();
+        let encrypt_group = |group: &[(&[u64], Zeroizing<[u8; 32]>)]| {
+            group
+                .iter()
+                .map(|(chunk, key)| self.encrypt_chunk(chunk, key))
+                .collect::<Vec<_>>()
+        };
+        let threads = threads.clamp(1, jobs.len().max(1));
+        let chunks = if threads == 1 {
+            encrypt_group(&jobs)
+        } else {
+            let per = jobs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .chunks(per)
+                    .map(|group| scope.spawn(|| encrypt_group(group)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
         Ok(CiphertextVector {
             len: values.len(),
             chunks,
         })
+    }
+
+    /// One compact list of up to 2048 values, its randomness from the stream `key` seeds.
+    fn encrypt_chunk(&self, chunk: &[u64], key: &[u8; 32]) -> LweCompactCiphertextListOwned<u64> {
+        let mut stream = ChaCha20Rng::from_seed(*key);
+        let mut seeder = RngSeeder(&mut stream);
+        let mut enc_gen =
+            EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), &mut seeder);
+        let shift = self.params.delta_shift();
+        let encoded =
+            PlaintextList::from_container(chunk.iter().map(|v| v << shift).collect::<Vec<u64>>());
+        let mut out = LweCompactCiphertextList::new(
+            0u64,
+            LweDimension(LWE_DIMENSION).to_lwe_size(),
+            LweCiphertextCount(chunk.len()),
+            CiphertextModulus::new_native(),
+        );
+        encrypt_compact(
+            &self.pk,
+            &mut out,
+            &encoded,
+            noise(),
+            noise(),
+            enc_gen.noise_generator_mut(),
+        );
+        out
     }
 
     /// An encryption of zeros of length `len` with no randomness: the identity for sums.
@@ -337,8 +384,15 @@ impl CiphertextVector {
 }
 
 impl SecretKey {
-    /// Decrypt a (summed) vector: expand each chunk, decrypt, round to the nearest multiple of
-    /// `2^(64-k)`.
+    /// Decrypt a (summed) vector straight from its compact lists, and round each value to the
+    /// nearest multiple of `2^(64-k)`.
+    ///
+    /// Ciphertext `j` of a compact list with mask polynomial `a` has mask `a X^j` in
+    /// `Z_2^64[X]/(X^N + 1)` (tfhe's expansion). So the products `<a X^j, s>` of a whole list with
+    /// the key are the coefficients of one negacyclic product: with `p = a rev(s)`,
+    /// `<a X^j, s> = p_(N-1-j)`. One product per 2048 values (tfhe's exact NTT for a binary
+    /// operand) replaces expanding each list into 2048 full LWE ciphertexts; its arithmetic does
+    /// not depend on the key's bits.
     pub fn decrypt(&self, ct: &CiphertextVector) -> Vec<u64> {
         let shift = self.params.delta_shift();
         let mask = if self.params.bits == 64 {
@@ -346,18 +400,22 @@ impl SecretKey {
         } else {
             (1u64 << self.params.bits) - 1
         };
+        let n = LWE_DIMENSION;
+        let mut product = Zeroizing::new(vec![0u64; n]);
         let mut out = Vec::with_capacity(ct.len);
-        let lwe_size = LweDimension(LWE_DIMENSION).to_lwe_size();
         for chunk in &ct.chunks {
-            let count = chunk.lwe_ciphertext_count();
-            let mut expanded =
-                LweCiphertextList::new(0u64, lwe_size, count, CiphertextModulus::new_native());
-            expand_lwe_compact_ciphertext_list(&mut expanded, chunk);
-            let mut pts = PlaintextList::new(0u64, PlaintextCount(count.0));
-            decrypt_lwe_ciphertext_list(&self.key, &expanded, &mut pts);
-            out.extend(pts.iter().map(|p| {
-                let rounded = p.0.wrapping_add(1u64 << (shift - 1)) >> shift;
-                rounded & mask
+            let (masks, bodies) = chunk.get_mask_and_body_list();
+            let Some(a) = masks.iter().next() else {
+                continue;
+            };
+            slice_binary_semi_reverse_negacyclic_convolution(
+                &mut product[..],
+                a.as_ref(),
+                self.key.as_ref(),
+            );
+            out.extend(bodies.as_ref().iter().enumerate().map(|(j, b)| {
+                let phase = b.wrapping_sub(product[n - 1 - j]);
+                (phase.wrapping_add(1u64 << (shift - 1)) >> shift) & mask
             }));
         }
         out
@@ -432,6 +490,117 @@ mod tests {
         assert!(CiphertextVector::from_bytes(&bytes, len) == Ok(acc.clone()));
         assert!(CiphertextVector::from_bytes(&bytes, len + 1).is_err());
         assert!(CiphertextVector::from_bytes(&bytes[1..], len).is_err());
+    }
+
+    /// tfhe's own route, the oracle for [`SecretKey::decrypt`]: expand each compact list to full
+    /// LWE ciphertexts and decrypt those.
+    fn decrypt_by_expansion(sk: &SecretKey, ct: &CiphertextVector) -> Vec<u64> {
+        let shift = sk.params.delta_shift();
+        let mut out = Vec::new();
+        for chunk in &ct.chunks {
+            let count = chunk.lwe_ciphertext_count();
+            let mut expanded = LweCiphertextList::new(
+                0u64,
+                LweDimension(LWE_DIMENSION).to_lwe_size(),
+                count,
+                CiphertextModulus::new_native(),
+            );
+            expand_lwe_compact_ciphertext_list(&mut expanded, chunk);
+            let mut pts = PlaintextList::new(0u64, PlaintextCount(count.0));
+            decrypt_lwe_ciphertext_list(&sk.key, &expanded, &mut pts);
+            out.extend(pts.iter().map(|p| {
+                (p.0.wrapping_add(1u64 << (shift - 1)) >> shift) & ((1u64 << sk.params.bits) - 1)
+            }));
+        }
+        out
+    }
+
+    #[test]
+    fn decryption_from_the_compact_list_equals_tfhes_expansion() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let p = params(100);
+        let (sk, pk) = keygen(p, &mut rng);
+        // Sums, so the noise is well away from zero; a full list and a short one.
+        let len = LWE_DIMENSION + 5;
+        let mut acc = pk.zeros(len);
+        for _ in 0..3 {
+            let values: Vec<u64> = (0..len)
+                .map(|_| rng.next_u64() >> (64 - p.bits()))
+                .collect();
+            acc.add_assign(&pk.encrypt(&values, &mut rng).unwrap())
+                .unwrap();
+        }
+        assert_eq!(sk.decrypt(&acc), decrypt_by_expansion(&sk, &acc));
+        // Arbitrary words too (what a faulty server could send): the same phase, bit for bit.
+        let noise: Vec<u8> = (0..acc.to_bytes().len() - 12)
+            .map(|_| rng.next_u32() as u8)
+            .collect();
+        let bytes = [&acc.to_bytes()[..12], &noise[..]].concat();
+        let garbage = CiphertextVector::from_bytes(&bytes, len).unwrap();
+        assert_eq!(sk.decrypt(&garbage), decrypt_by_expansion(&sk, &garbage));
+    }
+
+    /// The encryption uses tfhe's NTT convolution for the binary `r` (its re-randomization
+    /// routine); it must give exactly tfhe's standard compact encryption from the same generator.
+    #[test]
+    fn the_ntt_encryption_equals_tfhes_standard_one() {
+        let mut rng = ChaCha20Rng::seed_from_u64(10);
+        let p = params(10);
+        let (_, pk) = keygen(p, &mut rng);
+        for count in [1usize, 100, LWE_DIMENSION] {
+            let encoded = PlaintextList::from_container(
+                (0..count as u64).map(|i| i << 40).collect::<Vec<u64>>(),
+            );
+            let encrypt = |fast: bool| {
+                let mut stream = ChaCha20Rng::seed_from_u64(count as u64);
+                let mut seeder = RngSeeder(&mut stream);
+                let mut gen = EncryptionRandomGenerator::<DefaultRandomGenerator>::new(
+                    seeder.seed(),
+                    &mut seeder,
+                );
+                let mut out = LweCompactCiphertextList::new(
+                    0u64,
+                    LweDimension(LWE_DIMENSION).to_lwe_size(),
+                    LweCiphertextCount(count),
+                    CiphertextModulus::new_native(),
+                );
+                let f = if fast {
+                    encrypt_compact
+                } else {
+                    encrypt_lwe_compact_ciphertext_list_with_compact_public_key
+                };
+                f(
+                    &pk.pk,
+                    &mut out,
+                    &encoded,
+                    noise(),
+                    noise(),
+                    gen.noise_generator_mut(),
+                );
+                out
+            };
+            assert!(encrypt(true) == encrypt(false), "{count} values");
+        }
+    }
+
+    #[test]
+    fn encryption_on_any_number_of_threads_is_the_same() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let p = params(10);
+        let (sk, pk) = keygen(p, &mut rng);
+        let values: Vec<u64> = (0..3 * LWE_DIMENSION as u64 + 11)
+            .map(|i| i % (1 << 10))
+            .collect();
+        let one = pk
+            .encrypt_on(&values, &mut ChaCha20Rng::seed_from_u64(9), 1)
+            .unwrap();
+        for threads in [2, 3, 8] {
+            let many = pk
+                .encrypt_on(&values, &mut ChaCha20Rng::seed_from_u64(9), threads)
+                .unwrap();
+            assert!(many == one, "{threads} threads");
+        }
+        assert_eq!(sk.decrypt(&one), values);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! hs <hex>                             hs <hex>
 //!                                      p <hex>
 //!                                      q <hex>
+//!                                      subgroup-p <hex>   (a subgroup key's
+//!                                      subgroup-q <hex>    orders only)
 //! ```
 //!
 //! A threshold key ([`crate::threshold`]) has a public file, which the service stores and
@@ -171,17 +173,21 @@ impl PrivateKey {
     pub fn to_text(&self) -> Zeroizing<String> {
         let (p, q) = self.primes();
         let pk = self.public();
-        Zeroizing::new(format!(
+        let mut text = Zeroizing::new(format!(
             "{PRIVATE_HEADER}\nn {:x}\nhs {:x}\np {p:x}\nq {q:x}\n",
             pk.n(),
             pk.hs()
-        ))
+        ));
+        if let Some((a, b)) = self.subgroup_orders() {
+            text.push_str(&format!("subgroup-p {a:x}\nsubgroup-q {b:x}\n"));
+        }
+        text
     }
 
     /// Parse a private key file.
     pub fn from_text(text: &str) -> Result<Self, Error> {
         let l = Zeroizing::new(lines(text, PRIVATE_HEADER)?);
-        if l.len() != 4 {
+        if l.len() != 4 && l.len() != 6 {
             return Err(Error::Malformed(
                 "private key file has extra or missing lines".into(),
             ));
@@ -191,7 +197,13 @@ impl PrivateKey {
         let hs = field(it.next(), "hs")?;
         let p = field(it.next(), "p")?;
         let q = field(it.next(), "q")?;
-        PrivateKey::from_primes(PublicKey::from_parts(n, hs)?, p, q)
+        let public = PublicKey::from_parts(n, hs)?;
+        if l.len() == 4 {
+            return PrivateKey::from_primes(public, p, q);
+        }
+        let a = field(it.next(), "subgroup-p")?;
+        let b = field(it.next(), "subgroup-q")?;
+        PrivateKey::from_subgroup(public, p, q, a, b)
     }
 }
 
@@ -212,7 +224,7 @@ mod tests {
         let sk2 = PrivateKey::from_text(&sk.to_text()).unwrap();
         assert!(!is_threshold_key(&pk.to_text()));
         let c = pk.encrypt(&BigUint::from(99u32), &mut rng).unwrap();
-        assert_eq!(sk2.decrypt(&c), BigUint::from(99u32));
+        assert_eq!(sk2.decrypt(&c).unwrap(), BigUint::from(99u32));
         let text = sk.to_text();
         for bad in [
             text.replace("private", "public"),
@@ -233,6 +245,34 @@ mod tests {
             sk.public().hs()
         );
         assert!(PrivateKey::from_text(&forged).is_err());
+    }
+
+    #[test]
+    fn a_subgroup_key_round_trips_and_its_orders_are_checked() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let sk = crate::keygen_subgroup(1024, &mut rng).unwrap();
+        let text = sk.to_text();
+        assert!(text.contains("\nsubgroup-p "));
+        let back = PrivateKey::from_text(&text).unwrap();
+        assert_eq!(back.subgroup_orders(), sk.subgroup_orders());
+        let c = sk.public().encrypt(&BigUint::from(7u32), &mut rng).unwrap();
+        assert_eq!(back.decrypt(&c).unwrap(), BigUint::from(7u32));
+        // Orders that do not divide p - 1, or whose subgroup does not hold hs, are refused.
+        let (a, b) = sk.subgroup_orders().unwrap();
+        for (bad_a, bad_b) in [(a + 2u32, b.clone()), (a.clone(), BigUint::from(2u32))] {
+            let forged = text
+                .replace(
+                    &format!("subgroup-p {a:x}"),
+                    &format!("subgroup-p {bad_a:x}"),
+                )
+                .replace(
+                    &format!("subgroup-q {b:x}"),
+                    &format!("subgroup-q {bad_b:x}"),
+                );
+            assert!(PrivateKey::from_text(&forged).is_err(), "{bad_a} {bad_b}");
+        }
+        let one_line = text.replace(&format!("subgroup-q {b:x}\n"), "");
+        assert!(PrivateKey::from_text(&one_line).is_err());
     }
 
     #[test]

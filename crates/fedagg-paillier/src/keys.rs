@@ -8,7 +8,9 @@ use num_traits::{One, Zero};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::arith::{self, pow_mod, Fast};
-use crate::prime::{coprime, random_below, random_bits, random_blum_prime};
+use crate::prime::{
+    coprime, random_below, random_bits, random_blum_prime, random_prime, random_prime_with_factor,
+};
 use crate::Error;
 
 /// Smallest key `keygen` makes (the crate's own tests use it for speed).
@@ -27,6 +29,11 @@ impl PublicKey {
         Ok(())
     }
 }
+
+/// Bits of each prime order of a subgroup key ([`keygen_subgroup`]): `a | p - 1` and
+/// `b | q - 1`. Finding `a` from the public `hs` costs about `sqrt(a)` operations, so this is
+/// twice the 128-bit security level.
+pub const SUBGROUP_BITS: u64 = 256;
 
 /// Statistical distance parameter for the DJN exponent: `r` has `ceil(|n|/2) + 128` bits.
 const DJN_EXTRA_BITS: u64 = 128;
@@ -57,11 +64,17 @@ pub struct PrivateKey {
     q: BigUint,
     p_sq: BigUint,
     q_sq: BigUint,
-    /// `(-q)^{-1} mod p` and `(-p)^{-1} mod q`: `L_p(g^{p-1} mod p^2)^{-1}` for `g = n + 1`.
+    /// The decryption exponents: `p - 1` and `q - 1`, or a subgroup key's prime orders `a` and
+    /// `b`, which also kill every DJN mask.
+    e_p: BigUint,
+    e_q: BigUint,
+    /// `(e_p q)^{-1} mod p` and `(e_q p)^{-1} mod q`: `L_p(g^{e_p} mod p^2)^{-1}` for `g = n + 1`.
     hp: BigUint,
     hq: BigUint,
     /// `q^{-1} mod p` for recombination.
     q_inv_p: BigUint,
+    /// Whether `e_p, e_q` are a subgroup key's orders (written to the key file).
+    subgroup: bool,
 }
 
 pub(crate) fn wipe(x: &mut BigUint) {
@@ -77,6 +90,8 @@ impl Drop for PrivateKey {
             &mut self.q,
             &mut self.p_sq,
             &mut self.q_sq,
+            &mut self.e_p,
+            &mut self.e_q,
             &mut self.hp,
             &mut self.hq,
             &mut self.q_inv_p,
@@ -122,6 +137,66 @@ pub fn keygen<R: RngCore + CryptoRng>(bits: u32, rng: &mut R) -> Result<PrivateK
         }
         let public = PublicKey::with_djn_base(n, rng)?;
         return PrivateKey::from_primes(public, p, q);
+    }
+}
+
+/// Generate a *subgroup key*: `n = p q` with `p = 2 a u + 1`, `q = 2 b v + 1` for primes `a, b`
+/// of [`SUBGROUP_BITS`] bits, and a DJN base `hs = h^n` with `h` of order `a b` in `Z_n^*`. The
+/// public key has the same form and encryption is unchanged, but the key holder decrypts with the
+/// exponents `a` and `b` (256 bits) instead of `p - 1` and `q - 1` (`|n|/2` bits): about four
+/// times faster at 2048 bits. Keys of 1024 bits and more.
+///
+/// The price is an assumption beyond DJN's: that the subgroup `<hs>` of order `a b` is
+/// indistinguishable from the n-th residues and that `n` stays hard to factor given an element of
+/// that order (the setting of Groth, "Cryptography in subgroups of Z_n^*", TCC 2005). And only DJN
+/// ciphertexts under this key, and their sums, decrypt: a textbook ciphertext (python-paillier's)
+/// is refused with [`Error::OutsideSubgroup`]. Use [`keygen`] where that interoperability matters.
+pub fn keygen_subgroup<R: RngCore + CryptoRng>(
+    bits: u32,
+    rng: &mut R,
+) -> Result<PrivateKey, Error> {
+    check_bits(bits)?;
+    let half = u64::from(bits / 2);
+    if half < 2 * SUBGROUP_BITS {
+        return Err(Error::KeySize(bits));
+    }
+    loop {
+        let a = random_prime(SUBGROUP_BITS, rng);
+        let b = random_prime(SUBGROUP_BITS, rng);
+        if a == b {
+            continue;
+        }
+        let p = random_prime_with_factor(half, &a, rng);
+        let q = random_prime_with_factor(half, &b, rng);
+        if p == q || (&p - 1u32).gcd(&(&q - 1u32)) != BigUint::from(2u32) {
+            continue;
+        }
+        let n = &p * &q;
+        if n.bits() != u64::from(bits) {
+            continue;
+        }
+        // h = h_p (mod p), h_q (mod q), of orders a and b.
+        let h_p = element_of_order(&p, &a, rng);
+        let h_q = element_of_order(&q, &b, rng);
+        let q_inv_p = (&q % &p)
+            .modinv(&p)
+            .ok_or_else(|| Error::Malformed("q is not invertible mod p".into()))?;
+        let h = &h_q + &q * (((&h_p + &p - (&h_q % &p)) % &p * q_inv_p) % &p);
+        let hs = pow_mod(&h, &n, &(&n * &n));
+        let public = PublicKey::from_parts(n, hs)?;
+        return PrivateKey::from_subgroup(public, p, q, a, b);
+    }
+}
+
+/// An element of order exactly the prime `a` in `Z_p^*` (`a | p - 1`).
+fn element_of_order<R: RngCore + CryptoRng>(p: &BigUint, a: &BigUint, rng: &mut R) -> BigUint {
+    let cofactor = (p - 1u32) / a;
+    loop {
+        let y = random_below(p, rng);
+        let h = pow_mod(&y, &cofactor, p);
+        if !h.is_one() && !h.is_zero() {
+            return h;
+        }
     }
 }
 
@@ -356,6 +431,50 @@ impl Encryptor<'_> {
 impl PrivateKey {
     /// Rebuild a private key from its primes (checked against `public`).
     pub fn from_primes(public: PublicKey, p: BigUint, q: BigUint) -> Result<Self, Error> {
+        let (e_p, e_q) = (&p - 1u32, &q - 1u32);
+        Self::with_exponents(public, p, q, e_p, e_q, false)
+    }
+
+    /// Rebuild a subgroup key ([`keygen_subgroup`]) from its primes and orders `a | p - 1`,
+    /// `b | q - 1`, checked against `public`: `hs` must lie in the subgroup they give, or
+    /// decryption would be wrong.
+    pub fn from_subgroup(
+        public: PublicKey,
+        p: BigUint,
+        q: BigUint,
+        a: BigUint,
+        b: BigUint,
+    ) -> Result<Self, Error> {
+        let divides = |o: &BigUint, x: &BigUint| o > &BigUint::one() && ((x - 1u32) % o).is_zero();
+        if p < BigUint::from(3u32)
+            || q < BigUint::from(3u32)
+            || !divides(&a, &p)
+            || !divides(&b, &q)
+        {
+            return Err(Error::Malformed(
+                "subgroup orders do not divide p - 1 and q - 1".into(),
+            ));
+        }
+        let (p_sq, q_sq) = (&p * &p, &q * &q);
+        let hs = public.hs();
+        if !pow_mod(&(hs % &p_sq), &a, &p_sq).is_one()
+            || !pow_mod(&(hs % &q_sq), &b, &q_sq).is_one()
+        {
+            return Err(Error::Malformed(
+                "hs is not in the subgroup of the key's orders".into(),
+            ));
+        }
+        Self::with_exponents(public, p, q, a, b, true)
+    }
+
+    fn with_exponents(
+        public: PublicKey,
+        p: BigUint,
+        q: BigUint,
+        e_p: BigUint,
+        e_q: BigUint,
+        subgroup: bool,
+    ) -> Result<Self, Error> {
         if &p * &q != public.n || p == q || p < BigUint::from(3u32) || q < BigUint::from(3u32) {
             return Err(Error::Malformed("primes do not factor n".into()));
         }
@@ -363,8 +482,8 @@ impl PrivateKey {
             a.modinv(m)
                 .ok_or_else(|| Error::Malformed("key values are not invertible".into()))
         };
-        let hp = inv(&(&p - (&q % &p)), &p)?;
-        let hq = inv(&(&q - (&p % &q)), &q)?;
+        let hp = inv(&((&e_p % &p) * (&q % &p) % &p), &p)?;
+        let hq = inv(&((&e_q % &q) * (&p % &q) % &q), &q)?;
         let q_inv_p = inv(&(&q % &p), &p)?;
         Ok(PrivateKey {
             p_sq: &p * &p,
@@ -372,9 +491,12 @@ impl PrivateKey {
             public,
             p,
             q,
+            e_p,
+            e_q,
             hp,
             hq,
             q_inv_p,
+            subgroup,
         })
     }
 
@@ -388,20 +510,42 @@ impl PrivateKey {
         (&self.p, &self.q)
     }
 
-    /// CRT decryption: `m_p = L_p(c^{p-1} mod p^2) hp mod p`, likewise mod `q`, recombined.
-    pub fn decrypt(&self, c: &Ciphertext) -> BigUint {
-        let mp = Self::half(&c.0, &self.p, &self.p_sq, &self.hp);
-        let mq = Self::half(&c.0, &self.q, &self.q_sq, &self.hq);
+    /// A subgroup key's orders `(a, b)` ([`keygen_subgroup`]), or `None` for a standard key.
+    pub fn subgroup_orders(&self) -> Option<(&BigUint, &BigUint)> {
+        self.subgroup.then_some((&self.e_p, &self.e_q))
+    }
+
+    /// CRT decryption: `m_p = L_p(c^e_p mod p^2) hp mod p`, likewise mod `q`, recombined; `e_p`
+    /// is `p - 1`, or a subgroup key's order `a`.
+    ///
+    /// Every unit decrypts under a standard key. Under a subgroup key, a ciphertext whose
+    /// `c^a mod p^2` is not `1 (mod p)` has a part outside the subgroup, and is refused with
+    /// [`Error::OutsideSubgroup`] rather than decrypted to garbage.
+    pub fn decrypt(&self, c: &Ciphertext) -> Result<BigUint, Error> {
+        let mp = Self::half(&c.0, &self.p, &self.p_sq, &self.e_p, &self.hp)?;
+        let mq = Self::half(&c.0, &self.q, &self.q_sq, &self.e_q, &self.hq)?;
         // m = mq + q ((mp - mq) q^{-1} mod p)
         let diff = (&mp + &self.p - (&mq % &self.p)) % &self.p;
         let h = (diff * &self.q_inv_p) % &self.p;
-        mq + h * &self.q
+        Ok(mq + h * &self.q)
     }
 
-    fn half(c: &BigUint, p: &BigUint, p_sq: &BigUint, hp: &BigUint) -> BigUint {
-        let x = pow_mod(&(c % p_sq), &(p - 1u32), p_sq);
-        let l = (x - 1u32) / p;
-        (l * hp) % p
+    fn half(
+        c: &BigUint,
+        p: &BigUint,
+        p_sq: &BigUint,
+        e: &BigUint,
+        hp: &BigUint,
+    ) -> Result<BigUint, Error> {
+        let x = pow_mod(&(c % p_sq), e, p_sq);
+        if x.is_zero() {
+            return Err(Error::InvalidCiphertext);
+        }
+        let (l, rem) = (x - 1u32).div_rem(p);
+        if !rem.is_zero() {
+            return Err(Error::OutsideSubgroup);
+        }
+        Ok((l * hp) % p)
     }
 }
 
@@ -426,27 +570,71 @@ mod tests {
             BigUint::from(123_456u32),
         ] {
             let c = pk.encrypt(&m, &mut rng).unwrap();
-            assert_eq!(sk.decrypt(&c), m);
+            assert_eq!(sk.decrypt(&c).unwrap(), m);
             let t = pk.encrypt_textbook(&m, &mut rng).unwrap();
-            assert_eq!(sk.decrypt(&t), m);
+            assert_eq!(sk.decrypt(&t).unwrap(), m);
             assert_ne!(c, t);
             let r = pk.rerandomize(&c, &mut rng);
             assert_ne!(r, c);
-            assert_eq!(sk.decrypt(&r), m);
+            assert_eq!(sk.decrypt(&r).unwrap(), m);
         }
         let a = BigUint::from(40u32);
         let b = &n - 2u32;
         let ca = pk.encrypt(&a, &mut rng).unwrap();
         let cb = pk.encrypt(&b, &mut rng).unwrap();
-        assert_eq!(sk.decrypt(&pk.add(&ca, &cb)), BigUint::from(38u32)); // wraps mod n
+        assert_eq!(sk.decrypt(&pk.add(&ca, &cb)).unwrap(), BigUint::from(38u32)); // wraps mod n
         assert_eq!(
-            sk.decrypt(&pk.mul_scalar(&ca, &BigUint::from(7u32))),
+            sk.decrypt(&pk.mul_scalar(&ca, &BigUint::from(7u32)))
+                .unwrap(),
             BigUint::from(280u32)
         );
-        assert_eq!(sk.decrypt(&pk.zero()), BigUint::zero());
+        assert_eq!(sk.decrypt(&pk.zero()).unwrap(), BigUint::zero());
         assert_eq!(pk.encrypt(&n, &mut rng), Err(Error::PlaintextTooLarge));
         assert!(format!("{sk:?}").contains("n_bits"));
         assert!(!format!("{sk:?}").contains(&sk.primes().0.to_string()));
+    }
+
+    #[test]
+    fn a_subgroup_key_decrypts_djn_sums_as_the_full_exponent_does_and_refuses_the_rest() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        assert_eq!(
+            keygen_subgroup(768, &mut rng).err(),
+            Some(Error::KeySize(768))
+        );
+        let sk = keygen_subgroup(1024, &mut rng).unwrap();
+        let pk = sk.public();
+        let (p, q) = sk.primes();
+        let (a, b) = sk.subgroup_orders().unwrap();
+        assert_eq!((a.bits(), b.bits()), (SUBGROUP_BITS, SUBGROUP_BITS));
+        assert!(((p - 1u32) % a).is_zero() && ((q - 1u32) % b).is_zero());
+        assert_eq!(
+            (p % 4u32, q % 4u32),
+            (BigUint::from(3u32), BigUint::from(3u32))
+        );
+        // The same primes with the full exponents: the standard decryption, the oracle.
+        let full = PrivateKey::from_primes(pk.clone(), p.clone(), q.clone()).unwrap();
+        assert!(full.subgroup_orders().is_none());
+        let enc = pk.encryptor();
+        let mut sum = pk.zero();
+        let mut want = BigUint::zero();
+        for m in [BigUint::zero(), BigUint::from(99u32), pk.n() - 1u32] {
+            let c = enc.encrypt(&m, &mut rng).unwrap();
+            assert_eq!(sk.decrypt(&c).unwrap(), m);
+            assert_eq!(full.decrypt(&c).unwrap(), m);
+            pk.add_assign(&mut sum, &pk.rerandomize(&c, &mut rng));
+            want = (want + m) % pk.n();
+        }
+        assert_eq!(sk.decrypt(&sum).unwrap(), want);
+        assert_eq!(
+            sk.decrypt(&pk.mul_scalar(&sum, &BigUint::from(3u32)))
+                .unwrap(),
+            (&want * 3u32) % pk.n()
+        );
+        // A textbook ciphertext's r^n is outside the subgroup: refused, also inside a sum.
+        let t = pk.encrypt_textbook(&BigUint::from(5u32), &mut rng).unwrap();
+        assert_eq!(full.decrypt(&t).unwrap(), BigUint::from(5u32));
+        assert_eq!(sk.decrypt(&t), Err(Error::OutsideSubgroup));
+        assert_eq!(sk.decrypt(&pk.add(&sum, &t)), Err(Error::OutsideSubgroup));
     }
 
     #[test]
@@ -457,7 +645,7 @@ mod tests {
         let enc = pk.encryptor();
         for m in [0u32, 1, 77, 123_456_789] {
             let c = enc.encrypt(&BigUint::from(m), &mut rng).unwrap();
-            assert_eq!(sk.decrypt(&c), BigUint::from(m));
+            assert_eq!(sk.decrypt(&c).unwrap(), BigUint::from(m));
         }
         // Same mask as hs^r for the same r: replay the RNG.
         let mut a = ChaCha20Rng::seed_from_u64(12);

@@ -218,8 +218,45 @@ impl Packing {
         cts: &[Ciphertext],
         len: usize,
     ) -> Result<Vec<u64>, Error> {
+        self.decrypt_on(sk, cts, len, 1)
+    }
+
+    /// [`Packing::decrypt`] on up to `threads` threads, each decrypting a contiguous run of the
+    /// ciphertexts: the same values whatever `threads` is.
+    pub fn decrypt_on(
+        &self,
+        sk: &PrivateKey,
+        cts: &[Ciphertext],
+        len: usize,
+        threads: usize,
+    ) -> Result<Vec<u64>, Error> {
         self.check_key(sk.public())?;
-        let pts: Vec<BigUint> = cts.iter().map(|c| sk.decrypt(c)).collect();
+        let decrypt_run = |run: &[Ciphertext]| {
+            run.iter()
+                .map(|c| sk.decrypt(c))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let threads = threads.clamp(1, cts.len().max(1));
+        let pts = if threads == 1 {
+            decrypt_run(cts)?
+        } else {
+            let per = cts.len().div_ceil(threads);
+            let parts: Vec<Result<Vec<BigUint>, Error>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = cts
+                    .chunks(per)
+                    .map(|run| scope.spawn(move || decrypt_run(run)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            let mut pts = Vec::with_capacity(cts.len());
+            for part in parts {
+                pts.extend(part?);
+            }
+            pts
+        };
         self.unpack(&pts, len)
     }
 
@@ -296,6 +333,16 @@ mod tests {
             }
         }
         assert_eq!(p.decrypt(&sk, &acc, len).unwrap(), total);
+        // Under a subgroup key too, and a textbook ciphertext in the sum is refused.
+        let sk = crate::keygen_subgroup(1024, &mut rng).unwrap();
+        let pk = sk.public();
+        let p = Packing::new(pk, &quant).unwrap();
+        let values: Vec<u64> = (0..len as u64).map(|i| i % 3001).collect();
+        let mut cts = p.encrypt(pk, &values, &mut rng).unwrap();
+        assert_eq!(p.decrypt_on(&sk, &cts, len, 2).unwrap(), values);
+        let textbook = pk.encrypt_textbook(&BigUint::from(1u32), &mut rng).unwrap();
+        pk.add_assign(&mut cts[1], &textbook);
+        assert_eq!(p.decrypt_on(&sk, &cts, len, 2), Err(Error::OutsideSubgroup));
     }
 
     /// The parallel encryption gives the one-thread ciphertexts, bit for bit, from the same
@@ -321,6 +368,9 @@ mod tests {
                 assert_eq!(many, one, "{cts} ciphertexts on {threads} threads");
             }
             assert_eq!(p.decrypt(&sk, &one, len).unwrap(), values);
+            for threads in [2, 3, 8] {
+                assert_eq!(p.decrypt_on(&sk, &one, len, threads).unwrap(), values);
+            }
             // Fresh randomness from another generator.
             let other = p
                 .encrypt_on(pk, &values, &mut ChaCha20Rng::seed_from_u64(10), 2)

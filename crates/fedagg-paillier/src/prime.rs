@@ -109,6 +109,42 @@ pub(crate) fn random_blum_prime<R: RngCore + CryptoRng>(bits: u64, rng: &mut R) 
     }
 }
 
+/// A random prime of exactly `bits` bits.
+pub(crate) fn random_prime<R: RngCore + CryptoRng>(bits: u64, rng: &mut R) -> BigUint {
+    loop {
+        let mut c = random_bits(bits, rng);
+        c.set_bit(0, true);
+        if is_probable_prime(&c, rng) {
+            return c;
+        }
+    }
+}
+
+/// A random prime `p = 2 a u + 1` of exactly `bits` bits with its top two bits set and
+/// `p = 3 (mod 4)` (`u` odd), so that `Z_p^*` has a subgroup of the odd prime order `a`.
+pub(crate) fn random_prime_with_factor<R: RngCore + CryptoRng>(
+    bits: u64,
+    a: &BigUint,
+    rng: &mut R,
+) -> BigUint {
+    // u in [lo, hi] puts p = 2 a u + 1 in [3 2^(bits-2) + 1, 2^bits - 1].
+    let two_a = a << 1u32;
+    let lo = ((BigUint::from(3u32) << (bits - 2)) + &two_a - 1u32) / &two_a;
+    let hi = ((BigUint::one() << bits) - 2u32) / &two_a;
+    let span = &hi - &lo + 2u32; // random_below gives [1, span)
+    loop {
+        let mut u = &lo + random_below(&span, rng) - 1u32;
+        u.set_bit(0, true);
+        if u > hi {
+            continue;
+        }
+        let p = &two_a * &u + 1u32;
+        if p.bits() == bits && p.bit(bits - 2) && is_probable_prime(&p, rng) {
+            return p;
+        }
+    }
+}
+
 /// `gcd(a, b) == 1`.
 pub(crate) fn coprime(a: &BigUint, b: &BigUint) -> bool {
     a.gcd(b).is_one()
@@ -148,5 +184,20 @@ mod tests {
             assert_eq!(&p % 4u32, BigUint::from(3u32));
             assert!(is_probable_prime(&p, &mut rng));
         }
+        // Small and large factors alike (a factor near 2^(k-1) leaves fewer cofactors).
+        for _ in 0..8 {
+            let a = random_prime(256, &mut rng);
+            assert_eq!(a.bits(), 256);
+            assert!(is_probable_prime(&a, &mut rng));
+            let p = random_prime_with_factor(512, &a, &mut rng);
+            assert_eq!(p.bits(), 512);
+            assert!(p.bit(510));
+            assert_eq!(&p % 4u32, BigUint::from(3u32));
+            assert!(((&p - 1u32) % &a).is_zero());
+            assert!(is_probable_prime(&p, &mut rng));
+        }
+        let small = (BigUint::one() << 255u32) + 95u32; // the least prime above 2^255
+        assert!(is_probable_prime(&small, &mut rng));
+        assert_eq!(random_prime_with_factor(512, &small, &mut rng).bits(), 512);
     }
 }

@@ -430,14 +430,15 @@ impl Admin {
     }
 }
 
-/// The server's URL and the enrollment bundle from an enrollment file (the SDK's parser).
-/// Bound the threads this process's contributions use for SecAgg's masking and Paillier's
-/// encryption (1 until set). What is sent is the same whatever the number.
+/// Bound the threads this process uses for its cryptography: SecAgg's masking, Paillier's and the
+/// lattice mode's encryption, and a key holder's Paillier decryption (1 until set). What is sent
+/// is the same whatever the number.
 #[pyfunction]
 fn set_threads(n: usize) {
     fedagg_client::set_threads(n);
 }
 
+/// The server's URL and the enrollment bundle from an enrollment file (the SDK's parser).
 #[pyfunction]
 fn read_enrollment(path: PathBuf) -> PyResult<(String, String)> {
     let (url, code) =
