@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the SecAgg core: the raw PRG, client key generation, share generation
-//! and masking, and server unmasking. Ids name their parameters, e.g. `secagg/mask/k=32/m=1e6`.
+//! and masking, a client's cost per neighbour piece by piece, and server unmasking. Ids name their parameters, e.g. `secagg/mask/k=32/m=1e6`.
 //!
 //! Run with `cargo bench --bench secagg`; `FEDAGG_BENCH_QUICK=1` limits the sizes (used by CI to
 //! check that the benches still run).
@@ -14,9 +14,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use fedagg_quant::Modulus;
 use fedagg_secagg::client;
-use fedagg_secagg::crypto::{apply_masks_on, keystream, MaskStream};
+use fedagg_secagg::crypto::{self, apply_masks_on, keystream, MaskStream};
 use fedagg_secagg::server::{AfterMasking, CollectingKeys, Unmasking};
-use fedagg_secagg::{ClientId, Graph, SessionConfig};
+use fedagg_secagg::{shamir, ClientId, Graph, SessionConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -205,5 +205,106 @@ fn unmask(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, prg, mask, client_setup, unmask);
+/// Where a client's fixed cost per neighbour goes: its pieces one by one (an X25519 agreement,
+/// sealing and opening a share pair, a mask stream's key derivation and key schedule, Shamir's
+/// split of one secret over 44 points), and a whole client at k = 43, m = 10^4 (round 1, then
+/// round 2 with every neighbour's shares), so that the pieces can be checked against the whole.
+fn neighbour(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut g = c.benchmark_group("secagg/neighbour");
+    let mine = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+    let theirs = crypto::public_of(&x25519_dalek::StaticSecret::random_from_rng(&mut rng));
+    g.bench_function("x25519-agree", |b| b.iter(|| crypto::agree(&mine, &theirs)));
+    let agreed = crypto::agree(&mine, &theirs).expect("contributory");
+    let sid = [1u8; 32];
+    let (a, z) = (ClientId(0), ClientId(1));
+    let pair = [9u8; 64];
+    g.bench_function("seal-shares", |b| {
+        b.iter(|| crypto::seal_shares(&agreed, &sid, a, z, &pair))
+    });
+    let sealed = crypto::seal_shares(&agreed, &sid, a, z, &pair);
+    g.bench_function("open-shares", |b| {
+        b.iter(|| crypto::open_shares(&agreed, &sid, a, z, &sealed))
+    });
+    g.bench_function("mask-stream-setup", |b| {
+        b.iter(|| MaskStream::pair_mask(&agreed, &sid, a, z, false))
+    });
+    let points: Vec<u8> = (1..=44).collect();
+    g.bench_function("shamir-split/k=43", |b| {
+        b.iter(|| shamir::split(&[5u8; 32], 22, &points, &mut rng))
+    });
+    g.finish();
+
+    let (k, m) = (43u32, 10_000usize);
+    let mut g = c.benchmark_group("secagg/client-round");
+    g.sample_size(10);
+    let cfg = session(k + 1, k as usize / 2 + 1, m, &mut rng);
+    g.bench_function(format!("share_keys/k={k}/m={}", label(m)), |b| {
+        b.iter_batched(
+            || key_lists(&cfg, &mut rng).0.remove(0),
+            |(state, list)| state.share_keys(&list, &mut ChaCha20Rng::seed_from_u64(4)),
+            BatchSize::PerIteration,
+        )
+    });
+    let input = vec![1u64; m];
+    g.bench_function(format!("mask/k={k}/m={}", label(m)), |b| {
+        b.iter_batched(
+            || until_masking(&cfg, &mut rng),
+            |(state, forwarded)| state.mask(&forwarded, &input),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+type KeyLists = Vec<(client::ExpectKeyList, Vec<u8>)>;
+
+/// Every client of `cfg` started, with the key list the server sends it; and the server.
+fn key_lists(
+    cfg: &Arc<SessionConfig>,
+    rng: &mut ChaCha20Rng,
+) -> (KeyLists, fedagg_secagg::server::CollectingShares) {
+    let mut server = CollectingKeys::new(Arc::clone(cfg));
+    let mut states = Vec::new();
+    for i in 0..cfg.graph().n() {
+        let (s, msg) = client::start(Arc::clone(cfg), ClientId(i), None, rng).expect("start");
+        server.receive(ClientId(i), &msg).expect("keys accepted");
+        states.push(s);
+    }
+    let (shares, lists) = server.finish().expect("enough clients");
+    let lists = states
+        .into_iter()
+        .zip(lists)
+        .map(|(s, (id, list))| {
+            assert_eq!(s.id(), id, "key lists in client order");
+            (s, list)
+        })
+        .collect();
+    (lists, shares)
+}
+
+/// Client 0 after round 1, with the shares its neighbours sent it.
+fn until_masking(
+    cfg: &Arc<SessionConfig>,
+    rng: &mut ChaCha20Rng,
+) -> (client::ExpectShares, Vec<u8>) {
+    let (lists, mut server) = key_lists(cfg, rng);
+    let mut first = None;
+    for (i, (state, list)) in lists.into_iter().enumerate() {
+        let (next, msg) = state.share_keys(&list, rng).expect("shares");
+        server
+            .receive(ClientId(i as u32), &msg)
+            .expect("shares accepted");
+        first.get_or_insert(next);
+    }
+    let (_, forwarded) = server.finish().expect("enough shares");
+    let forwarded = forwarded
+        .into_iter()
+        .find(|(id, _)| *id == ClientId(0))
+        .expect("client 0's shares")
+        .1;
+    (first.expect("client 0"), forwarded)
+}
+
+criterion_group!(benches, prg, mask, client_setup, neighbour, unmask);
 criterion_main!(benches);

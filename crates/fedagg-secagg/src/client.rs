@@ -191,6 +191,7 @@ impl ExpectKeyList {
         w.bytes(&commitment);
         w.u32((peers.len() - 1) as u32);
         let mut own_shares = None;
+        let mut share_keys = BTreeMap::new();
         for ((&v, keys), (s, bsh)) in peers.iter().zip(s_shares.iter().zip(&b_shares)) {
             let mut pt = Zeroizing::new([0u8; 64]);
             pt[..32].copy_from_slice(&**s);
@@ -208,14 +209,15 @@ impl ExpectKeyList {
                 v,
                 &pt,
             ));
+            share_keys.insert(v, ShareKey(agreed));
         }
         let own_shares = own_shares.ok_or_else(|| protocol("own shares missing"))?;
         let next = ExpectShares {
             cfg: self.cfg,
             id: self.id,
-            c_sk: self.c_sk,
             s_sk: self.s_sk,
             peers,
+            share_keys,
             b,
             own_shares,
             identity: self.identity,
@@ -228,13 +230,19 @@ impl ExpectKeyList {
 pub struct ExpectShares {
     cfg: Arc<SessionConfig>,
     id: ClientId,
-    c_sk: StaticSecret,
     s_sk: StaticSecret,
     peers: BTreeMap<ClientId, PeerKeys>,
+    /// The agreement with each neighbour's encryption key, from round 1.
+    share_keys: BTreeMap<ClientId, ShareKey>,
     b: Secret32,
     own_shares: Zeroizing<[u8; 64]>,
     identity: Option<SigningKey>,
 }
+
+/// The X25519 secret agreed with one neighbour's encryption key in round 1, kept to open that
+/// neighbour's shares in round 2: one agreement per neighbour for both directions instead of two
+/// (the profile in docs/secagg.md). No `Clone`, no `Debug`; zeroized on drop.
+struct ShareKey(Zeroizing<[u8; 32]>);
 
 /// The two shares one client holds of a neighbour's secrets.
 struct HeldShares(Zeroizing<[u8; 64]>);
@@ -278,19 +286,16 @@ impl ExpectShares {
         for _ in 0..count {
             let v = r.id()?;
             let ct = r.take(SHARE_CIPHERTEXT_LEN)?;
-            let keys = match self.peers.get(&v) {
-                Some(k) if v != self.id => k,
-                _ => {
-                    return Err(protocol(format!(
-                        "shares from client {v}, not in our key list"
-                    )))
-                }
+            // Every neighbour in our key list but us has its round-1 agreement.
+            let Some(ShareKey(agreed)) = self.share_keys.get(&v) else {
+                return Err(protocol(format!(
+                    "shares from client {v}, not in our key list"
+                )));
             };
             if held.contains_key(&v) {
                 return Err(protocol(format!("shares from client {v} forwarded twice")));
             }
-            let agreed = crypto::agree(&self.c_sk, &keys.c_pk)?;
-            let pt = crypto::open_shares(&agreed, cfg.session_id(), v, self.id, ct)?;
+            let pt = crypto::open_shares(agreed, cfg.session_id(), v, self.id, ct)?;
             held.insert(v, HeldShares(pt));
         }
         r.end()?;

@@ -3,7 +3,9 @@
 //! Written here rather than taken from `sharks`: that crate draws the polynomial coefficients from
 //! `1..=255`, never zero, so a single share of a threshold-2 sharing excludes one value of every
 //! secret byte. Here every coefficient is uniform over the field, multiplication is a branch-free
-//! shift-and-add (no log tables indexed by secret data), and inversion is `a^254`.
+//! shift-and-add (no log tables indexed by secret data), and inversion is `a^254`. Sharing
+//! evaluates the 32 bytes as four words of eight elements, branching only on the public point:
+//! about 8 times faster than byte by byte, and the same shares.
 //!
 //! A share is its evaluation point `x` (1..=255, so at most 255 shares per secret) and 32 bytes.
 //! Which `x` a holder gets is fixed by the neighbour graph, not carried in the share, so a sender
@@ -55,21 +57,52 @@ pub fn split<R: RngCore + CryptoRng>(
     for c in coeffs.iter_mut().skip(1) {
         rng.fill_bytes(c);
     }
-    let shares = xs
-        .iter()
+    // Horner's rule on all 32 bytes at once, as four words of eight field elements.
+    let packed: Zeroizing<Vec<[u64; 4]>> = Zeroizing::new(coeffs.iter().map(pack).collect());
+    xs.iter()
         .map(|&x| {
-            let mut y = Zeroizing::new([0u8; SECRET_LEN]);
-            for i in 0..SECRET_LEN {
-                let mut acc = 0u8;
-                for c in coeffs.iter().rev() {
-                    acc = mul(acc, x) ^ c[i];
+            let mut acc = Zeroizing::new([0u64; 4]);
+            for c in packed.iter().rev() {
+                for (a, w) in acc.iter_mut().zip(c) {
+                    *a = mul_public(*a, x) ^ w;
                 }
-                y[i] = acc;
+            }
+            let mut y = Zeroizing::new([0u8; SECRET_LEN]);
+            for (chunk, a) in y.chunks_exact_mut(8).zip(acc.iter()) {
+                chunk.copy_from_slice(&a.to_le_bytes());
             }
             y
         })
-        .collect();
-    shares
+        .collect()
+}
+
+/// 32 bytes as four little-endian words of eight field elements each.
+fn pack(bytes: &[u8; SECRET_LEN]) -> [u64; 4] {
+    let mut w = [0u64; 4];
+    for (word, chunk) in w.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        *word = u64::from_le_bytes(b);
+    }
+    w
+}
+
+/// Eight packed field elements times 2 (`x`), branch-free.
+fn xtime(v: u64) -> u64 {
+    ((v & 0x7f7f_7f7f_7f7f_7f7f) << 1) ^ (((v >> 7) & 0x0101_0101_0101_0101) * 0x1b)
+}
+
+/// Eight packed field elements (secret) times the evaluation point `x` (public: fixed by the
+/// neighbour graph), so branching on `x`'s bits leaks nothing about the elements.
+fn mul_public(mut v: u64, x: u8) -> u64 {
+    let mut r = 0u64;
+    for bit in 0..8 {
+        if (x >> bit) & 1 == 1 {
+            r ^= v;
+        }
+        v = xtime(v);
+    }
+    r
 }
 
 /// Reconstruct the secret from shares `(x, y)` with distinct non-zero `x`. Uses every share
@@ -108,6 +141,19 @@ mod tests {
         assert_eq!(mul(0x57, 0x83), 0xc1); // FIPS-197 section 4.2
         for a in 1..=255u8 {
             assert_eq!(mul(a, inv(a)), 1, "a = {a}");
+        }
+    }
+
+    /// The packed multiplication by a public point is the field's, lane by lane.
+    #[test]
+    fn packed_multiplication_is_the_fields() {
+        let mut rng = ChaCha20Rng::from_seed([6; 32]);
+        for x in 0..=255u8 {
+            let v = rng.next_u64();
+            let got = mul_public(v, x).to_le_bytes();
+            for (lane, byte) in v.to_le_bytes().iter().enumerate() {
+                assert_eq!(got[lane], mul(*byte, x), "x = {x}, lane {lane}");
+            }
         }
     }
 
