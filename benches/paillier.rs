@@ -118,6 +118,18 @@ fn packed(c: &mut Criterion) {
                 b.iter(|| packing.encrypt_on(pk, &values, &mut rng, threads))
             });
         }
+        // The SDK's path from the second round on: the table kept from the first.
+        let kept = pk.encryptor();
+        for threads in [1, cores] {
+            let id = format!(
+                "encrypt-kept-table/{}/m={}/threads={threads}",
+                pk.bits(),
+                label(m)
+            );
+            g.bench_function(id, |b| {
+                b.iter(|| packing.encrypt_with_on(&kept, &values, &mut rng, threads))
+            });
+        }
         let cts = packing.encrypt(pk, &values, &mut rng).expect("encrypts");
         for n in [10usize, 100] {
             if m > 10_000 && n == 100 {

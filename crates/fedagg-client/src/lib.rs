@@ -51,6 +51,7 @@ use serde::de::DeserializeOwned;
 
 mod admin;
 mod credentials;
+mod encryptor;
 mod identity;
 mod keyholder;
 mod record;
@@ -705,8 +706,7 @@ impl Client {
                 let mut enc_rng =
                     ChaCha20Rng::from_rng(OsRng).map_err(|e| Error::Protocol(e.to_string()))?;
                 let body = offload(move || {
-                    packing
-                        .encrypt_on(&pk, &values, &mut enc_rng, crypto_threads())
+                    encryptor::encrypt(&packing, &pk, &values, &mut enc_rng, crypto_threads())
                         .map(|cts| fedagg_paillier::encode_ciphertexts(&pk, &cts))
                 })
                 .await?

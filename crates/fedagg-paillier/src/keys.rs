@@ -342,7 +342,7 @@ impl PublicKey {
     /// `ceil(|r| / 6)` multiplications instead of a full exponentiation. The table takes
     /// `ceil(|r| / 6) x 63` values of `2 |n|` bits (6 MiB at 2048 bits) and about 12 000
     /// multiplications to build: worth it from a few dozen encryptions on.
-    pub fn encryptor(&self) -> Encryptor<'_> {
+    pub fn encryptor(&self) -> Encryptor {
         const WINDOW: u32 = 6;
         let exp_bits = self.n.bits().div_ceil(2) + DJN_EXTRA_BITS;
         let windows = exp_bits.div_ceil(u64::from(WINDOW)) as usize;
@@ -362,7 +362,7 @@ impl PublicKey {
             table.push(row);
         }
         Encryptor {
-            pk: self,
+            pk: self.clone(),
             window: WINDOW,
             exp_bits,
             table,
@@ -379,8 +379,8 @@ impl PublicKey {
 /// DJN encryption with a precomputed fixed-base table (see [`PublicKey::encryptor`]). Same
 /// ciphertext distribution as [`PublicKey::encrypt`]; table lookups depend on the secret exponent,
 /// so like the rest of this crate it is not constant-time.
-pub struct Encryptor<'a> {
-    pk: &'a PublicKey,
+pub struct Encryptor {
+    pk: PublicKey,
     window: u32,
     exp_bits: u64,
     /// `table[i][j - 1] = hs^(j 2^(w i)) mod n^2`, in the build's fast integers.
@@ -388,10 +388,10 @@ pub struct Encryptor<'a> {
     n_sq: Fast,
 }
 
-impl Encryptor<'_> {
+impl Encryptor {
     /// The key this encryptor encrypts under.
     pub fn public_key(&self) -> &PublicKey {
-        self.pk
+        &self.pk
     }
 
     /// A fresh mask `hs^r`, `r` of `ceil(|n|/2) + 128` bits.

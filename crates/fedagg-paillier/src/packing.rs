@@ -151,6 +151,30 @@ impl Packing {
         rng: &mut R,
         threads: usize,
     ) -> Result<Vec<Ciphertext>, Error> {
+        let enc = (self.ciphertexts_for(values.len()) >= 32).then(|| pk.encryptor());
+        self.encrypt_blocks(pk, enc.as_ref(), values, rng, threads)
+    }
+
+    /// [`Packing::encrypt_on`] with a fixed-base encryptor built earlier (a client keeps one per
+    /// key, so the table's cost is paid once): the same ciphertexts from the same `rng`.
+    pub fn encrypt_with_on<R: RngCore + CryptoRng>(
+        &self,
+        enc: &Encryptor,
+        values: &[u64],
+        rng: &mut R,
+        threads: usize,
+    ) -> Result<Vec<Ciphertext>, Error> {
+        self.encrypt_blocks(enc.public_key(), Some(enc), values, rng, threads)
+    }
+
+    fn encrypt_blocks<R: RngCore + CryptoRng>(
+        &self,
+        pk: &PublicKey,
+        enc: Option<&Encryptor>,
+        values: &[u64],
+        rng: &mut R,
+        threads: usize,
+    ) -> Result<Vec<Ciphertext>, Error> {
         self.check_key(pk)?;
         let plaintexts = self.pack(values)?;
         let blocks: Vec<(&[BigUint], Zeroizing<[u8; 32]>)> = plaintexts
@@ -161,13 +185,12 @@ impl Packing {
                 (ms, key)
             })
             .collect();
-        let enc = (plaintexts.len() >= 32).then(|| pk.encryptor());
         let encrypt_blocks = |group: &[(&[BigUint], Zeroizing<[u8; 32]>)]| {
             let mut out = Vec::new();
             for (ms, key) in group {
                 let mut r = ChaCha20Rng::from_seed(**key);
                 for m in *ms {
-                    out.push(match &enc {
+                    out.push(match enc {
                         Some(e) => e.encrypt(m, &mut r)?,
                         None => pk.encrypt(m, &mut r)?,
                     });
@@ -200,7 +223,7 @@ impl Packing {
     /// Pack and encrypt with a prebuilt fixed-base encryptor.
     pub fn encrypt_with<R: RngCore + CryptoRng>(
         &self,
-        enc: &Encryptor<'_>,
+        enc: &Encryptor,
         values: &[u64],
         rng: &mut R,
     ) -> Result<Vec<Ciphertext>, Error> {
@@ -370,6 +393,14 @@ mod tests {
             assert_eq!(p.decrypt(&sk, &one, len).unwrap(), values);
             for threads in [2, 3, 8] {
                 assert_eq!(p.decrypt_on(&sk, &one, len, threads).unwrap(), values);
+            }
+            // A kept encryptor gives the same ciphertexts (with its table even below 32).
+            let kept = pk.encryptor();
+            for threads in [1, 3] {
+                let with = p
+                    .encrypt_with_on(&kept, &values, &mut ChaCha20Rng::seed_from_u64(9), threads)
+                    .unwrap();
+                assert_eq!(with, one, "kept encryptor, {threads} threads");
             }
             // Fresh randomness from another generator.
             let other = p

@@ -586,6 +586,42 @@ impl CollectingSignatures {
 
 type ShareList = Vec<(u8, Zeroizing<[u8; 32]>)>;
 
+/// `f` for each of `ids` on up to `threads` threads, each taking a contiguous run: the streams in
+/// the order of `ids`, and the first error in that order, as on one thread.
+fn streams_on<F>(ids: &[ClientId], threads: usize, f: F) -> Result<Vec<MaskStream>, Error>
+where
+    F: Fn(ClientId, &mut Vec<MaskStream>) -> Result<(), Error> + Sync,
+{
+    let run = |part: &[ClientId]| -> Result<Vec<MaskStream>, Error> {
+        let mut out = Vec::new();
+        for &v in part {
+            f(v, &mut out)?;
+        }
+        Ok(out)
+    };
+    let threads = threads.clamp(1, ids.len().max(1));
+    if threads == 1 {
+        return run(ids);
+    }
+    let per = ids.len().div_ceil(threads);
+    let run = &run;
+    let parts: Vec<Result<Vec<MaskStream>, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .chunks(per)
+            .map(|part| scope.spawn(move || run(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all = Vec::new();
+    for part in parts {
+        all.extend(part?);
+    }
+    Ok(all)
+}
+
 /// Round 4: collecting shares and removing the masks.
 pub struct Unmasking {
     core: Core,
@@ -721,18 +757,22 @@ impl Unmasking {
                 Ok(shamir::combine(&pick))
             };
 
-        let mut streams = Vec::new();
-        for &v in &core.u3 {
+        // Reconstruction and the dropped clients' agreements are per client: spread over the
+        // threads too (the streams' order does not change the sum).
+        let threads = crypto::threads();
+        let survivors: Vec<ClientId> = core.u3.iter().copied().collect();
+        let mut streams = streams_on(&survivors, threads, |v, out| {
             let seed = enough(self.self_seed_shares.get(&v), v)?;
             let commitment = crypto::commit_self_seed(session, v, &seed);
             let want = core.commitments.get(&v).ok_or(Error::Reconstruction(v))?;
             if !bool::from(commitment.ct_eq(want)) {
                 return Err(Error::Reconstruction(v));
             }
-            streams.push(MaskStream::self_mask(&seed, session, v, true));
-        }
+            out.push(MaskStream::self_mask(&seed, session, v, true));
+            Ok(())
+        })?;
         let dropped: Vec<ClientId> = core.u2.difference(&core.u3).copied().collect();
-        for &v in &dropped {
+        streams.extend(streams_on(&dropped, threads, |v, out| {
             let sk = StaticSecret::from(*enough(self.mask_key_shares.get(&v), v)?);
             let pk = core.s_pks.get(&v).ok_or(Error::Reconstruction(v))?;
             if crypto::public_of(&sk) != *pk {
@@ -745,9 +785,10 @@ impl Unmasking {
                 let w_pk = core.s_pks.get(&w).ok_or(Error::Reconstruction(w))?;
                 let agreed = crypto::agree(&sk, w_pk)?;
                 // w added its mask if w < v: take it off again.
-                streams.push(MaskStream::pair_mask(&agreed, session, w, v, w < v));
+                out.push(MaskStream::pair_mask(&agreed, session, w, v, w < v));
             }
-        }
+            Ok(())
+        })?);
         let mut sum = core.sum.clone();
         crypto::apply_masks_on(&mut sum, &mut streams, cfg.modulus(), crypto::threads());
         Ok(Aggregate {

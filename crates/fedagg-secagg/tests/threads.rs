@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use fedagg_quant::Modulus;
 use fedagg_secagg::crypto::{apply_masks, apply_masks_on, set_threads, MaskStream};
-use fedagg_secagg::sim::{run_round, Direction};
+use fedagg_secagg::sim::{run_round, Direction, DropPoint};
 use fedagg_secagg::{ClientId, Graph, Phase, SessionConfig};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -43,9 +43,10 @@ proptest! {
     }
 }
 
-/// A whole round from the same seed on one thread and on three: every masked input each client
-/// sends, and the aggregate, are the same bytes. (The only test in this binary that sets the
-/// process-wide count.)
+/// A whole round from the same seed on one thread and on three, two clients dropping after
+/// sharing their keys: every masked input each client sends, and the aggregate (with its
+/// reconstructions and the dropped clients' pairwise masks), are the same bytes. (The only test in
+/// this binary that sets the process-wide count.)
 #[test]
 fn a_round_masks_and_unmasks_the_same_on_any_number_of_threads() {
     let run = |threads: usize| {
@@ -53,14 +54,14 @@ fn a_round_masks_and_unmasks_the_same_on_any_number_of_threads() {
         let mut rng = ChaCha20Rng::seed_from_u64(9);
         let cfg = SessionConfig::new(
             [3; 32],
-            Graph::complete(6).unwrap(),
+            Graph::complete(8).unwrap(),
             4,
             Modulus::new(32).unwrap(),
             5000,
             None,
         );
         let cfg = Arc::new(cfg.unwrap());
-        let inputs: Vec<Vec<u64>> = (0..6u64)
+        let inputs: Vec<Vec<u64>> = (0..8u64)
             .map(|i| (0..5000).map(|j| i * j).collect())
             .collect();
         let mut masked = BTreeMap::new();
@@ -69,20 +70,33 @@ fn a_round_masks_and_unmasks_the_same_on_any_number_of_threads() {
                 masked.insert(id, msg.clone());
             }
         };
+        let drops: BTreeMap<ClientId, DropPoint> = [2, 5]
+            .into_iter()
+            .map(|i| (ClientId(i), DropPoint::AfterShareKeys))
+            .collect();
         let out = run_round(
             cfg,
             &inputs,
-            &BTreeMap::new(),
+            &drops,
             None,
             Some(&mut hook),
             &Instant::now,
             &mut rng,
         );
-        (masked, out.result.unwrap().sum)
+        let agg = out.result.unwrap();
+        assert_eq!(agg.dropped_after_sharing, [ClientId(2), ClientId(5)]);
+        (masked, agg.sum)
     };
     let one = run(1);
     let three = run(3);
     set_threads(1);
     assert_eq!(one.0.len(), 6);
+    let mut want = vec![0u64; 5000];
+    for i in [0u64, 1, 3, 4, 6, 7] {
+        for (j, w) in want.iter_mut().enumerate() {
+            *w = (*w + i * j as u64) & 0xffff_ffff;
+        }
+    }
+    assert_eq!(one.1, want);
     assert_eq!(one, three);
 }
