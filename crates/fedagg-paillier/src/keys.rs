@@ -8,9 +8,7 @@ use num_traits::{One, Zero};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::arith::{self, pow_mod, Fast};
-use crate::prime::{
-    coprime, random_below, random_bits, random_blum_prime, random_prime, random_prime_with_factor,
-};
+use crate::prime::{coprime, random_below, random_bits, random_blum_prime};
 use crate::Error;
 
 /// Smallest key `keygen` makes (the crate's own tests use it for speed).
@@ -29,11 +27,6 @@ impl PublicKey {
         Ok(())
     }
 }
-
-/// Bits of each prime order of a subgroup key ([`keygen_subgroup`]): `a | p - 1` and
-/// `b | q - 1`. Finding `a` from the public `hs` costs about `sqrt(a)` operations, so this is
-/// twice the 128-bit security level.
-pub const SUBGROUP_BITS: u64 = 256;
 
 /// Statistical distance parameter for the DJN exponent: `r` has `ceil(|n|/2) + 128` bits.
 const DJN_EXTRA_BITS: u64 = 128;
@@ -137,66 +130,6 @@ pub fn keygen<R: RngCore + CryptoRng>(bits: u32, rng: &mut R) -> Result<PrivateK
         }
         let public = PublicKey::with_djn_base(n, rng)?;
         return PrivateKey::from_primes(public, p, q);
-    }
-}
-
-/// Generate a *subgroup key*: `n = p q` with `p = 2 a u + 1`, `q = 2 b v + 1` for primes `a, b`
-/// of [`SUBGROUP_BITS`] bits, and a DJN base `hs = h^n` with `h` of order `a b` in `Z_n^*`. The
-/// public key has the same form and encryption is unchanged, but the key holder decrypts with the
-/// exponents `a` and `b` (256 bits) instead of `p - 1` and `q - 1` (`|n|/2` bits): about four
-/// times faster at 2048 bits. Keys of 1024 bits and more.
-///
-/// The price is an assumption beyond DJN's: that the subgroup `<hs>` of order `a b` is
-/// indistinguishable from the n-th residues and that `n` stays hard to factor given an element of
-/// that order (the setting of Groth, "Cryptography in subgroups of Z_n^*", TCC 2005). And only DJN
-/// ciphertexts under this key, and their sums, decrypt: a textbook ciphertext (python-paillier's)
-/// is refused with [`Error::OutsideSubgroup`]. Use [`keygen`] where that interoperability matters.
-pub fn keygen_subgroup<R: RngCore + CryptoRng>(
-    bits: u32,
-    rng: &mut R,
-) -> Result<PrivateKey, Error> {
-    check_bits(bits)?;
-    let half = u64::from(bits / 2);
-    if half < 2 * SUBGROUP_BITS {
-        return Err(Error::KeySize(bits));
-    }
-    loop {
-        let a = random_prime(SUBGROUP_BITS, rng);
-        let b = random_prime(SUBGROUP_BITS, rng);
-        if a == b {
-            continue;
-        }
-        let p = random_prime_with_factor(half, &a, rng);
-        let q = random_prime_with_factor(half, &b, rng);
-        if p == q || (&p - 1u32).gcd(&(&q - 1u32)) != BigUint::from(2u32) {
-            continue;
-        }
-        let n = &p * &q;
-        if n.bits() != u64::from(bits) {
-            continue;
-        }
-        // h = h_p (mod p), h_q (mod q), of orders a and b.
-        let h_p = element_of_order(&p, &a, rng);
-        let h_q = element_of_order(&q, &b, rng);
-        let q_inv_p = (&q % &p)
-            .modinv(&p)
-            .ok_or_else(|| Error::Malformed("q is not invertible mod p".into()))?;
-        let h = &h_q + &q * (((&h_p + &p - (&h_q % &p)) % &p * q_inv_p) % &p);
-        let hs = pow_mod(&h, &n, &(&n * &n));
-        let public = PublicKey::from_parts(n, hs)?;
-        return PrivateKey::from_subgroup(public, p, q, a, b);
-    }
-}
-
-/// An element of order exactly the prime `a` in `Z_p^*` (`a | p - 1`).
-fn element_of_order<R: RngCore + CryptoRng>(p: &BigUint, a: &BigUint, rng: &mut R) -> BigUint {
-    let cofactor = (p - 1u32) / a;
-    loop {
-        let y = random_below(p, rng);
-        let h = pow_mod(&y, &cofactor, p);
-        if !h.is_one() && !h.is_zero() {
-            return h;
-        }
     }
 }
 
@@ -435,9 +368,9 @@ impl PrivateKey {
         Self::with_exponents(public, p, q, e_p, e_q, false)
     }
 
-    /// Rebuild a subgroup key ([`keygen_subgroup`]) from its primes and orders `a | p - 1`,
-    /// `b | q - 1`, checked against `public`: `hs` must lie in the subgroup they give, or
-    /// decryption would be wrong.
+    /// Rebuild a subgroup key ([`crate::keygen_subgroup`]) from its primes and orders
+    /// `a | p - 1`, `b | q - 1`, checked against `public`: `hs` must lie in the subgroup they
+    /// give, or decryption would be wrong.
     pub fn from_subgroup(
         public: PublicKey,
         p: BigUint,
@@ -510,7 +443,8 @@ impl PrivateKey {
         (&self.p, &self.q)
     }
 
-    /// A subgroup key's orders `(a, b)` ([`keygen_subgroup`]), or `None` for a standard key.
+    /// A subgroup key's orders `(a, b)` ([`crate::keygen_subgroup`]), or `None` for a standard
+    /// key.
     pub fn subgroup_orders(&self) -> Option<(&BigUint, &BigUint)> {
         self.subgroup.then_some((&self.e_p, &self.e_q))
     }
@@ -592,49 +526,6 @@ mod tests {
         assert_eq!(pk.encrypt(&n, &mut rng), Err(Error::PlaintextTooLarge));
         assert!(format!("{sk:?}").contains("n_bits"));
         assert!(!format!("{sk:?}").contains(&sk.primes().0.to_string()));
-    }
-
-    #[test]
-    fn a_subgroup_key_decrypts_djn_sums_as_the_full_exponent_does_and_refuses_the_rest() {
-        let mut rng = ChaCha20Rng::seed_from_u64(13);
-        assert_eq!(
-            keygen_subgroup(768, &mut rng).err(),
-            Some(Error::KeySize(768))
-        );
-        let sk = keygen_subgroup(1024, &mut rng).unwrap();
-        let pk = sk.public();
-        let (p, q) = sk.primes();
-        let (a, b) = sk.subgroup_orders().unwrap();
-        assert_eq!((a.bits(), b.bits()), (SUBGROUP_BITS, SUBGROUP_BITS));
-        assert!(((p - 1u32) % a).is_zero() && ((q - 1u32) % b).is_zero());
-        assert_eq!(
-            (p % 4u32, q % 4u32),
-            (BigUint::from(3u32), BigUint::from(3u32))
-        );
-        // The same primes with the full exponents: the standard decryption, the oracle.
-        let full = PrivateKey::from_primes(pk.clone(), p.clone(), q.clone()).unwrap();
-        assert!(full.subgroup_orders().is_none());
-        let enc = pk.encryptor();
-        let mut sum = pk.zero();
-        let mut want = BigUint::zero();
-        for m in [BigUint::zero(), BigUint::from(99u32), pk.n() - 1u32] {
-            let c = enc.encrypt(&m, &mut rng).unwrap();
-            assert_eq!(sk.decrypt(&c).unwrap(), m);
-            assert_eq!(full.decrypt(&c).unwrap(), m);
-            pk.add_assign(&mut sum, &pk.rerandomize(&c, &mut rng));
-            want = (want + m) % pk.n();
-        }
-        assert_eq!(sk.decrypt(&sum).unwrap(), want);
-        assert_eq!(
-            sk.decrypt(&pk.mul_scalar(&sum, &BigUint::from(3u32)))
-                .unwrap(),
-            (&want * 3u32) % pk.n()
-        );
-        // A textbook ciphertext's r^n is outside the subgroup: refused, also inside a sum.
-        let t = pk.encrypt_textbook(&BigUint::from(5u32), &mut rng).unwrap();
-        assert_eq!(full.decrypt(&t).unwrap(), BigUint::from(5u32));
-        assert_eq!(sk.decrypt(&t), Err(Error::OutsideSubgroup));
-        assert_eq!(sk.decrypt(&pk.add(&sum, &t)), Err(Error::OutsideSubgroup));
     }
 
     #[test]
