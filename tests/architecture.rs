@@ -62,7 +62,10 @@ fn protocol_cores_api_and_round_engine_have_no_async_http_or_database() {
     let banned = [
         "tokio", "futures", "reqwest", "hyper", "axum", "rusqlite", "postgres", "sqlx", "tch",
     ];
-    for c in PROTOCOL_CORES.iter().chain(&["fedagg-api", "fedagg-round"]) {
+    for c in PROTOCOL_CORES
+        .iter()
+        .chain(&["fedagg-par", "fedagg-api", "fedagg-round"])
+    {
         assert_no_dep(&["-p", c], &banned);
     }
 }
@@ -123,7 +126,10 @@ fn protocol_cores_and_the_round_engine_do_no_io_and_read_no_clock() {
         "getrandom",
     ];
     let mut files = Vec::new();
-    for c in PROTOCOL_CORES.iter().chain(&["fedagg-api", "fedagg-round"]) {
+    for c in PROTOCOL_CORES
+        .iter()
+        .chain(&["fedagg-par", "fedagg-api", "fedagg-round"])
+    {
         rust_files(&root().join("crates").join(c).join("src"), &mut files);
     }
     assert!(files.len() > 20);

@@ -228,22 +228,10 @@ impl PublicKey {
                 .map(|(chunk, key)| self.encrypt_chunk(chunk, key))
                 .collect::<Vec<_>>()
         };
-        let threads = threads.clamp(1, jobs.len().max(1));
-        let chunks = if threads == 1 {
-            encrypt_group(&jobs)
-        } else {
-            let per = jobs.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs
-                    .chunks(per)
-                    .map(|group| scope.spawn(|| encrypt_group(group)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
-        };
+        let chunks = fedagg_par::map_runs(&jobs, threads, encrypt_group)
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(CiphertextVector {
             len: values.len(),
             chunks,

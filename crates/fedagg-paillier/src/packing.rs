@@ -185,7 +185,7 @@ impl Packing {
                 (ms, key)
             })
             .collect();
-        let encrypt_blocks = |group: &[(&[BigUint], Zeroizing<[u8; 32]>)]| {
+        let encrypt_run = |group: &[(&[BigUint], Zeroizing<[u8; 32]>)]| {
             let mut out = Vec::new();
             for (ms, key) in group {
                 let mut r = ChaCha20Rng::from_seed(**key);
@@ -198,26 +198,7 @@ impl Packing {
             }
             Ok::<_, Error>(out)
         };
-        let threads = threads.clamp(1, blocks.len().max(1));
-        if threads == 1 {
-            return encrypt_blocks(&blocks);
-        }
-        let per = blocks.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<Ciphertext>, Error>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = blocks
-                .chunks(per)
-                .map(|group| scope.spawn(|| encrypt_blocks(group)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(plaintexts.len());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        fedagg_par::try_concat_runs(&blocks, threads, encrypt_run)
     }
 
     /// Pack and encrypt with a prebuilt fixed-base encryptor.
@@ -254,32 +235,11 @@ impl Packing {
         threads: usize,
     ) -> Result<Vec<u64>, Error> {
         self.check_key(sk.public())?;
-        let decrypt_run = |run: &[Ciphertext]| {
+        let pts = fedagg_par::try_concat_runs(cts, threads, |run| {
             run.iter()
                 .map(|c| sk.decrypt(c))
                 .collect::<Result<Vec<_>, _>>()
-        };
-        let threads = threads.clamp(1, cts.len().max(1));
-        let pts = if threads == 1 {
-            decrypt_run(cts)?
-        } else {
-            let per = cts.len().div_ceil(threads);
-            let parts: Vec<Result<Vec<BigUint>, Error>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = cts
-                    .chunks(per)
-                    .map(|run| scope.spawn(move || decrypt_run(run)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
-            let mut pts = Vec::with_capacity(cts.len());
-            for part in parts {
-                pts.extend(part?);
-            }
-            pts
-        };
+        })?;
         self.unpack(&pts, len)
     }
 

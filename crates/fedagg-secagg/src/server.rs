@@ -592,34 +592,13 @@ fn streams_on<F>(ids: &[ClientId], threads: usize, f: F) -> Result<Vec<MaskStrea
 where
     F: Fn(ClientId, &mut Vec<MaskStream>) -> Result<(), Error> + Sync,
 {
-    let run = |part: &[ClientId]| -> Result<Vec<MaskStream>, Error> {
+    fedagg_par::try_concat_runs(ids, threads, |part| {
         let mut out = Vec::new();
         for &v in part {
             f(v, &mut out)?;
         }
         Ok(out)
-    };
-    let threads = threads.clamp(1, ids.len().max(1));
-    if threads == 1 {
-        return run(ids);
-    }
-    let per = ids.len().div_ceil(threads);
-    let run = &run;
-    let parts: Vec<Result<Vec<MaskStream>, Error>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .chunks(per)
-            .map(|part| scope.spawn(move || run(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut all = Vec::new();
-    for part in parts {
-        all.extend(part?);
-    }
-    Ok(all)
+    })
 }
 
 /// Round 4: collecting shares and removing the masks.
