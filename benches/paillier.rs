@@ -78,6 +78,33 @@ fn label(m: usize) -> String {
     format!("1e{}", (m as f64).log10().round() as u32)
 }
 
+/// The SDK's encryption from its second update on (the table kept from the first), and the key
+/// holder's decryption with a subgroup key, each on one core and on all.
+fn kept_table_and_subgroup(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    packing: &Packing,
+    (pk, sub): (&fedagg_paillier::PublicKey, &PrivateKey),
+    values: &[u64],
+    rng: &mut ChaCha20Rng,
+) {
+    let (bits, m) = (pk.bits(), values.len());
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let kept = pk.encryptor();
+    let sub_cts = packing
+        .encrypt(sub.public(), values, rng)
+        .expect("encrypts");
+    for threads in [1, cores] {
+        let id = format!("encrypt-kept-table/{bits}/m={}/threads={threads}", label(m));
+        g.bench_function(id, |b| {
+            b.iter(|| packing.encrypt_with_on(&kept, values, rng, threads))
+        });
+        let id = format!("decrypt-subgroup/{bits}/m={}/threads={threads}", label(m));
+        g.bench_function(id, |b| {
+            b.iter(|| packing.decrypt_on(sub, &sub_cts, m, threads))
+        });
+    }
+}
+
 fn packed(c: &mut Criterion) {
     let sk = key(if quick() { 1024 } else { 2048 });
     let pk = sk.public();
@@ -118,18 +145,7 @@ fn packed(c: &mut Criterion) {
                 b.iter(|| packing.encrypt_on(pk, &values, &mut rng, threads))
             });
         }
-        // The SDK's path from the second round on: the table kept from the first.
-        let kept = pk.encryptor();
-        for threads in [1, cores] {
-            let id = format!(
-                "encrypt-kept-table/{}/m={}/threads={threads}",
-                pk.bits(),
-                label(m)
-            );
-            g.bench_function(id, |b| {
-                b.iter(|| packing.encrypt_with_on(&kept, &values, &mut rng, threads))
-            });
-        }
+        kept_table_and_subgroup(&mut g, &packing, (pk, &sub), &values, &mut rng);
         let cts = packing.encrypt(pk, &values, &mut rng).expect("encrypts");
         for n in [10usize, 100] {
             if m > 10_000 && n == 100 {
@@ -153,21 +169,6 @@ fn packed(c: &mut Criterion) {
         g.bench_function(format!("decrypt/{}/m={}", pk.bits(), label(m)), |b| {
             b.iter(|| packing.decrypt(&sk, &cts, m))
         });
-        // The key holder's path with a subgroup key, on one core and on all.
-        let sub_pk = sub.public();
-        let sub_cts = packing
-            .encrypt(sub_pk, &values, &mut rng)
-            .expect("encrypts");
-        for threads in [1, cores] {
-            let id = format!(
-                "decrypt-subgroup/{}/m={}/threads={threads}",
-                pk.bits(),
-                label(m)
-            );
-            g.bench_function(id, |b| {
-                b.iter(|| packing.decrypt_on(&sub, &sub_cts, m, threads))
-            });
-        }
     }
     g.finish();
     let per_value = pk.ciphertext_bytes() as f64 / packing.slots() as f64;

@@ -193,18 +193,28 @@ impl HeEngine {
 
     /// The largest submission payload the current phase accepts: the ciphertext vector, or the
     /// key holder's sum of `vector_len + 1` u64 values.
+    /// The largest body this phase reads. While decrypting, also a contribution's: a participant
+    /// whose accepted submission's answer was lost (a server restart) retries it, and must get
+    /// its replay answer, not a 413, once the round has moved on.
     pub(crate) fn max_submission(&self) -> usize {
-        let len = QuantParams::encoded_len(self.spec.update_len());
-        if self.decrypting {
-            return match &self.scheme {
-                Scheme::Paillier {
-                    threshold: Some(key),
-                    ciphertexts,
-                    ..
-                } => fedagg_paillier::partials_len(key, *ciphertexts),
-                _ => 8 * len,
-            };
+        let contribution = self.contribution_len();
+        if !self.decrypting {
+            return contribution;
         }
+        let len = QuantParams::encoded_len(self.spec.update_len());
+        let decryption = match &self.scheme {
+            Scheme::Paillier {
+                threshold: Some(key),
+                ciphertexts,
+                ..
+            } => fedagg_paillier::partials_len(key, *ciphertexts),
+            _ => 8 * len,
+        };
+        decryption.max(contribution)
+    }
+
+    /// A participant's contribution: its ciphertexts, signed in a verified federation.
+    fn contribution_len(&self) -> usize {
         let signature = if self.verified.is_some() {
             SIGNATURE_LEN
         } else {
@@ -216,7 +226,9 @@ impl HeEngine {
                     pk, ciphertexts, ..
                 } => fedagg_paillier::encoded_len(pk, *ciphertexts),
                 #[cfg(feature = "lattice")]
-                Scheme::Lattice { .. } => fedagg_lattice::CiphertextVector::encoded_len(len),
+                Scheme::Lattice { .. } => fedagg_lattice::CiphertextVector::encoded_len(
+                    QuantParams::encoded_len(self.spec.update_len()),
+                ),
             }
     }
 

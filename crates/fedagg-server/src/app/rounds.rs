@@ -95,7 +95,8 @@ impl App {
         }
     }
 
-    /// The largest submission body round `round` of `fid` takes in its current phase; the
+    /// The largest submission body round `round` of `fid` takes in its current phase (in a
+    /// Paillier or lattice round's decryption, also a participant's retried contribution); the
     /// configured maximum when the round is not open (a retry after its end is still answered).
     pub fn submission_limit(&self, fid: i64, round: u64) -> Result<usize, ApiError> {
         let limit = match self.slot(fid, round) {
