@@ -613,6 +613,9 @@ fn paillier_round_with_the_key_holder() {
     assert!(h.round.download(0).is_err());
     let f = frame(&h, 2, &mut krng);
     assert!(matches!(h.submit(2, &f), Err(RoundError::WrongPhase(_))));
+    // A contribution still fits the body bound: a participant retrying one the server accepted
+    // (its answer lost to a restart) must get the replay's answer, not a 413.
+    assert!(f.len() <= h.round.max_submission());
     decrypt_as_key_holder(&mut h, &sk, &packing);
     assert_close(&h.model(), 0.5, &weighted_mean(&[0, 1, 3]), 1e-3);
 }
