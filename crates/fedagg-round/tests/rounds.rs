@@ -87,6 +87,8 @@ struct Harness {
     now: i64,
     /// The round's snapshot before the first logged event and after each one.
     snapshots: Vec<String>,
+    /// The length of every frame the round accepted.
+    accepted: Vec<usize>,
 }
 
 impl Harness {
@@ -129,6 +131,7 @@ impl Harness {
             rng,
             now: 1_000,
             snapshots: Vec::new(),
+            accepted: Vec::new(),
         };
         h.snapshots.push(h.snapshot());
         h
@@ -157,6 +160,15 @@ impl Harness {
             self.round.phase(),
             self.round.max_submission()
         );
+        // So must any submission accepted in an earlier phase: its sender, whose answer was
+        // lost to a restart, retries it and must get the replay's answer.
+        let bound = self.round.max_submission();
+        if let Some(len) = self.accepted.iter().find(|&&len| len > bound) {
+            panic!(
+                "an accepted {len}-byte submission over {bound} in phase {}",
+                self.round.phase()
+            );
+        }
         let s = self.round.check(member, &payload)?;
         self.store(Write::Submit)?;
         self.log.push(Event::Submit {
@@ -165,6 +177,7 @@ impl Harness {
             body: payload,
         });
         self.round.apply(s)?;
+        self.accepted.push(frame.len());
         self.snapshots.push(self.snapshot());
         if self.round.due(self.now) {
             let _ = self.close();

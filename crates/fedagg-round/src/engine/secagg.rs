@@ -118,16 +118,28 @@ impl SecaggEngine {
         }
     }
 
-    /// The largest message the current phase accepts.
+    /// The largest body the current phase reads: its own message, or any earlier phase's. A
+    /// client whose accepted submission's answer was lost (a server restart) retries it, and
+    /// must get its replay answer, not a 413, once the round has moved on.
     pub(crate) fn max_submission(&self) -> usize {
-        let kind = match self.state {
-            State::Keys(_) => Kind::AdvertiseKeys,
-            State::Shares(_) => Kind::ShareKeys,
-            State::Masked(_) => Kind::MaskedInput,
-            State::Signatures(_) => Kind::ConsistencySignature,
-            State::Unmask(_) => Kind::UnmaskResponse,
+        let reached = match self.state {
+            State::Keys(_) => 1,
+            State::Shares(_) => 2,
+            State::Masked(_) => 3,
+            State::Signatures(_) => 4,
+            State::Unmask(_) => 5,
         };
-        fedagg_secagg::wire::max_len(kind, &self.cfg)
+        [
+            Kind::AdvertiseKeys,
+            Kind::ShareKeys,
+            Kind::MaskedInput,
+            Kind::ConsistencySignature,
+            Kind::UnmaskResponse,
+        ][..reached]
+            .iter()
+            .map(|&kind| fedagg_secagg::wire::max_len(kind, &self.cfg))
+            .max()
+            .unwrap_or(0)
     }
 
     pub(crate) fn expected(&self) -> usize {
