@@ -45,6 +45,12 @@ fn single(c: &mut Criterion) {
         g.bench_function(format!("encrypt/{bits}/djn-fixed-base"), |b| {
             b.iter(|| enc.encrypt(&m, &mut rng))
         });
+        // A subgroup key's public key: 640-bit DJN exponents instead of |n|/2 + 128.
+        let sub = subgroup_key(bits);
+        let sub_enc = sub.public().encryptor();
+        g.bench_function(format!("encrypt/{bits}/djn-fixed-base-subgroup"), |b| {
+            b.iter(|| sub_enc.encrypt(&m, &mut rng))
+        });
         g.bench_function(format!("encrypt/{bits}/djn"), |b| {
             b.iter(|| pk.encrypt(&m, &mut rng))
         });
@@ -60,7 +66,6 @@ fn single(c: &mut Criterion) {
             b.iter(|| sk.decrypt(&ct))
         });
         // A subgroup key: the same CRT decryption with 256-bit exponents.
-        let sub = subgroup_key(bits);
         let sub_m = sub.public().n() - 12345u32;
         let ct = sub
             .public()
@@ -78,7 +83,8 @@ fn label(m: usize) -> String {
     format!("1e{}", (m as f64).log10().round() as u32)
 }
 
-/// The SDK's encryption from its second update on (the table kept from the first), and the key
+/// The SDK's encryption from its second update on (the table kept from the first), under a
+/// standard key and a subgroup key (whose first update, table built, is also timed), and the key
 /// holder's decryption with a subgroup key, each on one core and on all.
 fn kept_table_and_subgroup(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -90,6 +96,7 @@ fn kept_table_and_subgroup(
     let (bits, m) = (pk.bits(), values.len());
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let kept = pk.encryptor();
+    let sub_kept = sub.public().encryptor();
     let sub_cts = packing
         .encrypt(sub.public(), values, rng)
         .expect("encrypts");
@@ -97,6 +104,20 @@ fn kept_table_and_subgroup(
         let id = format!("encrypt-kept-table/{bits}/m={}/threads={threads}", label(m));
         g.bench_function(id, |b| {
             b.iter(|| packing.encrypt_with_on(&kept, values, rng, threads))
+        });
+        let id = format!(
+            "encrypt-blocks-subgroup/{bits}/m={}/threads={threads}",
+            label(m)
+        );
+        g.bench_function(id, |b| {
+            b.iter(|| packing.encrypt_on(sub.public(), values, rng, threads))
+        });
+        let id = format!(
+            "encrypt-kept-table-subgroup/{bits}/m={}/threads={threads}",
+            label(m)
+        );
+        g.bench_function(id, |b| {
+            b.iter(|| packing.encrypt_with_on(&sub_kept, values, rng, threads))
         });
         let id = format!("decrypt-subgroup/{bits}/m={}/threads={threads}", label(m));
         g.bench_function(id, |b| {

@@ -4,7 +4,8 @@
 //! fedagg-paillier-public-key v1        fedagg-paillier-private-key v1
 //! n <hex>                              n <hex>
 //! hs <hex>                             hs <hex>
-//!                                      p <hex>
+//! mask-bits <hex>  (a subgroup key's   p <hex>
+//!                   only)
 //!                                      q <hex>
 //!                                      subgroup-p <hex>   (a subgroup key's
 //!                                      subgroup-q <hex>    orders only)
@@ -69,13 +70,17 @@ fn lines(text: &str, header: &str) -> Result<Vec<String>, Error> {
 impl PublicKey {
     /// The public key file's text.
     pub fn to_text(&self) -> String {
-        format!("{PUBLIC_HEADER}\nn {:x}\nhs {:x}\n", self.n(), self.hs())
+        let mut text = format!("{PUBLIC_HEADER}\nn {:x}\nhs {:x}\n", self.n(), self.hs());
+        if !self.standard_masks() {
+            text.push_str(&format!("mask-bits {:x}\n", self.mask_bits()));
+        }
+        text
     }
 
     /// Parse a public key file.
     pub fn from_text(text: &str) -> Result<Self, Error> {
         let l = lines(text, PUBLIC_HEADER)?;
-        if l.len() != 2 {
+        if l.len() != 2 && l.len() != 3 {
             return Err(Error::Malformed(
                 "public key file has extra or missing lines".into(),
             ));
@@ -83,7 +88,20 @@ impl PublicKey {
         let mut it = l.iter().map(String::as_str);
         let n = field(it.next(), "n")?;
         let hs = field(it.next(), "hs")?;
-        PublicKey::from_parts(n, hs)
+        let key = PublicKey::from_parts(n, hs)?;
+        if l.len() == 2 {
+            return Ok(key);
+        }
+        let bits = u64::try_from(field(it.next(), "mask-bits")?)
+            .map_err(|_| Error::Malformed("mask-bits is too large".into()))?;
+        let key = key.with_mask_bits(bits)?;
+        if key.standard_masks() {
+            // One text per key: the standard length is not written.
+            return Err(Error::Malformed(
+                "mask-bits repeats the standard length".into(),
+            ));
+        }
+        Ok(key)
     }
 }
 

@@ -7,8 +7,9 @@ use num_integer::Integer;
 use num_traits::{One, Zero};
 use rand_core::{CryptoRng, RngCore};
 
-use crate::arith::{self, pow_mod, Fast};
+use crate::arith::pow_mod;
 use crate::prime::{coprime, random_below, random_bits, random_blum_prime};
+use crate::subgroup::SUBGROUP_MASK_BITS;
 use crate::Error;
 
 /// Smallest key `keygen` makes (the crate's own tests use it for speed).
@@ -28,8 +29,9 @@ impl PublicKey {
     }
 }
 
-/// Statistical distance parameter for the DJN exponent: `r` has `ceil(|n|/2) + 128` bits.
-const DJN_EXTRA_BITS: u64 = 128;
+/// Statistical distance parameter for the DJN exponent: `r` has `ceil(|n|/2) + 128` bits, or
+/// a subgroup key's `2 SUBGROUP_BITS + 128`.
+pub(crate) const DJN_EXTRA_BITS: u64 = 128;
 
 /// A Paillier ciphertext, an element of `Z_{n^2}^*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +44,15 @@ impl Ciphertext {
     }
 }
 
-/// The public key: `n`, and `hs = (-x^2)^n mod n^2` for DJN encryption.
+/// The public key: `n`, `hs = (-x^2)^n mod n^2` for DJN encryption, and the length of the DJN
+/// exponent `r` in `hs^r`: `ceil(|n|/2) + 128` bits, or a subgroup key's shorter one
+/// ([`PublicKey::with_mask_bits`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
     n: BigUint,
     n_sq: BigUint,
     hs: BigUint,
+    mask_bits: u64,
 }
 
 /// The private key. No `Clone`; `Debug` prints only the public part; zeroized on drop.
@@ -145,7 +150,42 @@ impl PublicKey {
         if hs >= n_sq || !coprime(&hs, &n) {
             return Err(Error::Malformed("hs is not a unit modulo n^2".into()));
         }
-        Ok(PublicKey { n, n_sq, hs })
+        let mask_bits = n.bits().div_ceil(2) + DJN_EXTRA_BITS;
+        Ok(PublicKey {
+            n,
+            n_sq,
+            hs,
+            mask_bits,
+        })
+    }
+
+    /// The same key with DJN exponents of `bits` bits. Only a subgroup key
+    /// ([`crate::keygen_subgroup`]) shortens them: `hs` then has an order `a b` of
+    /// `2 SUBGROUP_BITS` bits, and `r` of `2 SUBGROUP_BITS + 128` bits is within `2^-128` of
+    /// uniform modulo it, so `hs^r` is distributed as with the standard length, at 640 bits
+    /// instead of 1152 for a 2048-bit key. Lengths below that or above the standard one are
+    /// refused, whoever wrote the key file.
+    pub fn with_mask_bits(mut self, bits: u64) -> Result<Self, Error> {
+        let standard = self.n.bits().div_ceil(2) + DJN_EXTRA_BITS;
+        if !(SUBGROUP_MASK_BITS..=standard).contains(&bits) {
+            return Err(Error::Malformed(format!(
+                "DJN exponents of {bits} bits: a {}-bit key takes {SUBGROUP_MASK_BITS} to \
+                 {standard}",
+                self.n.bits()
+            )));
+        }
+        self.mask_bits = bits;
+        Ok(self)
+    }
+
+    /// Bits of the DJN exponent `r` of each mask `hs^r`.
+    pub fn mask_bits(&self) -> u64 {
+        self.mask_bits
+    }
+
+    /// Whether the exponent has its standard length, `ceil(|n|/2) + 128` bits.
+    pub(crate) fn standard_masks(&self) -> bool {
+        self.mask_bits == self.n.bits().div_ceil(2) + DJN_EXTRA_BITS
     }
 
     /// The public key of modulus `n` with a fresh DJN base `hs = (-x^2)^n mod n^2`, `x` a random
@@ -200,10 +240,10 @@ impl PublicKey {
         (m * &self.n + 1u32) % &self.n_sq
     }
 
-    /// A fresh DJN mask `hs^r`, `r` of `ceil(|n|/2) + 128` bits. Callers may precompute these
-    /// offline and use [`PublicKey::encrypt_with_mask`].
+    /// A fresh DJN mask `hs^r`, `r` of [`PublicKey::mask_bits`] bits. Callers may precompute
+    /// these offline and use [`PublicKey::encrypt_with_mask`].
     pub fn random_mask<R: RngCore + CryptoRng>(&self, rng: &mut R) -> BigUint {
-        let r = random_bits(self.n.bits().div_ceil(2) + DJN_EXTRA_BITS, rng);
+        let r = random_bits(self.mask_bits, rng);
         pow_mod(&self.hs, &r, &self.n_sq)
     }
 
@@ -271,93 +311,9 @@ impl PublicKey {
         Ciphertext((&c.0 * self.random_mask(rng)) % &self.n_sq)
     }
 
-    /// A DJN encryptor with a fixed-base table for `hs`: each encryption then costs about
-    /// `ceil(|r| / 6)` multiplications instead of a full exponentiation. The table takes
-    /// `ceil(|r| / 6) x 63` values of `2 |n|` bits (6 MiB at 2048 bits) and about 12 000
-    /// multiplications to build: worth it from a few dozen encryptions on.
-    pub fn encryptor(&self) -> Encryptor {
-        const WINDOW: u32 = 6;
-        let exp_bits = self.n.bits().div_ceil(2) + DJN_EXTRA_BITS;
-        let windows = exp_bits.div_ceil(u64::from(WINDOW)) as usize;
-        let per = (1usize << WINDOW) - 1;
-        let n_sq = arith::from_big(&self.n_sq);
-        let mut table = Vec::with_capacity(windows);
-        let mut base = arith::from_big(&self.hs); // hs^(2^(w i))
-        for _ in 0..windows {
-            let mut row = Vec::with_capacity(per);
-            let mut acc = base.clone();
-            for _ in 0..per {
-                row.push(acc.clone());
-                acc = arith::mul_mod(&acc, &base, &n_sq);
-            }
-            // acc is now base^(2^w)
-            base = acc;
-            table.push(row);
-        }
-        Encryptor {
-            pk: self.clone(),
-            window: WINDOW,
-            exp_bits,
-            table,
-            n_sq,
-        }
-    }
-
     /// An encryption of zero with no randomness: the identity for sums.
     pub fn zero(&self) -> Ciphertext {
         Ciphertext(BigUint::one())
-    }
-}
-
-/// DJN encryption with a precomputed fixed-base table (see [`PublicKey::encryptor`]). Same
-/// ciphertext distribution as [`PublicKey::encrypt`]; table lookups depend on the secret exponent,
-/// so like the rest of this crate it is not constant-time.
-pub struct Encryptor {
-    pk: PublicKey,
-    window: u32,
-    exp_bits: u64,
-    /// `table[i][j - 1] = hs^(j 2^(w i)) mod n^2`, in the build's fast integers.
-    table: Vec<Vec<Fast>>,
-    n_sq: Fast,
-}
-
-impl Encryptor {
-    /// The key this encryptor encrypts under.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.pk
-    }
-
-    /// A fresh mask `hs^r`, `r` of `ceil(|n|/2) + 128` bits.
-    pub fn random_mask<R: RngCore + CryptoRng>(&self, rng: &mut R) -> BigUint {
-        let r = random_bits(self.exp_bits, rng);
-        let digits = r.to_u64_digits();
-        let mask = (1u64 << self.window) - 1;
-        let mut acc = arith::one();
-        for (i, row) in self.table.iter().enumerate() {
-            let bit = i as u64 * u64::from(self.window);
-            let (word, shift) = ((bit / 64) as usize, bit % 64);
-            let lo = digits.get(word).copied().unwrap_or(0) >> shift;
-            let hi = if shift + u64::from(self.window) > 64 {
-                digits.get(word + 1).copied().unwrap_or(0) << (64 - shift)
-            } else {
-                0
-            };
-            let d = ((lo | hi) & mask) as usize;
-            if let Some(t) = d.checked_sub(1).and_then(|j| row.get(j)) {
-                acc = arith::mul_mod(&acc, t, &self.n_sq);
-            }
-        }
-        arith::into_big(acc)
-    }
-
-    /// Encrypt `m < n`.
-    pub fn encrypt<R: RngCore + CryptoRng>(
-        &self,
-        m: &BigUint,
-        rng: &mut R,
-    ) -> Result<Ciphertext, Error> {
-        let mask = self.random_mask(rng);
-        self.pk.encrypt_with_mask(m, &mask)
     }
 }
 
@@ -397,7 +353,7 @@ impl PrivateKey {
                 "hs is not in the subgroup of the key's orders".into(),
             ));
         }
-        Self::with_exponents(public, p, q, a, b, true)
+        Self::with_exponents(public.with_mask_bits(SUBGROUP_MASK_BITS)?, p, q, a, b, true)
     }
 
     fn with_exponents(
@@ -526,22 +482,6 @@ mod tests {
         assert_eq!(pk.encrypt(&n, &mut rng), Err(Error::PlaintextTooLarge));
         assert!(format!("{sk:?}").contains("n_bits"));
         assert!(!format!("{sk:?}").contains(&sk.primes().0.to_string()));
-    }
-
-    #[test]
-    fn fixed_base_encryptor_matches_the_direct_exponentiation() {
-        let mut rng = ChaCha20Rng::seed_from_u64(11);
-        let sk = keygen(512, &mut rng).unwrap();
-        let pk = sk.public();
-        let enc = pk.encryptor();
-        for m in [0u32, 1, 77, 123_456_789] {
-            let c = enc.encrypt(&BigUint::from(m), &mut rng).unwrap();
-            assert_eq!(sk.decrypt(&c).unwrap(), BigUint::from(m));
-        }
-        // Same mask as hs^r for the same r: replay the RNG.
-        let mut a = ChaCha20Rng::seed_from_u64(12);
-        let mut b = ChaCha20Rng::seed_from_u64(12);
-        assert_eq!(enc.random_mask(&mut a), pk.random_mask(&mut b));
     }
 
     #[test]

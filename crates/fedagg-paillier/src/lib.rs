@@ -67,18 +67,18 @@ mod keys;
 mod packing;
 mod prime;
 mod subgroup;
+mod table;
 pub mod threshold;
 mod wire;
 
 pub use arith::BACKEND;
 pub use keyfile::{is_key_share, is_threshold_key};
-pub use keys::{
-    keygen, Ciphertext, Encryptor, PrivateKey, PublicKey, MIN_KEY_BITS, MIN_SERVICE_KEY_BITS,
-};
+pub use keys::{keygen, Ciphertext, PrivateKey, PublicKey, MIN_KEY_BITS, MIN_SERVICE_KEY_BITS};
 /// The big integers of keys, plaintexts and ciphertexts.
 pub use num_bigint::BigUint;
 pub use packing::Packing;
 pub use subgroup::{keygen_subgroup, SUBGROUP_BITS};
+pub use table::{Encryptor, MAX_TABLE_BYTES};
 pub use threshold::{KeyShare, PartialDecryption, ThresholdKey};
 pub use wire::{
     decode_ciphertexts, decode_partials, encode_ciphertexts, encode_partials, encoded_len,

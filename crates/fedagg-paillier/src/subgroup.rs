@@ -7,7 +7,7 @@ use num_traits::{One, Zero};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::arith::pow_mod;
-use crate::keys::check_bits;
+use crate::keys::{check_bits, DJN_EXTRA_BITS};
 use crate::prime::{random_below, random_prime, random_prime_with_factor};
 use crate::{Error, PrivateKey, PublicKey};
 
@@ -16,11 +16,17 @@ use crate::{Error, PrivateKey, PublicKey};
 /// twice the 128-bit security level.
 pub const SUBGROUP_BITS: u64 = 256;
 
+/// Bits of a subgroup key's DJN exponents: `hs` has order `a b`, of `2 SUBGROUP_BITS` bits, and
+/// 128 more bits make `r mod a b` statistically uniform ([`PublicKey::with_mask_bits`]).
+pub(crate) const SUBGROUP_MASK_BITS: u64 = 2 * SUBGROUP_BITS + DJN_EXTRA_BITS;
+
 /// Generate a *subgroup key*: `n = p q` with `p = 2 a u + 1`, `q = 2 b v + 1` for primes `a, b`
 /// of [`SUBGROUP_BITS`] bits, and a DJN base `hs = h^n` with `h` of order `a b` in `Z_n^*`. The
-/// public key has the same form and encryption is unchanged, but the key holder decrypts with the
-/// exponents `a` and `b` (256 bits) instead of `p - 1` and `q - 1` (`|n|/2` bits): about four
-/// times faster at 2048 bits. Keys of 1024 bits and more.
+/// ciphertexts have the same form, but the key holder decrypts with the exponents `a` and `b`
+/// (256 bits) instead of `p - 1` and `q - 1` (`|n|/2` bits), about four times faster at 2048
+/// bits; and participants' DJN exponents shrink to 640 bits from `|n|/2 + 128`, which the public
+/// key says ([`PublicKey::mask_bits`], a `mask-bits` line in its file). Keys of 1024 bits and
+/// more.
 ///
 /// The price is an assumption beyond DJN's: that the subgroup `<hs>` of order `a b` is
 /// indistinguishable from the n-th residues and that `n` stays hard to factor given an element of
@@ -124,5 +130,41 @@ mod tests {
         assert_eq!(full.decrypt(&t).unwrap(), BigUint::from(5u32));
         assert_eq!(sk.decrypt(&t), Err(Error::OutsideSubgroup));
         assert_eq!(sk.decrypt(&pk.add(&sum, &t)), Err(Error::OutsideSubgroup));
+    }
+    #[test]
+    fn a_subgroup_key_shortens_the_djn_exponent_and_its_public_file_says_so() {
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        // 1536 bits: the standard exponent has 896 bits, a subgroup key's 640.
+        let sk = keygen_subgroup(1536, &mut rng).unwrap();
+        let pk = sk.public();
+        assert_eq!(pk.mask_bits(), SUBGROUP_MASK_BITS);
+        assert_eq!(SUBGROUP_MASK_BITS, 640);
+        let text = pk.to_text();
+        assert!(text.ends_with("mask-bits 280\n"), "{text}");
+        assert_eq!(&PublicKey::from_text(&text).unwrap(), pk);
+        // The private key file rebuilds the same public key.
+        let again = PrivateKey::from_text(&sk.to_text()).unwrap();
+        assert_eq!(again.public(), pk);
+        // A short exponent still decrypts through the subgroup (and sums of them do).
+        let enc = pk.encryptor();
+        let (x, y) = (BigUint::from(7u32), BigUint::from(35u32));
+        let sum = pk.add(
+            &enc.encrypt(&x, &mut rng).unwrap(),
+            &pk.encrypt(&y, &mut rng).unwrap(),
+        );
+        assert_eq!(sk.decrypt(&sum).unwrap(), BigUint::from(42u32));
+        // The same n and hs under the standard length: a different key, a different file.
+        let (n, hs) = (pk.n().clone(), pk.hs().clone());
+        let standard = PublicKey::from_parts(n, hs).unwrap();
+        assert_eq!(standard.mask_bits(), 896);
+        assert_ne!(&standard, pk);
+        assert!(!standard.to_text().contains("mask-bits"));
+        // Shorter than a subgroup key's, longer than the standard, or the standard written
+        // out: refused.
+        for bits in ["27f", "381", "380"] {
+            let bad = text.replace("mask-bits 280", &format!("mask-bits {bits}"));
+            assert!(PublicKey::from_text(&bad).is_err(), "{bits}");
+        }
+        assert!(PublicKey::from_text(&format!("{text}mask-bits 280\n")).is_err());
     }
 }
