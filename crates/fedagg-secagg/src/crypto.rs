@@ -319,7 +319,7 @@ fn apply_width<const B: usize>(acc: &mut [u64], streams: &mut [MaskStream], modu
 /// Little-endian load of a `B`-byte word; the common widths get a single load the compiler can
 /// vectorise.
 #[inline(always)]
-fn load<const B: usize>(w: &[u8]) -> u64 {
+pub(crate) fn load<const B: usize>(w: &[u8]) -> u64 {
     match B {
         8 => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
         4 => u64::from(u32::from_le_bytes(w.try_into().unwrap_or([0; 4]))),

@@ -86,10 +86,10 @@ pub struct CheckedShares {
     entries: Vec<(ClientId, Vec<u8>)>,
 }
 
-/// A validated, decoded masked input, ready for [`CollectingMasked::apply`].
+/// A validated masked input, ready for [`CollectingMasked::apply`].
 pub struct CheckedMasked {
     from: ClientId,
-    y: Vec<u64>,
+    y: wire::MaskedInput,
 }
 
 /// A validated consistency signature, ready for [`CollectingSignatures::apply`].
@@ -466,7 +466,7 @@ impl CollectingMasked {
         Ok(())
     }
 
-    /// Validate and decode one masked input without changing the state.
+    /// Validate one masked input without changing the state.
     pub fn check(&self, from: ClientId, msg: &[u8]) -> Result<CheckedMasked, Error> {
         let phase = Phase::MaskedInputCollection;
         let core = &self.core;
@@ -477,14 +477,14 @@ impl CollectingMasked {
                 phase,
             });
         }
-        let y = wire::decode_masked_input(&core.cfg, msg)?;
+        let y = wire::check_masked_input(&core.cfg, msg)?;
         Ok(CheckedMasked { from, y })
     }
 
     /// Add a checked masked input to the running sum.
     pub fn apply(&mut self, checked: CheckedMasked) {
         let core = &mut self.core;
-        core.cfg.modulus().add_assign(&mut core.sum, &checked.y);
+        checked.y.add_into(&mut core.sum);
         core.u3.insert(checked.from);
     }
 
