@@ -344,16 +344,17 @@ impl PrivateKey {
                 "subgroup orders do not divide p - 1 and q - 1".into(),
             ));
         }
-        let (p_sq, q_sq) = (&p * &p, &q * &q);
-        let hs = public.hs();
-        if !pow_mod(&(hs % &p_sq), &a, &p_sq).is_one()
-            || !pow_mod(&(hs % &q_sq), &b, &q_sq).is_one()
+        let key =
+            Self::with_exponents(public.with_mask_bits(SUBGROUP_MASK_BITS)?, p, q, a, b, true)?;
+        let hs = key.public.hs();
+        if !pow_mod(&(hs % &key.p_sq), &key.e_p, &key.p_sq).is_one()
+            || !pow_mod(&(hs % &key.q_sq), &key.e_q, &key.q_sq).is_one()
         {
             return Err(Error::Malformed(
                 "hs is not in the subgroup of the key's orders".into(),
             ));
         }
-        Self::with_exponents(public.with_mask_bits(SUBGROUP_MASK_BITS)?, p, q, a, b, true)
+        Ok(key)
     }
 
     fn with_exponents(

@@ -12,6 +12,13 @@ use crate::{Ciphertext, Encryptor, Error, PrivateKey, PublicKey};
 /// of its work division.
 pub const ENCRYPT_BLOCK: usize = 16;
 
+/// The fixed-base table an encryption uses: one the caller kept, or one built for this call when
+/// there are enough ciphertexts to pay for it.
+enum Table<'a> {
+    Kept(&'a Encryptor),
+    BuildIfWorth,
+}
+
 /// Slot layout for one key and one quantization: `slot_bits` per value, `slots` values per
 /// plaintext, slot `i` at bits `[i k, (i + 1) k)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,10 +135,10 @@ impl Packing {
         values: &[u64],
         rng: &mut R,
     ) -> Result<Vec<Ciphertext>, Error> {
+        self.check_key(pk)?;
         if self.ciphertexts_for(values.len()) >= 32 {
             self.encrypt_with(&pk.encryptor(), values, rng)
         } else {
-            self.check_key(pk)?;
             self.pack(values)?
                 .iter()
                 .map(|m| pk.encrypt(m, rng))
@@ -140,7 +147,7 @@ impl Packing {
     }
 
     /// Pack and encrypt on up to `threads` threads. The ciphertexts come in blocks of
-    /// [`ENCRYPT_BLOCK`], each encrypted with randomness from its own ChaCha20 stream, keyed by
+    /// `ENCRYPT_BLOCK` (16), each encrypted with randomness from its own ChaCha20 stream, keyed by
     /// 32 bytes drawn from `rng` in block order: the same `rng` gives the same ciphertexts
     /// whatever the number of threads. (The keys determine the ciphertexts' randomness, so they
     /// are zeroized after use.)
@@ -151,8 +158,7 @@ impl Packing {
         rng: &mut R,
         threads: usize,
     ) -> Result<Vec<Ciphertext>, Error> {
-        let enc = (self.ciphertexts_for(values.len()) >= 32).then(|| pk.encryptor());
-        self.encrypt_blocks(pk, enc.as_ref(), values, rng, threads)
+        self.encrypt_blocks(pk, Table::BuildIfWorth, values, rng, threads)
     }
 
     /// [`Packing::encrypt_on`] with a fixed-base encryptor built earlier (a client keeps one per
@@ -164,19 +170,29 @@ impl Packing {
         rng: &mut R,
         threads: usize,
     ) -> Result<Vec<Ciphertext>, Error> {
-        self.encrypt_blocks(enc.public_key(), Some(enc), values, rng, threads)
+        self.encrypt_blocks(enc.public_key(), Table::Kept(enc), values, rng, threads)
     }
 
     fn encrypt_blocks<R: RngCore + CryptoRng>(
         &self,
         pk: &PublicKey,
-        enc: Option<&Encryptor>,
+        table: Table<'_>,
         values: &[u64],
         rng: &mut R,
         threads: usize,
     ) -> Result<Vec<Ciphertext>, Error> {
         self.check_key(pk)?;
         let plaintexts = self.pack(values)?;
+        // The table only once the key and the values are known good.
+        let built;
+        let enc = match table {
+            Table::Kept(e) => Some(e),
+            Table::BuildIfWorth if plaintexts.len() >= 32 => {
+                built = pk.encryptor();
+                Some(&built)
+            }
+            Table::BuildIfWorth => None,
+        };
         let blocks: Vec<(&[BigUint], Zeroizing<[u8; 32]>)> = plaintexts
             .chunks(ENCRYPT_BLOCK)
             .map(|ms| {

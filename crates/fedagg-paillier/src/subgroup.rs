@@ -32,7 +32,8 @@ pub(crate) const SUBGROUP_MASK_BITS: u64 = 2 * SUBGROUP_BITS + DJN_EXTRA_BITS;
 /// indistinguishable from the n-th residues and that `n` stays hard to factor given an element of
 /// that order (the setting of Groth, "Cryptography in subgroups of Z_n^*", TCC 2005). And only DJN
 /// ciphertexts under this key, and their sums, decrypt: a textbook ciphertext (python-paillier's)
-/// is refused with [`Error::OutsideSubgroup`]. Use [`keygen`] where that interoperability matters.
+/// is refused with [`Error::OutsideSubgroup`]. Use [`keygen`](crate::keygen) where that
+/// interoperability matters.
 pub fn keygen_subgroup<R: RngCore + CryptoRng>(
     bits: u32,
     rng: &mut R,
