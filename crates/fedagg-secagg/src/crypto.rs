@@ -7,7 +7,8 @@
 //! purposes. Mask streams are keyed with the full 256 bits (AES-256); nothing is folded to a
 //! shorter seed.
 
-use aes::cipher::{KeyIvInit, StreamCipher};
+use aes::cipher::inout::InOutBuf;
+use aes::cipher::{KeyIvInit, StreamCipherCore};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -164,11 +165,15 @@ pub fn commit_self_seed(session: &[u8; 32], client: ClientId, seed: &[u8; 32]) -
     h.finalize().into()
 }
 
-type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+/// AES-256-CTR with a 128-bit big-endian counter, driven block by block: the keystream is
+/// written straight into the buffer that is read, with no zeroing and no XOR into it.
+type Aes256CtrCore = ctr::CtrCore<aes::Aes256, ctr::flavors::Ctr128BE>;
 
 /// One mask stream: AES-256-CTR under a derived key, zero IV (each key is used for one stream).
+/// It is consumed in whole 16-byte blocks: a vector whose bytes end mid-block discards the rest
+/// of that block, so build a new set of streams per vector (as every caller does).
 pub struct MaskStream {
-    cipher: Aes256Ctr,
+    core: Aes256CtrCore,
     subtract: bool,
 }
 
@@ -204,8 +209,22 @@ impl MaskStream {
     /// A stream under a raw 256-bit key (benchmarks and the two constructors above).
     pub fn from_key(key: &[u8; 32], subtract: bool) -> Self {
         MaskStream {
-            cipher: Aes256Ctr::new(key.into(), &[0u8; 16].into()),
+            core: Aes256CtrCore::new(key.into(), &[0u8; 16].into()),
             subtract,
+        }
+    }
+
+    /// Write the next `out.len()` keystream bytes into `out` (the blocks straight from the
+    /// cipher, 8 at a time; a final partial block through a zeroized temporary).
+    fn fill(&mut self, out: &mut [u8]) {
+        let (mut blocks, mut tail) = InOutBuf::from(out).into_chunks();
+        self.core.write_keystream_blocks(blocks.get_out());
+        let tail = tail.get_out();
+        if !tail.is_empty() {
+            let mut last = aes::Block::default();
+            self.core.write_keystream_block(&mut last);
+            tail.copy_from_slice(&last[..tail.len()]);
+            last.as_mut_slice().zeroize();
         }
     }
 }
@@ -280,38 +299,94 @@ const CHUNK: usize = 1024;
 /// uniform over `Z_2^k` because `2^k` divides `2^(8 ceil(k/8))`.
 pub fn apply_masks(acc: &mut [u64], streams: &mut [MaskStream], modulus: Modulus) {
     match modulus.bytes_per_element() {
-        1 => apply_width::<1>(acc, streams, modulus),
-        2 => apply_width::<2>(acc, streams, modulus),
-        3 => apply_width::<3>(acc, streams, modulus),
-        4 => apply_width::<4>(acc, streams, modulus),
-        5 => apply_width::<5>(acc, streams, modulus),
-        6 => apply_width::<6>(acc, streams, modulus),
-        7 => apply_width::<7>(acc, streams, modulus),
-        _ => apply_width::<8>(acc, streams, modulus),
+        1 => apply_width::<1, u32>(acc, streams, modulus),
+        2 => apply_width::<2, u32>(acc, streams, modulus),
+        3 => apply_width::<3, u32>(acc, streams, modulus),
+        4 => apply_width::<4, u32>(acc, streams, modulus),
+        5 => apply_width::<5, u64>(acc, streams, modulus),
+        6 => apply_width::<6, u64>(acc, streams, modulus),
+        7 => apply_width::<7, u64>(acc, streams, modulus),
+        _ => apply_width::<8, u64>(acc, streams, modulus),
     }
 }
 
-fn apply_width<const B: usize>(acc: &mut [u64], streams: &mut [MaskStream], modulus: Modulus) {
+/// The integers a chunk's masks are summed in before they join the accumulator: `u32` for
+/// elements of up to 4 bytes (`2^k` divides `2^32`, so the sum modulo `2^32` cut to `k` bits is
+/// the sum modulo `2^k`), which fits twice as many lanes in a vector instruction as `u64`.
+trait Lane: Copy + Default + zeroize::DefaultIsZeroes {
+    /// `x` modulo the lane's width.
+    fn cut(x: u64) -> Self;
+    fn add(self, other: Self) -> Self;
+    fn sub(self, other: Self) -> Self;
+    fn widen(self) -> u64;
+}
+
+impl Lane for u32 {
+    #[inline(always)]
+    fn cut(x: u64) -> Self {
+        x as u32
+    }
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        self.wrapping_add(other)
+    }
+    #[inline(always)]
+    fn sub(self, other: Self) -> Self {
+        self.wrapping_sub(other)
+    }
+    #[inline(always)]
+    fn widen(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Lane for u64 {
+    #[inline(always)]
+    fn cut(x: u64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        self.wrapping_add(other)
+    }
+    #[inline(always)]
+    fn sub(self, other: Self) -> Self {
+        self.wrapping_sub(other)
+    }
+    #[inline(always)]
+    fn widen(self) -> u64 {
+        self
+    }
+}
+
+fn apply_width<const B: usize, L: Lane>(
+    acc: &mut [u64],
+    streams: &mut [MaskStream],
+    modulus: Modulus,
+) {
     let mask = modulus.mask();
     let mut buf = Zeroizing::new(vec![0u8; CHUNK * B]);
+    // The chunk's sum of masks: as secret as the keystream.
+    let mut sum = Zeroizing::new(vec![L::default(); CHUNK]);
     for chunk in acc.chunks_mut(CHUNK) {
         let bytes = &mut buf[..chunk.len() * B];
+        let part = &mut sum[..chunk.len()];
+        part.fill(L::default());
         for s in streams.iter_mut() {
-            bytes.fill(0);
-            s.cipher.apply_keystream(bytes);
-            let words = bytes.chunks_exact(B).map(load::<B>);
+            s.fill(bytes);
+            let words = bytes.chunks_exact(B).map(|w| L::cut(load::<B>(w)));
             if s.subtract {
-                for (a, m) in chunk.iter_mut().zip(words) {
-                    *a = a.wrapping_sub(m);
+                for (a, m) in part.iter_mut().zip(words) {
+                    *a = a.sub(m);
                 }
             } else {
-                for (a, m) in chunk.iter_mut().zip(words) {
-                    *a = a.wrapping_add(m);
+                for (a, m) in part.iter_mut().zip(words) {
+                    *a = a.add(m);
                 }
             }
         }
-        for a in chunk.iter_mut() {
-            *a &= mask;
+        for (a, m) in chunk.iter_mut().zip(part.iter()) {
+            *a = a.wrapping_add(m.widen()) & mask;
         }
     }
 }
@@ -334,9 +409,7 @@ pub(crate) fn load<const B: usize>(w: &[u8]) -> u64 {
 
 /// Raw keystream generation into `out`, for the benchmark that states masking as a ratio to it.
 pub fn keystream(key: &[u8; 32], out: &mut [u8]) {
-    let mut c = Aes256Ctr::new(key.into(), &[0u8; 16].into());
-    out.fill(0);
-    c.apply_keystream(out);
+    MaskStream::from_key(key, false).fill(out);
 }
 
 /// The bytes a client signs in AdvertiseKeys (malicious-server mode).

@@ -63,3 +63,41 @@ fn a_pair_mask_is_the_hkdf_keyed_stream_cut_to_k_bits() {
         .collect();
     assert_eq!(subtracted, want);
 }
+
+/// Masks longer than the chunk the expansion works in (1024 elements), ending mid-block, are
+/// contiguous keystreams cut into elements, added or subtracted modulo `2^k`: the chunking, the
+/// final partial block and the narrower sums used up to 32 bits change nothing.
+#[test]
+fn long_masks_are_contiguous_keystreams_summed_modulo_2_k() {
+    let keys = [[5u8; 32], [6u8; 32], [7u8; 32]];
+    let subtract = [false, true, false];
+    for bits in [8, 20, 32, 33, 64] {
+        let modulus = Modulus::new(bits).unwrap();
+        let b = modulus.bytes_per_element();
+        let m = 3001;
+        let start: Vec<u64> = (0..m as u64).map(|i| (i * 7919) & modulus.mask()).collect();
+        let mut want = start.clone();
+        for (key, &sub) in keys.iter().zip(&subtract) {
+            let mut stream = vec![0u8; m * b];
+            keystream(key, &mut stream);
+            for (a, w) in want.iter_mut().zip(stream.chunks_exact(b)) {
+                let mut le = [0u8; 8];
+                le[..b].copy_from_slice(w);
+                let x = u64::from_le_bytes(le);
+                *a = if sub {
+                    a.wrapping_sub(x)
+                } else {
+                    a.wrapping_add(x)
+                } & modulus.mask();
+            }
+        }
+        let mut got = start;
+        let mut streams: Vec<MaskStream> = keys
+            .iter()
+            .zip(&subtract)
+            .map(|(key, &sub)| MaskStream::from_key(key, sub))
+            .collect();
+        apply_masks(&mut got, &mut streams, modulus);
+        assert_eq!(got, want, "{bits} bits");
+    }
+}
