@@ -321,43 +321,32 @@ trait Lane: Copy + Default + zeroize::DefaultIsZeroes {
     fn widen(self) -> u64;
 }
 
-impl Lane for u32 {
-    #[inline(always)]
-    fn cut(x: u64) -> Self {
-        x as u32
-    }
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        self.wrapping_sub(other)
-    }
-    #[inline(always)]
-    fn widen(self) -> u64 {
-        u64::from(self)
-    }
+/// `Lane` for an unsigned integer type: wrapping arithmetic, truncation from `u64`.
+macro_rules! lane {
+    ($t:ty) => {
+        impl Lane for $t {
+            #[inline(always)]
+            fn cut(x: u64) -> Self {
+                x as $t
+            }
+            #[inline(always)]
+            fn add(self, other: Self) -> Self {
+                self.wrapping_add(other)
+            }
+            #[inline(always)]
+            fn sub(self, other: Self) -> Self {
+                self.wrapping_sub(other)
+            }
+            #[inline(always)]
+            fn widen(self) -> u64 {
+                u64::from(self)
+            }
+        }
+    };
 }
 
-impl Lane for u64 {
-    #[inline(always)]
-    fn cut(x: u64) -> Self {
-        x
-    }
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        self.wrapping_sub(other)
-    }
-    #[inline(always)]
-    fn widen(self) -> u64 {
-        self
-    }
-}
+lane!(u32);
+lane!(u64);
 
 fn apply_width<const B: usize, L: Lane>(
     acc: &mut [u64],
