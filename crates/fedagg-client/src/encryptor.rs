@@ -37,7 +37,7 @@ pub(crate) fn encrypt(
     let enc = match kept(pk) {
         Some(e) => Some(e),
         None if packing.ciphertexts_for(values.len()) >= TABLE_FROM => {
-            let e = Arc::new(pk.encryptor());
+            let e = Arc::new(pk.encryptor_on(threads));
             *KEPT.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&e));
             Some(e)
         }

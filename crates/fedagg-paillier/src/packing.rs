@@ -188,7 +188,7 @@ impl Packing {
         let enc = match table {
             Table::Kept(e) => Some(e),
             Table::BuildIfWorth if plaintexts.len() >= 32 => {
-                built = pk.encryptor();
+                built = pk.encryptor_on(threads);
                 Some(&built)
             }
             Table::BuildIfWorth => None,

@@ -16,10 +16,16 @@ impl PublicKey {
     /// `ceil(|r| / w)` multiplications instead of a full exponentiation, for the widest window
     /// `w` of at most 8 bits whose table of `ceil(|r| / w) x (2^w - 1)` values of `2 |n|` bits
     /// fits in [`MAX_TABLE_BYTES`] (6 when none does). At 2048 bits that is `w = 7`, 10.2 MiB
-    /// and 21 000 multiplications to build, or with a subgroup key's 640-bit `r`, `w = 8`, 10 MiB and
-    /// 20 400; at 3072 bits, `w = 6` (12.8 MiB) and `w = 8` (15 MiB). Worth it from a few dozen
-    /// encryptions on.
+    /// and 21 000 multiplications to build, or with a subgroup key's 640-bit `r`, `w = 8`,
+    /// 10 MiB and 20 400; at 3072 bits, `w = 6` (12.8 MiB) and `w = 8` (15 MiB). Worth it from a
+    /// few dozen encryptions on.
     pub fn encryptor(&self) -> Encryptor {
+        self.encryptor_on(1)
+    }
+
+    /// [`PublicKey::encryptor`] with the table's rows built on up to `threads` threads: the same
+    /// table whatever the number.
+    pub fn encryptor_on(&self, threads: usize) -> Encryptor {
         let exp_bits = self.mask_bits();
         let value_bytes = 2 * (self.bits() as usize).div_ceil(8);
         let table_bytes =
@@ -28,28 +34,39 @@ impl PublicKey {
             .rev()
             .find(|&w| table_bytes(w) <= MAX_TABLE_BYTES)
             .unwrap_or(6);
-        self.encryptor_with_window(window)
+        self.encryptor_with_window(window, threads)
     }
 
-    /// [`PublicKey::encryptor`] with a `window`-bit window (1 to 16).
-    pub(crate) fn encryptor_with_window(&self, window: u32) -> Encryptor {
+    /// [`PublicKey::encryptor_on`] with a `window`-bit window (1 to 16).
+    pub(crate) fn encryptor_with_window(&self, window: u32, threads: usize) -> Encryptor {
         let exp_bits = self.mask_bits();
         let windows = exp_bits.div_ceil(u64::from(window)) as usize;
         let per = (1usize << window) - 1;
         let n_sq = arith::from_big(self.n_squared());
-        let mut table = Vec::with_capacity(windows);
-        let mut base = arith::from_big(self.hs()); // hs^(2^(w i))
+        // Row i's base hs^(2^(w i)), w squarings after the previous one (the only sequential
+        // part, about 3 % of the work); then the rows, which are independent.
+        let mut bases = Vec::with_capacity(windows);
+        let mut base = arith::from_big(self.hs());
         for _ in 0..windows {
-            let mut row = Vec::with_capacity(per);
-            let mut acc = base.clone();
-            for _ in 0..per {
-                row.push(acc.clone());
-                acc = arith::mul_mod(&acc, &base, &n_sq);
-            }
-            // acc is now base^(2^w)
-            base = acc;
-            table.push(row);
+            let next = (0..window).fold(base.clone(), |b, _| arith::mul_mod(&b, &b, &n_sq));
+            bases.push(base);
+            base = next;
         }
+        let row = |base: &Fast| {
+            let mut row = Vec::with_capacity(per);
+            row.push(base.clone());
+            for j in 1..per {
+                let next = arith::mul_mod(&row[j - 1], base, &n_sq);
+                row.push(next);
+            }
+            row
+        };
+        let table = fedagg_par::map_runs(&bases, threads, |run| {
+            run.iter().map(row).collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         Encryptor {
             pk: self.clone(),
             window,
@@ -133,7 +150,9 @@ mod tests {
         // Same mask as hs^r for the same r, whatever the window (the ones `encryptor` picks,
         // and windows straddling 64-bit words unevenly): replay the RNG.
         for window in [1, 5, 6, 7, 8] {
-            let enc = pk.encryptor_with_window(window);
+            // The rows built on several threads are the same table.
+            let enc = pk.encryptor_with_window(window, 1);
+            assert!(enc.table == pk.encryptor_with_window(window, 3).table);
             let mut a = ChaCha20Rng::seed_from_u64(12);
             let mut b = ChaCha20Rng::seed_from_u64(12);
             for _ in 0..3 {
