@@ -33,6 +33,11 @@ impl PublicKey {
 /// a subgroup key's `2 SUBGROUP_BITS + 128`.
 pub(crate) const DJN_EXTRA_BITS: u64 = 128;
 
+/// The standard DJN exponent length for modulus `n`: `ceil(|n|/2) + 128` bits.
+fn standard_mask_bits(n: &BigUint) -> u64 {
+    n.bits().div_ceil(2) + DJN_EXTRA_BITS
+}
+
 /// A Paillier ciphertext, an element of `Z_{n^2}^*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ciphertext(pub(crate) BigUint);
@@ -150,7 +155,7 @@ impl PublicKey {
         if hs >= n_sq || !coprime(&hs, &n) {
             return Err(Error::Malformed("hs is not a unit modulo n^2".into()));
         }
-        let mask_bits = n.bits().div_ceil(2) + DJN_EXTRA_BITS;
+        let mask_bits = standard_mask_bits(&n);
         Ok(PublicKey {
             n,
             n_sq,
@@ -166,7 +171,7 @@ impl PublicKey {
     /// instead of 1152 for a 2048-bit key. Lengths below that or above the standard one are
     /// refused, whoever wrote the key file.
     pub fn with_mask_bits(mut self, bits: u64) -> Result<Self, Error> {
-        let standard = self.n.bits().div_ceil(2) + DJN_EXTRA_BITS;
+        let standard = standard_mask_bits(&self.n);
         if !(SUBGROUP_MASK_BITS..=standard).contains(&bits) {
             return Err(Error::Malformed(format!(
                 "DJN exponents of {bits} bits: a {}-bit key takes {SUBGROUP_MASK_BITS} to \
@@ -185,7 +190,7 @@ impl PublicKey {
 
     /// Whether the exponent has its standard length, `ceil(|n|/2) + 128` bits.
     pub(crate) fn standard_masks(&self) -> bool {
-        self.mask_bits == self.n.bits().div_ceil(2) + DJN_EXTRA_BITS
+        self.mask_bits == standard_mask_bits(&self.n)
     }
 
     /// The public key of modulus `n` with a fresh DJN base `hs = (-x^2)^n mod n^2`, `x` a random

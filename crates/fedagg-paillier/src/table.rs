@@ -70,7 +70,6 @@ impl PublicKey {
         Encryptor {
             pk: self.clone(),
             window,
-            exp_bits,
             table,
             n_sq,
         }
@@ -83,7 +82,6 @@ impl PublicKey {
 pub struct Encryptor {
     pk: PublicKey,
     window: u32,
-    exp_bits: u64,
     /// `table[i][j - 1] = hs^(j 2^(w i)) mod n^2`, in the build's fast integers.
     table: Vec<Vec<Fast>>,
     n_sq: Fast,
@@ -97,7 +95,7 @@ impl Encryptor {
 
     /// A fresh mask `hs^r`, `r` of [`PublicKey::mask_bits`] bits.
     pub fn random_mask<R: RngCore + CryptoRng>(&self, rng: &mut R) -> BigUint {
-        let r = random_bits(self.exp_bits, rng);
+        let r = random_bits(self.pk.mask_bits(), rng);
         let digits = r.to_u64_digits();
         let mask = (1u64 << self.window) - 1;
         let mut acc = arith::one();
