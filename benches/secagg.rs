@@ -54,8 +54,60 @@ fn sizes() -> Vec<usize> {
     }
 }
 
-/// Raw AES-256-CTR keystream for m 32-bit values: the yardstick masking is measured against.
+/// OpenSSL's AES-256-CTR on this CPU in bytes a second (`openssl speed`, 16 KiB blocks, one
+/// core), the reference our keystream is measured against; `None` without the `openssl` command.
+fn openssl_aes256ctr() -> Option<f64> {
+    let seconds = if quick() { "1" } else { "3" };
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed",
+            "-evp",
+            "aes-256-ctr",
+            "-bytes",
+            "16384",
+            "-seconds",
+            seconds,
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    // The last line reads `AES-256-CTR  5440655.36k`: thousands of bytes a second.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figure = text.lines().last()?.split_whitespace().last()?;
+    figure
+        .strip_suffix('k')?
+        .parse::<f64>()
+        .ok()
+        .map(|k| k * 1e3)
+}
+
+/// Writes OpenSSL's figures, taken just before and just after the PRG benches, beside criterion's
+/// results (`openssl-aes-256-ctr.json`), where `scripts/bench-report.sh` puts them beside ours.
+fn record_openssl(before: Option<f64>, after: Option<f64>) {
+    let (Some(before), Some(after)) = (before, after) else {
+        eprintln!("openssl not found: the PRG's reference is not recorded");
+        return;
+    };
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = std::path::Path::new(&dir).join("criterion");
+    std::fs::create_dir_all(&path).expect("criterion folder");
+    let text = serde_json::json!({
+        "command": "openssl speed -evp aes-256-ctr -bytes 16384",
+        "bytes_per_second": [before.round(), after.round()],
+    })
+    .to_string();
+    std::fs::write(path.join("openssl-aes-256-ctr.json"), text).expect("writing OpenSSL's figure");
+    eprintln!(
+        "openssl aes-256-ctr: {:.2} GB/s before, {:.2} GB/s after",
+        before / 1e9,
+        after / 1e9
+    );
+}
+
+/// Raw AES-256-CTR keystream for m 32-bit values: the yardstick masking is measured against,
+/// itself measured against OpenSSL's AES-256-CTR just before and after.
 fn prg(c: &mut Criterion) {
+    let before = openssl_aes256ctr();
     let mut g = c.benchmark_group("secagg/prg");
     for m in sizes() {
         let mut buf = vec![0u8; 4 * m];
@@ -66,6 +118,7 @@ fn prg(c: &mut Criterion) {
         );
     }
     g.finish();
+    record_openssl(before, openssl_aes256ctr());
 }
 
 /// Masking m values in Z_2^32 with k pairwise masks plus the self mask.

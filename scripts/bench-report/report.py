@@ -39,6 +39,7 @@ for meta in sorted(root.glob("*/*/new/benchmark.json")) + sorted(root.glob("*/*/
     e = json.load(open(est))
     mean = e["mean"]
     elements = (b.get("throughput") or {}).get("Elements")
+    nbytes = (b.get("throughput") or {}).get("Bytes")
     m = re.search(r"m=(\d+(?:\.\d+)?)e(\d+)", b["full_id"])
     benches.append(
         {
@@ -49,6 +50,7 @@ for meta in sorted(root.glob("*/*/new/benchmark.json")) + sorted(root.glob("*/*/
             "lo": mean["confidence_interval"]["lower_bound"],
             "hi": mean["confidence_interval"]["upper_bound"],
             "elements": elements,
+            "bytes": nbytes,
             "m": round(float(m.group(1)) * 10 ** int(m.group(2))) if m else None,
         }
     )
@@ -125,6 +127,69 @@ if plain:
         "Overhead against plaintext aggregation",
     )
 
+def one_core_and_all(rows):
+    """Pairs each benchmark run on every core (`.../threads=N`, N > 1) with its one-core run (the
+    same id with `/threads=1` or without the suffix): (row, all-cores row or None, N or None)."""
+    by_id = {b["id"]: b for b in rows}
+    wide_of = {}
+    for b in rows:
+        mm = re.match(r"(.*)/threads=(\d+)$", b["id"])
+        if mm and int(mm.group(2)) > 1:
+            base = by_id.get(f"{mm.group(1)}/threads=1") or by_id.get(mm.group(1))
+            if base is not None:
+                wide_of[base["id"]] = (b, int(mm.group(2)))
+    paired = {w["id"] for w, _ in wide_of.values()}
+    return [(b, *wide_of.get(b["id"], (None, None))) for b in rows if b["id"] not in paired]
+
+
+def group_table(g):
+    """One group's table; runs on every core sit beside their one-core run."""
+    rows = sorted((b for b in benches if b["group"] == g), key=lambda b: (b["m"] or 0, b["id"]))
+    pairs = one_core_and_all(rows)
+    wide = any(w for _, w, _ in pairs)
+    head = "| benchmark | mean | 95 % interval | per value |"
+    rule = "| --- | --- | --- | --- |"
+    if wide:
+        head += " all cores | speed-up |"
+        rule += " --- | --- |"
+    out = [f"### {g}", "", head, rule]
+    for b, w, n in pairs:
+        per = fmt_time(b["ns"] / b["elements"]) if b["elements"] else ""
+        name = re.sub(r"/threads=1$", "", b["id"]) if w else b["id"]
+        row = f"| {name} | {fmt_time(b['ns'])} | {fmt_time(b['lo'])} to {fmt_time(b['hi'])} | {per} |"
+        if wide:
+            row += f" {fmt_time(w['ns'])} ({n}) | {b['ns'] / w['ns']:.2f}x |" if w else " | |"
+        out.append(row)
+    out.append("")
+    return out
+
+
+def prg_against_openssl():
+    """Our raw keystream beside OpenSSL's AES-256-CTR, as `benches/secagg.rs` recorded it."""
+    path = root / "openssl-aes-256-ctr.json"
+    ours = [b for b in benches if b["full"].startswith("secagg/prg/") and b["bytes"]]
+    if not path.exists() or not ours:
+        return []
+    ref = json.load(open(path))
+    lo, hi = sorted(ref["bytes_per_second"])
+    out = [
+        "### The PRG against OpenSSL",
+        "",
+        "Our mask stream's raw AES-256-CTR keystream (`secagg/prg`, one core) beside OpenSSL's on",
+        f"the same CPU (`{ref['command']}`, taken just before and just after the PRG benches:",
+        f"{lo / 1e9:.2f} to {hi / 1e9:.2f} GB/s).",
+        "",
+        "| benchmark | ours | share of OpenSSL |",
+        "| --- | --- | --- |",
+    ]
+    for b in sorted(ours, key=lambda b: b["m"] or 0):
+        rate = b["bytes"] / b["ns"]  # bytes a nanosecond = GB/s
+        share = f"{100 * rate * 1e9 / hi:.0f} to {100 * rate * 1e9 / lo:.0f} %"
+        out.append(f"| {b['id']} | {rate:.2f} GB/s | {share} |")
+    out.append("")
+    return out
+
+
 rel = os.path.relpath(plots, out_md.parent)
 
 lines = [
@@ -155,12 +220,9 @@ if plain:
     lines += ["| operation | m | time / plaintext addition |", "| --- | --- | --- |"]
     lines += [f"| {l} | 1e{len(str(m)) - 1} | {r:,.1f}x |" for l, m, r in ratio_rows]
     lines.append("")
+lines += prg_against_openssl()
 groups = sorted({b["group"] for b in benches})
 for g in groups:
-    lines += [f"### {g}", "", "| benchmark | mean | 95 % interval | per value |", "| --- | --- | --- | --- |"]
-    for b in sorted((b for b in benches if b["group"] == g), key=lambda b: (b["m"] or 0, b["id"])):
-        per = fmt_time(b["ns"] / b["elements"]) if b["elements"] else ""
-        lines.append(f"| {b['id']} | {fmt_time(b['ns'])} | {fmt_time(b['lo'])} to {fmt_time(b['hi'])} | {per} |")
-    lines.append("")
+    lines += group_table(g)
 out_md.write_text("\n".join(lines))
 print(f"wrote {out_md} ({len(benches)} benchmarks) and plots in {plots}")
