@@ -7,8 +7,8 @@
 //! purposes. Mask streams are keyed with the full 256 bits (AES-256); nothing is folded to a
 //! shorter seed.
 
-use aes::cipher::inout::InOutBuf;
-use aes::cipher::{KeyIvInit, StreamCipherCore};
+use aes::cipher::array::Array;
+use aes::cipher::BlockCipherEncrypt;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -165,15 +165,20 @@ pub fn commit_self_seed(session: &[u8; 32], client: ClientId, seed: &[u8; 32]) -
     h.finalize().into()
 }
 
-/// AES-256-CTR with a 128-bit big-endian counter, driven block by block: the keystream is
-/// written straight into the buffer that is read, with no zeroing and no XOR into it.
-type Aes256CtrCore = ctr::CtrCore<aes::Aes256, ctr::flavors::Ctr128BE>;
-
-/// One mask stream: AES-256-CTR under a derived key, zero IV (each key is used for one stream).
-/// It is consumed in whole 16-byte blocks: a vector whose bytes end mid-block discards the rest
-/// of that block, so build a new set of streams per vector (as every caller does).
+/// One mask stream: AES-256-CTR under a derived key, zero IV and a 128-bit big-endian counter
+/// (each key is used for one stream). It is consumed in whole 16-byte blocks: a vector whose bytes
+/// end mid-block discards the rest of that block, so build a new set of streams per vector (as
+/// every caller does).
+///
+/// The counter blocks are written straight into the buffer being filled and encrypted there in
+/// place, as many at a time as `aes` takes (64 with VAES and AVX-512, 8 with AES-NI): no
+/// temporary, no zeroing, no XOR. (The `ctr` crate builds each batch of counters in a temporary,
+/// one byte swap per block: with `aes` 0.9's VAES it reached 3.2 GB/s where this reaches 5.)
 pub struct MaskStream {
-    core: Aes256CtrCore,
+    /// Zeroized on drop (`aes`'s `zeroize` feature).
+    cipher: aes::Aes256,
+    /// The next block's counter (not secret).
+    counter: u128,
     subtract: bool,
 }
 
@@ -209,22 +214,53 @@ impl MaskStream {
     /// A stream under a raw 256-bit key (benchmarks and the two constructors above).
     pub fn from_key(key: &[u8; 32], subtract: bool) -> Self {
         MaskStream {
-            core: Aes256CtrCore::new(key.into(), &[0u8; 16].into()),
+            // `aes`'s own `KeyInit`: the `aead` one in scope is the older `cipher`'s.
+            cipher: aes::cipher::KeyInit::new(key.into()),
+            counter: 0,
             subtract,
         }
     }
 
-    /// Write the next `out.len()` keystream bytes into `out` (the blocks straight from the
-    /// cipher, 8 at a time; a final partial block through a zeroized temporary).
+    /// Write the next `out.len()` keystream bytes into `out`: the counter blocks, encrypted in
+    /// place; a final partial block through a zeroized temporary.
     fn fill(&mut self, out: &mut [u8]) {
-        let (mut blocks, mut tail) = InOutBuf::from(out).into_chunks();
-        self.core.write_keystream_blocks(blocks.get_out());
-        let tail = tail.get_out();
+        let (blocks, tail) = Array::slice_as_chunks_mut(out);
+        self.write_counters(blocks);
+        self.cipher.encrypt_blocks(blocks);
         if !tail.is_empty() {
-            let mut last = aes::Block::default();
-            self.core.write_keystream_block(&mut last);
+            let mut last = aes::Block::from(self.counter.to_be_bytes());
+            self.counter = self.counter.wrapping_add(1);
+            self.cipher.encrypt_block(&mut last);
             tail.copy_from_slice(&last[..tail.len()]);
             last.as_mut_slice().zeroize();
+        }
+    }
+
+    /// Write the next `blocks.len()` counter blocks (128-bit big-endian) and advance the
+    /// counter. Blocks are written in runs that differ only in the counter's last byte: each is
+    /// the run's base with that byte ORed in, two 8-byte stores. A 128-bit addition and byte
+    /// swap per block took twice as long, a fifth of the keystream's time.
+    fn write_counters(&mut self, blocks: &mut [aes::Block]) {
+        // Where the block's last byte sits in the native integer of its last 8 bytes.
+        const LAST_BYTE: u32 = if cfg!(target_endian = "little") {
+            56
+        } else {
+            0
+        };
+        let mut rest = blocks;
+        while !rest.is_empty() {
+            let first = (self.counter & 0xff) as usize;
+            let (run, later) = rest.split_at_mut(rest.len().min(256 - first));
+            let base = self.counter & !0xff;
+            let high = ((base >> 64) as u64).to_be_bytes();
+            let low = u64::from_ne_bytes((base as u64).to_be_bytes());
+            for (i, block) in run.iter_mut().enumerate() {
+                block[..8].copy_from_slice(&high);
+                let last = ((first + i) as u64) << LAST_BYTE;
+                block[8..].copy_from_slice(&(low | last).to_ne_bytes());
+            }
+            self.counter = self.counter.wrapping_add(run.len() as u128);
+            rest = later;
         }
     }
 }
@@ -432,4 +468,38 @@ pub fn sign(key: &SigningKey, msg: &[u8]) -> [u8; 64] {
 pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64], who: ClientId) -> Result<(), Error> {
     key.verify_strict(msg, &Signature::from_bytes(sig))
         .map_err(|_| Error::BadSignature(who))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The counter runs are the 128-bit big-endian counters one by one, across a run's last
+        /// byte, the 64-bit halves' boundary and the counter's wrap, in successive calls.
+        #[test]
+        fn counter_blocks_are_the_big_endian_counters(
+            start in prop_oneof![
+                any::<u128>(),
+                (0u128..600),
+                (0u128..600).prop_map(|d| (1u128 << 64) - 300 + d),
+                (0u128..600).prop_map(|d| u128::MAX - 599 + d),
+            ],
+            first in 0usize..700,
+            second in 0usize..300,
+        ) {
+            let mut stream = MaskStream::from_key(&[3; 32], false);
+            stream.counter = start;
+            let mut blocks = vec![aes::Block::default(); first + second];
+            let (a, b) = blocks.split_at_mut(first);
+            stream.write_counters(a);
+            stream.write_counters(b);
+            for (i, block) in blocks.iter().enumerate() {
+                let expected = start.wrapping_add(i as u128).to_be_bytes();
+                prop_assert_eq!(block.as_slice(), &expected[..], "block {}", i);
+            }
+            prop_assert_eq!(stream.counter, start.wrapping_add((first + second) as u128));
+        }
+    }
 }
