@@ -240,6 +240,17 @@ impl MaskStream {
         }
     }
 
+    /// The same stream `blocks` blocks further on, for a thread masking a later range of the
+    /// vector. The copy of the key schedule is zeroized on drop like the original; `MaskStream`
+    /// itself has no `Clone`.
+    fn fork(&self, blocks: u128) -> MaskStream {
+        MaskStream {
+            cipher: self.cipher.clone(),
+            counter: self.counter.wrapping_add(blocks),
+            subtract: self.subtract,
+        }
+    }
+
     /// Write the next `blocks.len()` counter blocks (128-bit big-endian) and advance the
     /// counter. Blocks are written in runs that differ only in the counter's last byte: each is
     /// the run's base with that byte ORed in, two 8-byte stores. A 128-bit addition and byte
@@ -285,46 +296,44 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
-/// [`apply_masks`] on up to `threads` threads: the streams are split into groups, each group
-/// summed into its own accumulator, and the accumulators added into `acc`. Addition in `Z_2^k`
-/// is associative and commutative, so the result equals `apply_masks`'s bit for bit.
+/// [`apply_masks`] on up to `threads` threads: the vector is split into ranges of whole chunks,
+/// and each thread masks its range with every stream started at that range's first block (CTR
+/// seeks for free). Each element takes the same keystream bytes as in `apply_masks`, so the result
+/// is the same bit for bit, and the streams end advanced past the whole vector, as there. No
+/// thread needs an accumulator of its own, and a vector of one chunk stays on one thread.
 pub fn apply_masks_on(
     acc: &mut [u64],
     streams: &mut [MaskStream],
     modulus: Modulus,
     threads: usize,
 ) {
-    let threads = threads.min(streams.len());
-    if threads <= 1 {
+    let chunks = acc.len().div_ceil(CHUNK);
+    let threads = threads.min(chunks);
+    if threads <= 1 || streams.is_empty() {
         return apply_masks(acc, streams, modulus);
     }
-    let per = streams.len().div_ceil(threads);
-    let mut groups = streams.chunks_mut(per);
-    let first = groups.next();
-    let partials: Vec<Vec<u64>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .map(|g| {
-                let len = acc.len();
-                scope.spawn(move || {
-                    let mut part = vec![0u64; len];
-                    apply_masks(&mut part, g, modulus);
-                    part
-                })
-            })
-            .collect();
-        if let Some(g) = first {
-            apply_masks(acc, g, modulus);
+    let bytes = modulus.bytes_per_element();
+    // A whole number of chunks per range: CHUNK elements are a whole number of blocks at every
+    // width, so each range starts on a block boundary and only the vector's end is mid-block.
+    let per = chunks.div_ceil(threads) * CHUNK;
+    let streams_at = |range: usize| -> Vec<MaskStream> {
+        let first_block = (range * per * bytes / 16) as u128;
+        streams.iter().map(|s| s.fork(first_block)).collect()
+    };
+    std::thread::scope(|scope| {
+        let mut ranges = acc.chunks_mut(per).enumerate();
+        let first = ranges.next();
+        for (i, range) in ranges {
+            let mut forks = streams_at(i);
+            scope.spawn(move || apply_masks(range, &mut forks, modulus));
         }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        if let Some((_, range)) = first {
+            apply_masks(range, &mut streams_at(0), modulus);
+        }
     });
-    let mask = modulus.mask();
-    for part in &partials {
-        for (a, p) in acc.iter_mut().zip(part) {
-            *a = a.wrapping_add(*p) & mask;
-        }
+    let used = (acc.len() * bytes).div_ceil(16) as u128;
+    for s in streams.iter_mut() {
+        s.counter = s.counter.wrapping_add(used);
     }
 }
 
