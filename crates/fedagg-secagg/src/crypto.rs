@@ -232,8 +232,8 @@ impl MaskStream {
             self.cipher.encrypt_blocks(batch);
         }
         if !tail.is_empty() {
-            let mut last = aes::Block::from(self.counter.to_be_bytes());
-            self.counter = self.counter.wrapping_add(1);
+            let mut last = aes::Block::default();
+            self.write_counters(std::slice::from_mut(&mut last));
             self.cipher.encrypt_block(&mut last);
             tail.copy_from_slice(&last[..tail.len()]);
             last.as_mut_slice().zeroize();
