@@ -332,7 +332,7 @@ impl ExpectShares {
         }
         let mut y = input.to_vec();
         // Over the threads `crypto::set_threads` allows: the same vector, bit for bit.
-        crypto::apply_masks_on(&mut y, &mut streams, modulus, crypto::threads());
+        crypto::apply_masks_threaded(&mut y, &mut streams, modulus);
         let msg = wire::encode_masked_input(&y, modulus);
         held.insert(self.id, HeldShares(self.own_shares));
         Ok((

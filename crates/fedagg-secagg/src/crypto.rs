@@ -296,6 +296,27 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
+/// Keystream bytes a thread must have for a split to pay. Starting a thread costs 0.1 to 0.2 ms on
+/// these machines, the time of 0.5 to 1 MB of keystream: with less than 4 MiB a thread, two threads
+/// were slower than one or barely faster (`docs/secagg.md`, "Every core").
+const MIN_KEYSTREAM_PER_THREAD: usize = 4 << 20;
+
+/// The threads worth starting to apply `streams` masks of `len` elements: at most `threads`, and
+/// one per [`MIN_KEYSTREAM_PER_THREAD`] of keystream at least (so one for a small vector).
+pub fn threads_for(len: usize, streams: usize, modulus: Modulus, threads: usize) -> usize {
+    let keystream = len
+        .saturating_mul(streams)
+        .saturating_mul(modulus.bytes_per_element());
+    threads.min(keystream / MIN_KEYSTREAM_PER_THREAD).max(1)
+}
+
+/// [`apply_masks_on`] over the threads [`set_threads`] allows, as many as the work pays for
+/// ([`threads_for`]): what the server's unmasking and a client's masking use.
+pub fn apply_masks_threaded(acc: &mut [u64], streams: &mut [MaskStream], modulus: Modulus) {
+    let threads = threads_for(acc.len(), streams.len(), modulus, threads());
+    apply_masks_on(acc, streams, modulus, threads)
+}
+
 /// [`apply_masks`] on up to `threads` threads: the vector is split into ranges of whole chunks,
 /// and each thread masks its range with every stream started at that range's first block (CTR
 /// seeks for free). Each element takes the same keystream bytes as in `apply_masks`, so the result
@@ -485,8 +506,25 @@ pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64], who: ClientId) -> 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use proptest::prelude::*;
+
+    /// One thread below 4 MiB of keystream a thread, then one per 4 MiB up to the setting.
+    #[test]
+    fn threads_start_only_for_enough_keystream() {
+        let m32 = Modulus::new(32).unwrap();
+        let m64 = Modulus::new(64).unwrap();
+        assert_eq!(threads_for(10_000, 65, m32, 8), 1);
+        assert_eq!(threads_for(1 << 20, 2, m32, 8), 2);
+        assert_eq!(threads_for((1 << 20) - 1, 2, m32, 8), 1);
+        assert_eq!(threads_for(1 << 20, 2, m64, 8), 4);
+        assert_eq!(threads_for(1_000_000, 100, m32, 2), 2);
+        assert_eq!(threads_for(1_000_000, 100, m32, 1), 1);
+        assert_eq!(threads_for(1_000_000, 0, m32, 8), 1);
+        assert_eq!(threads_for(usize::MAX, usize::MAX, m64, 3), 3);
+    }
 
     proptest! {
         /// The counter runs are the 128-bit big-endian counters one by one, across a run's last

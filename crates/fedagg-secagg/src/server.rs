@@ -769,7 +769,7 @@ impl Unmasking {
             Ok(())
         })?);
         let mut sum = core.sum.clone();
-        crypto::apply_masks_on(&mut sum, &mut streams, cfg.modulus(), crypto::threads());
+        crypto::apply_masks_threaded(&mut sum, &mut streams, cfg.modulus());
         Ok(Aggregate {
             sum,
             included: core.u3.iter().copied().collect(),

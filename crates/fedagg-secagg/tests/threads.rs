@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fedagg_quant::Modulus;
-use fedagg_secagg::crypto::{apply_masks, apply_masks_on, set_threads, MaskStream};
+use fedagg_secagg::crypto::{apply_masks, apply_masks_on, set_threads, threads_for, MaskStream};
 use fedagg_secagg::sim::{run_round, Direction, DropPoint};
 use fedagg_secagg::{ClientId, Graph, Phase, SessionConfig};
 use proptest::prelude::*;
@@ -53,23 +53,23 @@ proptest! {
 /// A whole round from the same seed on one thread and on three, two clients dropping after
 /// sharing their keys: every masked input each client sends, and the aggregate (with its
 /// reconstructions and the dropped clients' pairwise masks), are the same bytes. (The only test in
-/// this binary that sets the process-wide count.)
+/// this binary that sets the process-wide count.) The vectors are long enough that masking and
+/// unmasking do start three threads: small ones stay on one (`threads_for`).
 #[test]
 fn a_round_masks_and_unmasks_the_same_on_any_number_of_threads() {
+    const M: usize = 400_000;
+    let modulus = Modulus::new(32).unwrap();
+    // A client masks with its 7 neighbours' streams and its own; the server unmasks with the 6
+    // survivors' self masks and the 2 dropped clients' 6 pairwise masks each.
+    assert_eq!(threads_for(M, 8, modulus, 3), 3);
+    assert_eq!(threads_for(M, 6 + 2 * 6, modulus, 3), 3);
     let run = |threads: usize| {
         set_threads(threads);
         let mut rng = ChaCha20Rng::seed_from_u64(9);
-        let cfg = SessionConfig::new(
-            [3; 32],
-            Graph::complete(8).unwrap(),
-            4,
-            Modulus::new(32).unwrap(),
-            5000,
-            None,
-        );
+        let cfg = SessionConfig::new([3; 32], Graph::complete(8).unwrap(), 4, modulus, M, None);
         let cfg = Arc::new(cfg.unwrap());
         let inputs: Vec<Vec<u64>> = (0..8u64)
-            .map(|i| (0..5000).map(|j| i * j).collect())
+            .map(|i| (0..M as u64).map(|j| i * j).collect())
             .collect();
         let mut masked = BTreeMap::new();
         let mut hook = |phase: Phase, id: ClientId, dir: Direction, msg: &mut Vec<u8>| {
@@ -98,7 +98,7 @@ fn a_round_masks_and_unmasks_the_same_on_any_number_of_threads() {
     let three = run(3);
     set_threads(1);
     assert_eq!(one.0.len(), 6);
-    let mut want = vec![0u64; 5000];
+    let mut want = vec![0u64; M];
     for i in [0u64, 1, 3, 4, 6, 7] {
         for (j, w) in want.iter_mut().enumerate() {
             *w = (*w + i * j as u64) & 0xffff_ffff;
