@@ -24,7 +24,7 @@
 //!
 //! Bytes on the wire come from the real encoders: frame sizes for plaintext, DP and Paillier, and
 //! for SecAgg every message of a simulated round (`fedagg_secagg::sim`) counted per client, in
-//! and out; they are written to `<criterion dir>/grid-wire.json`.
+//! and out; they are written to `<criterion dir>/grid-wire.json` (`grid-wire-quick.json` in a quick run).
 //!
 //! `cargo bench --no-default-features --bench grid` runs it all (about 15 minutes on two cores);
 //! `FEDAGG_BENCH_QUICK=1` keeps m = 10^3 and 10^4 with a 1024-bit key.
@@ -446,7 +446,14 @@ fn wire(sk: &PrivateKey) {
     let path = std::path::Path::new(&dir).join("criterion");
     std::fs::create_dir_all(&path).expect("criterion folder");
     let text = serde_json::to_string_pretty(&out).expect("json");
-    std::fs::write(path.join("grid-wire.json"), text).expect("writing grid-wire.json");
+    // The quick run (CI's) has only the small sizes: it must not replace a full run's file, which
+    // `scripts/bench-report.sh` reads.
+    let name = if quick() {
+        "grid-wire-quick.json"
+    } else {
+        "grid-wire.json"
+    };
+    std::fs::write(path.join(name), text).expect("writing the wire sizes");
 }
 
 fn all(c: &mut Criterion) {
