@@ -438,28 +438,44 @@ fn apply_width<const B: usize, L: Lane>(
     modulus: Modulus,
 ) {
     let mask = modulus.mask();
-    let mut buf = Zeroizing::new(vec![0u8; CHUNK * B]);
+    // Eight bytes more than a chunk's keystream: room for a whole word at the last element.
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK * B + 8]);
     // The chunk's sum of masks: as secret as the keystream.
     let mut sum = Zeroizing::new(vec![L::default(); CHUNK]);
     for chunk in acc.chunks_mut(CHUNK) {
-        let bytes = &mut buf[..chunk.len() * B];
         let part = &mut sum[..chunk.len()];
         part.fill(L::default());
         for s in streams.iter_mut() {
-            s.fill(bytes);
-            let words = bytes.chunks_exact(B).map(|w| L::cut(load::<B>(w)));
-            if s.subtract {
-                for (a, m) in part.iter_mut().zip(words) {
-                    *a = a.sub(m);
-                }
+            s.fill(&mut buf[..chunk.len() * B]);
+            if matches!(B, 1 | 2 | 4 | 8) {
+                let words = buf.chunks_exact(B).map(|w| L::cut(load::<B>(w)));
+                accumulate(part, words, s.subtract);
             } else {
-                for (a, m) in part.iter_mut().zip(words) {
-                    *a = a.add(m);
-                }
+                // 3, 5, 6 or 7 bytes: each element is read as the whole 8-byte word at its first
+                // byte. The bytes past the element (the next one's, or stale ones after the last)
+                // land at bit 8B and above, beyond the k bits kept; the lanes' sums carry only
+                // upwards, so those bits never reach the k kept ones and fall away at the mask
+                // below. Copying B bytes per element took most of masking's time at 5 bytes.
+                let words = buf.windows(8).step_by(B).map(|w| L::cut(load::<8>(w)));
+                accumulate(part, words, s.subtract);
             }
         }
         for (a, m) in chunk.iter_mut().zip(part.iter()) {
             *a = a.wrapping_add(m.widen()) & mask;
+        }
+    }
+}
+
+/// Add (or subtract) one stream's words to a chunk's sum.
+#[inline(always)]
+fn accumulate<L: Lane>(part: &mut [L], words: impl Iterator<Item = L>, subtract: bool) {
+    if subtract {
+        for (a, m) in part.iter_mut().zip(words) {
+            *a = a.sub(m);
+        }
+    } else {
+        for (a, m) in part.iter_mut().zip(words) {
+            *a = a.add(m);
         }
     }
 }
