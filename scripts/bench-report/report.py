@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Turns criterion's output into docs/benchmarks.md and PNG plots.
 
-Usage: report.py CRITERION_DIR OUT_MD PLOT_DIR
+Usage: report.py CRITERION_DIR OUT_MD PLOT_DIR [NATIVE_CRITERION_DIR]
 
 Reads every `<group>/<bench>/new/{benchmark,estimates}.json` under CRITERION_DIR (what
 `cargo bench` leaves in target/criterion) and writes one table per benchmark group, a plot of the
 cost per value against the model size for each mode's main operation, and a plot of that cost over
 the plaintext baseline (`plain/add`: adding one f32 update into a running sum) at the same size.
+NATIVE_CRITERION_DIR, if given and present, holds the same benches built with
+`-C target-cpu=native`; they get a section of their own beside the portable build's figures.
 """
 import json
 import os
@@ -30,30 +32,39 @@ out_md = pathlib.Path(sys.argv[2])
 plots = pathlib.Path(sys.argv[3])
 plots.mkdir(parents=True, exist_ok=True)
 
-benches = []
-for meta in sorted(root.glob("*/*/new/benchmark.json")) + sorted(root.glob("*/*/*/new/benchmark.json")):
-    est = meta.parent / "estimates.json"
-    if not est.exists():
-        continue
-    b = json.load(open(meta))
-    e = json.load(open(est))
-    mean = e["mean"]
-    elements = (b.get("throughput") or {}).get("Elements")
-    nbytes = (b.get("throughput") or {}).get("Bytes")
-    m = re.search(r"m=(\d+(?:\.\d+)?)e(\d+)", b["full_id"])
-    benches.append(
-        {
-            "group": b["group_id"],
-            "id": b["function_id"] or b["full_id"],
-            "full": b["full_id"],
-            "ns": mean["point_estimate"],
-            "lo": mean["confidence_interval"]["lower_bound"],
-            "hi": mean["confidence_interval"]["upper_bound"],
-            "elements": elements,
-            "bytes": nbytes,
-            "m": round(float(m.group(1)) * 10 ** int(m.group(2))) if m else None,
-        }
-    )
+def load(folder):
+    """Every benchmark criterion left under `folder`, each as its latest run."""
+    found = []
+    for meta in sorted(folder.glob("*/*/new/benchmark.json")) + sorted(
+        folder.glob("*/*/*/new/benchmark.json")
+    ):
+        est = meta.parent / "estimates.json"
+        if not est.exists():
+            continue
+        b = json.load(open(meta))
+        mean = json.load(open(est))["mean"]
+        throughput = b.get("throughput") or {}
+        m = re.search(r"m=(\d+(?:\.\d+)?)e(\d+)", b["full_id"])
+        found.append(
+            {
+                "group": b["group_id"],
+                "id": b["function_id"] or b["full_id"],
+                "full": b["full_id"],
+                "ns": mean["point_estimate"],
+                "lo": mean["confidence_interval"]["lower_bound"],
+                "hi": mean["confidence_interval"]["upper_bound"],
+                "elements": throughput.get("Elements"),
+                "bytes": throughput.get("Bytes"),
+                "m": round(float(m.group(1)) * 10 ** int(m.group(2))) if m else None,
+            }
+        )
+    return found
+
+
+benches = load(root)
+# Benches built for this CPU (`-C target-cpu=native`), if they were run: see `native_section`.
+native_root = pathlib.Path(sys.argv[4]) if len(sys.argv) > 4 else None
+native = load(native_root) if native_root and native_root.is_dir() else []
 if not benches:
     sys.exit(f"no criterion results under {root}: run cargo bench first")
 
@@ -164,16 +175,17 @@ def group_table(g):
     return out
 
 
-def prg_against_openssl():
-    """Our raw keystream beside OpenSSL's AES-256-CTR, as `benches/secagg.rs` recorded it."""
-    path = root / "openssl-aes-256-ctr.json"
-    ours = [b for b in benches if b["full"].startswith("secagg/prg/") and b["bytes"]]
+def prg_against_openssl(folder, rows, heading):
+    """Our raw keystream beside OpenSSL's AES-256-CTR, as `benches/secagg.rs` recorded it in
+    `folder`."""
+    path = folder / "openssl-aes-256-ctr.json"
+    ours = [b for b in rows if b["full"].startswith("secagg/prg/") and b["bytes"]]
     if not path.exists() or not ours:
         return []
     ref = json.load(open(path))
     lo, hi = sorted(ref["bytes_per_second"])
     out = [
-        "### The PRG against OpenSSL",
+        heading,
         "",
         "Our mask stream's raw AES-256-CTR keystream (`secagg/prg`, one core) beside OpenSSL's on",
         f"the same CPU (`{ref['command']}`, taken just before and just after the PRG benches:",
@@ -187,6 +199,34 @@ def prg_against_openssl():
         share = f"{100 * rate * 1e9 / hi:.0f} to {100 * rate * 1e9 / lo:.0f} %"
         out.append(f"| {b['id']} | {rate:.2f} GB/s | {share} |")
     out.append("")
+    return out
+
+
+def native_section():
+    """The benches built with `-C target-cpu=native` beside the portable build's runs of the same
+    ids (see "Built for this CPU" in docs/secagg.md)."""
+    portable = {b["full"]: b for b in benches}
+    pairs = [(portable[b["full"]], b) for b in native if b["full"] in portable]
+    if not pairs:
+        return []
+    out = [
+        "## Built for this CPU",
+        "",
+        "The same benches built with `RUSTFLAGS=\"-C target-cpu=native\"` (in",
+        "`$CARGO_TARGET_DIR/native`), beside the portable build's runs above. The portable build",
+        "picks `aes`'s VAES backend at run time but reaches about half its speed (docs/secagg.md,",
+        "\"Built for this CPU\"); a binary built for the CPU runs it at full speed, and only on CPUs",
+        "with the same features.",
+        "",
+        "| benchmark | portable build | built for this CPU | speed-up |",
+        "| --- | --- | --- | --- |",
+    ]
+    for p, n in sorted(pairs, key=lambda pn: (pn[0]["group"], pn[0]["m"] or 0, pn[0]["id"])):
+        out.append(
+            f"| {p['full']} | {fmt_time(p['ns'])} | {fmt_time(n['ns'])} | {p['ns'] / n['ns']:.2f}x |"
+        )
+    out.append("")
+    out += prg_against_openssl(native_root, native, "### The PRG against OpenSSL, built for this CPU")
     return out
 
 
@@ -220,9 +260,10 @@ if plain:
     lines += ["| operation | m | time / plaintext addition |", "| --- | --- | --- |"]
     lines += [f"| {l} | 1e{len(str(m)) - 1} | {r:,.1f}x |" for l, m, r in ratio_rows]
     lines.append("")
-lines += prg_against_openssl()
+lines += prg_against_openssl(root, benches, "### The PRG against OpenSSL")
 groups = sorted({b["group"] for b in benches})
 for g in groups:
     lines += group_table(g)
+lines += native_section()
 out_md.write_text("\n".join(lines))
-print(f"wrote {out_md} ({len(benches)} benchmarks) and plots in {plots}")
+print(f"wrote {out_md} ({len(benches)} benchmarks, {len(native)} built for this CPU) and plots in {plots}")
