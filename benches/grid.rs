@@ -14,7 +14,8 @@
 //!   (`grid/secagg/stream`, 8 streams per iteration), k the neighbourhood the service derives for
 //!   (n, dropout); server (survivors) x `grid/secagg/add` (read the message, add) plus the
 //!   unmasking streams: one self mask
-//!   per survivor and the pairwise masks of each dropped client with its surviving neighbours;
+//!   per survivor and the pairwise masks of each dropped client with its surviving neighbours
+//!   (and on every core, from `grid/secagg/stream/.../threads=N`: the server unmasks on all);
 //! - SecAgg with distributed DP (`secagg_dp`, 16 bits per coordinate): client `grid/ddg/encode`
 //!   (clip, rotate, round, add the discrete Gaussian share) plus (k + 1) `grid/ddg/stream` mask
 //!   streams over the padded vector; server (survivors) x `grid/ddg/add` plus the unmasking
@@ -40,7 +41,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use fedagg_api::{f32_bytes, f32_values, Frame, FrameKind, Mode, SecaggSession};
 use fedagg_paillier::{keygen, Ciphertext, Packing, PrivateKey};
 use fedagg_quant::QuantParams;
-use fedagg_secagg::crypto::{apply_masks, MaskStream};
+use fedagg_secagg::crypto::{apply_masks, apply_masks_on, MaskStream};
 use fedagg_secagg::sim::{run_round, Direction, DropPoint};
 use fedagg_secagg::wire::{check_masked_input, encode_masked_input};
 use fedagg_secagg::{Adversary, ClientId, Graph, GraphParams, Phase, SessionConfig, ThreatModel};
@@ -194,14 +195,22 @@ fn secagg(c: &mut Criterion) {
                     y.add_into(&mut acc)
                 })
             });
+            let fresh = || -> Vec<MaskStream> {
+                (0..STREAMS)
+                    .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
+                    .collect()
+            };
             g.bench_function(id("stream"), |b| {
-                b.iter(|| {
-                    let mut streams: Vec<MaskStream> = (0..STREAMS)
-                        .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
-                        .collect();
-                    apply_masks(&mut acc, &mut streams, modulus)
-                })
+                b.iter(|| apply_masks(&mut acc, &mut fresh(), modulus))
             });
+            // The same on every core, for the server's unmasking on all of them (the report
+            // composes an "all cores" server time from it).
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            if cores > 1 {
+                g.bench_function(format!("{}/threads={cores}", id("stream")), |b| {
+                    b.iter(|| apply_masks_on(&mut acc, &mut fresh(), modulus, cores))
+                });
+            }
         }
     }
     g.finish();

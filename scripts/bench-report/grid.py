@@ -80,6 +80,13 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
         if mm:
             lat[("add", size_of(mm.group(1)))] = v / int(mm.group(2))
 
+    def stream_on_all_cores(b, m):
+        """`grid/secagg/stream` on every core, or None."""
+        for k, v in ns.items():
+            if re.fullmatch(rf"grid/secagg/stream/{b}/m={re.escape(label(m))}/threads=\d+", k):
+                return v
+        return None
+
     rows = []
     for m in sizes:
         enc, add = t("plain/encode", m), t("plain/add", m)
@@ -105,10 +112,18 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
                     k = w["k"]
                     stream = t(f"secagg/stream/{b}", m) / STREAMS
                     unmask_streams = s + dropped * k * s / n
+                    # Unmasking on every core (the uploads are still added one by one as they
+                    # arrive). The server starts threads only for enough keystream, so a stream
+                    # never costs more than on one core.
+                    wide = stream_on_all_cores(b, m)
+                    server_all = None
+                    if wide is not None:
+                        server_all = s * t(f"secagg/add/{b}", m) + unmask_streams * min(stream, wide / STREAMS)
                     cells["secagg"] = (
                         {
                             "client": t(f"secagg/encode/{b}", m) + (k + 1) * stream + share_cost(k),
                             "server": s * t(f"secagg/add/{b}", m) + unmask_streams * stream,
+                            "server_all": server_all,
                             "keyholder": 0.0,
                             "up": w["up"],
                             "k": k,
@@ -156,12 +171,13 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
                             "server_x": c["server"] / plain["server"],
                             "bytes_x": (c["up"] / plain["up"]) if c["up"] else None,
                             "k": c.get("k"),
+                            "server_all_s": c["server_all"] / 1e9 if c.get("server_all") else None,
                         }
                     )
 
     with open(plots / "grid.csv", "w", newline="") as f:
         cols = ["mode", "m", "n", "dropout", "scaled", "k", "client_s", "server_s", "keyholder_s",
-                "bytes_up", "client_x", "server_x", "bytes_x"]
+                "bytes_up", "client_x", "server_x", "bytes_x", "server_all_s"]
         wr = csv.DictWriter(f, fieldnames=cols)
         wr.writeheader()
         for r in rows:
@@ -242,6 +258,26 @@ def section(benches, criterion_dir, plots, rel, loglog, fmt_time):
                     f"| {r['mode']}{star(r)} | {r['n']}{k} | {r['dropout']} % | {secs(r['client_s'])} | "
                     f"{secs(r['server_s'])} | {secs(r['keyholder_s'])} | {up} | {r['server_x']:,.1f} |"
                 )
+    # SecAgg's server with unmasking on every core, against plaintext's one core.
+    wide_rows = [r for r in rows if r["mode"] == "secagg" and r["server_all_s"] and r["m"] >= 1_000_000]
+    if wide_rows:
+        out += [
+            "",
+            "### SecAgg's server on every core",
+            "",
+            "The server unmasks on every core (`grid/secagg/stream/.../threads=N`, each stream at",
+            "the faster of one core and all); the survivors' uploads are still added one by one as",
+            "they arrive. Ratios are against plaintext's server on one core.",
+            "",
+            "| m | n | dropout | server, one core | server, every core | server x, one core | server x, every core |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in wide_rows:
+            plain_s = r["server_s"] / r["server_x"]
+            out.append(
+                f"| {label(r['m'])} | {r['n']} (k = {r['k']}) | {r['dropout']} % | {secs(r['server_s'])} | "
+                f"{secs(r['server_all_s'])} | {r['server_x']:,.1f} | {r['server_all_s'] / plain_s:,.1f} |"
+            )
     # Distributed DP beside SecAgg alone: the client's extra work and the bytes per coordinate.
     ddg_rows = []
     for m in sizes:
