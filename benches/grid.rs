@@ -48,14 +48,14 @@ use fedagg_secagg::{Adversary, ClientId, Graph, GraphParams, Phase, SessionConfi
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+#[path = "support/results.rs"]
+mod results;
+use results::quick;
+
 const CLIENTS: [u32; 3] = [10, 100, 1000];
 const DROPOUTS: [u32; 3] = [0, 10, 30];
 /// Mask streams per `grid/secagg/stream` iteration.
 const STREAMS: u32 = 8;
-
-fn quick() -> bool {
-    std::env::var_os("FEDAGG_BENCH_QUICK").is_some()
-}
 
 fn sizes() -> Vec<usize> {
     if quick() {
@@ -451,18 +451,8 @@ fn wire(sk: &PrivateKey) {
             }
         }
     }
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = std::path::Path::new(&dir).join("criterion");
-    std::fs::create_dir_all(&path).expect("criterion folder");
     let text = serde_json::to_string_pretty(&out).expect("json");
-    // The quick run (CI's) has only the small sizes: it must not replace a full run's file, which
-    // `scripts/bench-report.sh` reads.
-    let name = if quick() {
-        "grid-wire-quick.json"
-    } else {
-        "grid-wire.json"
-    };
-    std::fs::write(path.join(name), text).expect("writing the wire sizes");
+    results::write_beside_results("grid-wire", &text);
 }
 
 fn all(c: &mut Criterion) {

@@ -20,13 +20,13 @@ use fedagg_secagg::{shamir, ClientId, Graph, SessionConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+#[path = "support/results.rs"]
+mod results;
+use results::quick;
+
 /// Every core of the machine (the benches' second figure beside one core).
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |c| c.get())
-}
-
-fn quick() -> bool {
-    std::env::var_os("FEDAGG_BENCH_QUICK").is_some()
 }
 
 fn label(m: usize) -> String {
@@ -88,22 +88,12 @@ fn record_openssl(before: Option<f64>, after: Option<f64>) {
         eprintln!("openssl not found: the PRG's reference is not recorded");
         return;
     };
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = std::path::Path::new(&dir).join("criterion");
-    std::fs::create_dir_all(&path).expect("criterion folder");
     let text = serde_json::json!({
         "command": "openssl speed -evp aes-256-ctr -bytes 16384",
         "bytes_per_second": [before.round(), after.round()],
     })
     .to_string();
-    // A quick run (CI's) must not replace a full run's figure, which the report pairs with the
-    // full run's PRG rows.
-    let name = if quick() {
-        "openssl-aes-256-ctr-quick.json"
-    } else {
-        "openssl-aes-256-ctr.json"
-    };
-    std::fs::write(path.join(name), text).expect("writing OpenSSL's figure");
+    results::write_beside_results("openssl-aes-256-ctr", &text);
     eprintln!(
         "openssl aes-256-ctr: {:.2} GB/s before, {:.2} GB/s after",
         before / 1e9,
