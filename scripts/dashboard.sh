@@ -24,11 +24,23 @@ for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && 
 url="$(sed -n 's/^listening on //p' "$work/serve.out")"
 fid="$("$python" scripts/dashboard/seed.py "$url" "$token")"
 page="$url/dashboard#token=$token&federation=$fid"
+# --disable-dev-shm-usage: a container's /dev/shm is often 64 MB, and Chromium then crashes
+# (SIGSEGV) when it creates shared memory. Debian's launcher adds the flag only when it can
+# read /dev/shm's free space, which fails on some mounts. A browser that still dies from a
+# signal is started again, at most three times in all; the page's checks are what is tested.
 browse() {
-    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-        --disable-background-networking --disable-component-update --disable-sync \
-        --hide-scrollbars --user-data-dir="$work/profile-$1" --virtual-time-budget=8000 \
-        --window-size=1280,760 "${@:2}" "$page" 2>/dev/null
+    local try status
+    for try in 1 2 3; do
+        status=0
+        chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-quic \
+            --no-first-run --disable-background-networking --disable-component-update \
+            --disable-sync --hide-scrollbars --user-data-dir="$work/profile-$1-$try" \
+            --virtual-time-budget=8000 --window-size=1280,760 "${@:2}" "$page" 2>/dev/null ||
+            status=$?
+        if [ "$status" -le 128 ]; then return "$status"; fi
+        echo "dashboard: Chromium died from signal $((status - 128)) (try $try of 3)" >&2
+    done
+    return "$status"
 }
 browse dom --dump-dom >"$work/dom.html"
 fail=0
