@@ -289,21 +289,31 @@ fn neighbour(c: &mut Criterion) {
     let mut g = c.benchmark_group("secagg/client-round");
     g.sample_size(10);
     let cfg = session(k + 1, k as usize / 2 + 1, m, &mut rng);
-    g.bench_function(format!("share_keys/k={k}/m={}", label(m)), |b| {
-        b.iter_batched(
-            || key_lists(&cfg, &mut rng).0.remove(0),
-            |(state, list)| state.share_keys(&list, &mut ChaCha20Rng::seed_from_u64(4)),
-            BatchSize::PerIteration,
-        )
-    });
     let input = vec![1u64; m];
-    g.bench_function(format!("mask/k={k}/m={}", label(m)), |b| {
-        b.iter_batched(
-            || until_masking(&cfg, &mut rng),
-            |(state, forwarded)| state.mask(&forwarded, &input),
-            BatchSize::PerIteration,
-        )
-    });
+    // One core (the ids without a suffix, as before), then every core: the agreements with the
+    // neighbours split over threads (`crypto::agree_each`); the masking at m = 10^4 stays on one.
+    let cores = cores();
+    for (threads, suffix) in [(1, String::new()), (cores, format!("/threads={cores}"))] {
+        if threads == 1 && !suffix.is_empty() {
+            continue;
+        }
+        fedagg_secagg::crypto::set_threads(threads);
+        g.bench_function(format!("share_keys/k={k}/m={}{suffix}", label(m)), |b| {
+            b.iter_batched(
+                || key_lists(&cfg, &mut rng).0.remove(0),
+                |(state, list)| state.share_keys(&list, &mut ChaCha20Rng::seed_from_u64(4)),
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(format!("mask/k={k}/m={}{suffix}", label(m)), |b| {
+            b.iter_batched(
+                || until_masking(&cfg, &mut rng),
+                |(state, forwarded)| state.mask(&forwarded, &input),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    fedagg_secagg::crypto::set_threads(1);
     g.finish();
 }
 

@@ -190,9 +190,16 @@ impl ExpectKeyList {
         );
         w.bytes(&commitment);
         w.u32((peers.len() - 1) as u32);
+        // Every neighbour's agreement first, on as many threads as pay (the same secrets).
+        let others: Vec<[u8; 32]> = peers
+            .iter()
+            .filter(|&(&v, _)| v != self.id)
+            .map(|(_, keys)| keys.c_pk)
+            .collect();
+        let mut agreements = crypto::agree_each(&self.c_sk, &others)?.into_iter();
         let mut own_shares = None;
         let mut share_keys = BTreeMap::new();
-        for ((&v, keys), (s, bsh)) in peers.iter().zip(s_shares.iter().zip(&b_shares)) {
+        for (&v, (s, bsh)) in peers.keys().zip(s_shares.iter().zip(&b_shares)) {
             let mut pt = Zeroizing::new([0u8; 64]);
             pt[..32].copy_from_slice(&**s);
             pt[32..].copy_from_slice(&**bsh);
@@ -200,7 +207,9 @@ impl ExpectKeyList {
                 own_shares = Some(pt);
                 continue;
             }
-            let agreed = crypto::agree(&self.c_sk, &keys.c_pk)?;
+            let agreed = agreements
+                .next()
+                .ok_or_else(|| protocol("an agreement per neighbour"))?;
             w.id(v);
             w.bytes(&crypto::seal_shares(
                 &agreed,
@@ -315,15 +324,16 @@ impl ExpectShares {
             self.id,
             false,
         ));
-        for &v in held.keys() {
-            let keys = self
-                .peers
-                .get(&v)
-                .ok_or_else(|| protocol("peer vanished"))?;
-            let agreed = crypto::agree(&self.s_sk, &keys.s_pk)?;
+        let pks = held
+            .keys()
+            .map(|v| self.peers.get(v).map(|keys| keys.s_pk))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| protocol("peer vanished"))?;
+        let agreements = crypto::agree_each(&self.s_sk, &pks)?;
+        for (&v, agreed) in held.keys().zip(&agreements) {
             // + for the lower id, - for the higher: the pair cancels in the sum.
             streams.push(MaskStream::pair_mask(
-                &agreed,
+                agreed,
                 cfg.session_id(),
                 self.id,
                 v,
