@@ -28,8 +28,8 @@
 //! ([`Contribute::control_delta`]), the server publishes its control variate with each model
 //! ([`Client::server_controls`]), and the participant keeps its own in a [`LocalControls`] file.
 //!
-//! [`set_threads`] lets SecAgg's masking and Paillier's encryption use several cores; what is
-//! sent is the same, bit for bit.
+//! [`set_threads`] lets SecAgg's key agreements and masking and Paillier's encryption use several
+//! cores; what is sent is the same, bit for bit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -905,9 +905,10 @@ async fn ddg_values(spec: &FederationSpec, info: &RoundInfo, update: &[f32]) -> 
         .map_err(|e| Error::Protocol(e.to_string()))
 }
 
-/// Bound the threads this process uses for its cryptography: SecAgg's masking, Paillier's and the
-/// lattice mode's encryption, and a key holder's Paillier decryption (1 until set; `fedagg serve` in the same process sets its own
-/// count, every core by default). What is sent is the same, bit for bit, whatever the number
+/// Bound the threads this process uses for its cryptography: SecAgg's key agreements with the
+/// neighbours and its masking, Paillier's and the lattice mode's encryption, and a key holder's
+/// Paillier decryption (1 until set; `fedagg serve` in the same process sets its own count, every
+/// core by default). What is sent is the same, bit for bit, whatever the number
 /// (the randomness comes from the same generator): only the time changes.
 pub fn set_threads(n: usize) {
     fedagg_secagg::crypto::set_threads(n);

@@ -430,9 +430,9 @@ impl Admin {
     }
 }
 
-/// Bound the threads this process uses for its cryptography: SecAgg's masking, Paillier's and the
-/// lattice mode's encryption, and a key holder's Paillier decryption (1 until set). What is sent
-/// is the same whatever the number.
+/// Bound the threads this process uses for its cryptography: SecAgg's key agreements and masking,
+/// Paillier's and the lattice mode's encryption, and a key holder's Paillier decryption (1 until
+/// set). What is sent is the same whatever the number.
 #[pyfunction]
 fn set_threads(n: usize) {
     fedagg_client::set_threads(n);

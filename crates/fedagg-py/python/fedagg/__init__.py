@@ -115,9 +115,9 @@ def unflatten(vector: Any, like: Mapping[str, Any]) -> Dict[str, np.ndarray]:
 
 
 def set_threads(n: int) -> None:
-    """Let this process use up to ``n`` threads for SecAgg's masking, Paillier's and the lattice
-    mode's encryption, and a key holder's Paillier decryption (1 until set). What is sent is the
-    same whatever the number."""
+    """Let this process use up to ``n`` threads for SecAgg's key agreements and masking,
+    Paillier's and the lattice mode's encryption, and a key holder's Paillier decryption (1 until
+    set). What is sent is the same whatever the number."""
     _fedagg.set_threads(int(n))
 
 
