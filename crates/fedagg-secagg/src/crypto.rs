@@ -63,7 +63,7 @@ pub fn agree(secret: &StaticSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32
     Ok(Zeroizing::new(shared.to_bytes()))
 }
 
-/// Agreements a thread must have for a split to pay: one takes 40 to 75 us here, starting a thread
+/// Agreements a thread must have for a split to pay: one takes 40 to 80 us here, starting a thread
 /// 0.1 to 0.2 ms (`docs/secagg.md`, "A client's cost per neighbour").
 const MIN_AGREEMENTS_PER_THREAD: usize = 8;
 
