@@ -24,9 +24,15 @@ use rand_core::{RngCore, SeedableRng};
 mod results;
 use results::quick;
 
-/// Every core of the machine (the benches' second figure beside one core).
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |c| c.get())
+/// The thread counts a bench runs at, each with its id's suffix: one core (no suffix, the ids the
+/// report has always had), then every core (`/threads=N`) on a machine with more than one.
+fn thread_counts() -> Vec<(usize, String)> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let mut counts = vec![(1, String::new())];
+    if cores > 1 {
+        counts.push((cores, format!("/threads={cores}")));
+    }
+    counts
 }
 
 fn label(m: usize) -> String {
@@ -128,13 +134,7 @@ fn mask(c: &mut Criterion) {
         for m in sizes() {
             let mut acc = vec![0u64; m];
             g.throughput(Throughput::Bytes(4 * m as u64 * (u64::from(k) + 1)));
-            // One core (the id without a suffix, as before), then every core.
-            for threads in [1, cores()] {
-                let suffix = if threads == 1 {
-                    String::new()
-                } else {
-                    format!("/threads={threads}")
-                };
+            for (threads, suffix) in thread_counts() {
                 g.bench_function(format!("k={k}/m={}{suffix}", label(m)), |b| {
                     b.iter(|| {
                         let mut streams: Vec<MaskStream> = (0..=k)
@@ -238,14 +238,9 @@ fn unmask(c: &mut Criterion) {
     let mut g = c.benchmark_group("secagg/unmask");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
-    let cores = cores();
     for pct in [0u32, 10, 30] {
         let state = unmasking_state(n, m, n * pct / 100, &mut rng);
-        // One core (the id without a suffix, as before), then every core.
-        for (threads, suffix) in [(1, String::new()), (cores, format!("/threads={cores}"))] {
-            if threads == 1 && !suffix.is_empty() {
-                continue;
-            }
+        for (threads, suffix) in thread_counts() {
             fedagg_secagg::crypto::set_threads(threads);
             let id = format!("n={n}/m={}/dropout={pct}%{suffix}", label(m));
             g.bench_function(id, |b| b.iter(|| state.aggregate().expect("aggregate")));
@@ -290,13 +285,9 @@ fn neighbour(c: &mut Criterion) {
     g.sample_size(10);
     let cfg = session(k + 1, k as usize / 2 + 1, m, &mut rng);
     let input = vec![1u64; m];
-    // One core (the ids without a suffix, as before), then every core: the agreements with the
-    // neighbours split over threads (`crypto::agree_each`); the masking at m = 10^4 stays on one.
-    let cores = cores();
-    for (threads, suffix) in [(1, String::new()), (cores, format!("/threads={cores}"))] {
-        if threads == 1 && !suffix.is_empty() {
-            continue;
-        }
+    // On every core the agreements with the neighbours split over threads
+    // (`crypto::agree_each`); the masking at m = 10^4 stays on one.
+    for (threads, suffix) in thread_counts() {
         fedagg_secagg::crypto::set_threads(threads);
         g.bench_function(format!("share_keys/k={k}/m={}{suffix}", label(m)), |b| {
             b.iter_batched(

@@ -54,7 +54,8 @@ impl Server {
     /// up the admin token, resume open rounds and bind the listener.
     pub async fn start(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         config.validate()?;
-        fedagg_secagg::crypto::set_threads(config.worker_threads());
+        let threads = config.worker_threads();
+        fedagg_secagg::crypto::set_threads(threads);
         let (built_for_vaes, cpu_has_vaes) = fedagg_secagg::crypto::vaes();
         if cpu_has_vaes && !built_for_vaes {
             tracing::info!(
@@ -62,12 +63,7 @@ impl Server {
                  unmasks SecAgg rounds about twice as fast (docs/deploy.md)"
             );
         }
-        tracing::info!(
-            threads = config.worker_threads(),
-            built_for_vaes,
-            cpu_has_vaes,
-            "mask keystream"
-        );
+        tracing::info!(threads, built_for_vaes, cpu_has_vaes, "mask keystream");
         let storage = config.storage()?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(serve::Tls::load(cert, key)?),
