@@ -90,8 +90,14 @@ SERIES = [
 
 
 def series(pattern):
+    """One core's points: a run on several threads (`.../threads=N`, N > 1) is left to the tables'
+    all-cores column, so each m has one point."""
     pts = sorted(
-        (b["m"], b["ns"] / b["m"]) for b in benches if b["m"] and re.search(pattern, b["full"])
+        (b["m"], b["ns"] / b["m"])
+        for b in benches
+        if b["m"]
+        and re.search(pattern, b["full"])
+        and not re.search(r"/threads=([2-9]|\d\d+)$", b["full"])
     )
     return pts
 
