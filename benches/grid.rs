@@ -50,7 +50,7 @@ use rand_core::{RngCore, SeedableRng};
 
 #[path = "support/results.rs"]
 mod results;
-use results::quick;
+use results::{quick, thread_counts};
 
 const CLIENTS: [u32; 3] = [10, 100, 1000];
 const DROPOUTS: [u32; 3] = [0, 10, 30];
@@ -200,15 +200,11 @@ fn secagg(c: &mut Criterion) {
                     .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
                     .collect()
             };
-            g.bench_function(id("stream"), |b| {
-                b.iter(|| apply_masks(&mut acc, &mut fresh(), modulus))
-            });
-            // The same on every core, for the server's unmasking on all of them (the report
-            // composes an "all cores" server time from it).
-            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-            if cores > 1 {
-                g.bench_function(format!("{}/threads={cores}", id("stream")), |b| {
-                    b.iter(|| apply_masks_on(&mut acc, &mut fresh(), modulus, cores))
+            // On one core, then on every core for the server's unmasking on all of them (the
+            // report composes an "all cores" server time from it).
+            for (threads, suffix) in thread_counts() {
+                g.bench_function(format!("{}{suffix}", id("stream")), |b| {
+                    b.iter(|| apply_masks_on(&mut acc, &mut fresh(), modulus, threads))
                 });
             }
         }

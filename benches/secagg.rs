@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use fedagg_quant::Modulus;
 use fedagg_secagg::client;
-use fedagg_secagg::crypto::{self, apply_masks_on, keystream, threads_for, MaskStream};
+use fedagg_secagg::crypto::{self, apply_masks_threaded, keystream, MaskStream};
 use fedagg_secagg::server::{AfterMasking, CollectingKeys, Unmasking};
 use fedagg_secagg::{shamir, ClientId, Graph, SessionConfig};
 use rand_chacha::ChaCha20Rng;
@@ -22,18 +22,7 @@ use rand_core::{RngCore, SeedableRng};
 
 #[path = "support/results.rs"]
 mod results;
-use results::quick;
-
-/// The thread counts a bench runs at, each with its id's suffix: one core (no suffix, the ids the
-/// report has always had), then every core (`/threads=N`) on a machine with more than one.
-fn thread_counts() -> Vec<(usize, String)> {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let mut counts = vec![(1, String::new())];
-    if cores > 1 {
-        counts.push((cores, format!("/threads={cores}")));
-    }
-    counts
-}
+use results::{quick, thread_counts};
 
 fn label(m: usize) -> String {
     let e = (m as f64).log10().round() as i32;
@@ -141,21 +130,22 @@ fn mask(c: &mut Criterion) {
         for m in sizes() {
             let mut acc = vec![0u64; m];
             g.throughput(Throughput::Bytes(4 * m as u64 * (u64::from(k) + 1)));
-            for (allowed, suffix) in thread_counts() {
-                // The threads a client masking with `allowed` would start (`threads_for`): one
-                // below 4 MiB of keystream a thread, where a split costs more than it saves.
-                let threads = threads_for(m, k as usize + 1, modulus, allowed);
+            for (threads, suffix) in thread_counts() {
+                // A client's masking with `threads` allowed: split only from 4 MiB of keystream
+                // a thread (`threads_for`), where a split starts to pay.
+                crypto::set_threads(threads);
                 g.bench_function(format!("k={k}/m={}{suffix}", label(m)), |b| {
                     b.iter(|| {
                         let mut streams: Vec<MaskStream> = (0..=k)
                             .map(|i| MaskStream::from_key(&[i as u8; 32], i % 2 == 0))
                             .collect();
-                        apply_masks_on(&mut acc, &mut streams, modulus, threads)
+                        apply_masks_threaded(&mut acc, &mut streams, modulus)
                     })
                 });
             }
         }
     }
+    crypto::set_threads(1);
     g.finish();
 }
 
