@@ -89,15 +89,19 @@ SERIES = [
 ]
 
 
+def split_threads(bench_id):
+    """`(id without its /threads=N suffix, N)`; N is 1 for an id without the suffix."""
+    mm = re.match(r"(.*)/threads=(\d+)$", bench_id)
+    return (mm.group(1), int(mm.group(2))) if mm else (bench_id, 1)
+
+
 def series(pattern):
     """One core's points: a run on several threads (`.../threads=N`, N > 1) is left to the tables'
     all-cores column, so each m has one point."""
     pts = sorted(
         (b["m"], b["ns"] / b["m"])
         for b in benches
-        if b["m"]
-        and re.search(pattern, b["full"])
-        and not re.search(r"/threads=([2-9]|\d\d+)$", b["full"])
+        if b["m"] and re.search(pattern, b["full"]) and split_threads(b["full"])[1] == 1
     )
     return pts
 
@@ -150,11 +154,11 @@ def one_core_and_all(rows):
     by_id = {b["id"]: b for b in rows}
     wide_of = {}
     for b in rows:
-        mm = re.match(r"(.*)/threads=(\d+)$", b["id"])
-        if mm and int(mm.group(2)) > 1:
-            base = by_id.get(f"{mm.group(1)}/threads=1") or by_id.get(mm.group(1))
+        stem, n = split_threads(b["id"])
+        if n > 1:
+            base = by_id.get(f"{stem}/threads=1") or by_id.get(stem)
             if base is not None:
-                wide_of[base["id"]] = (b, int(mm.group(2)))
+                wide_of[base["id"]] = (b, n)
     paired = {w["id"] for w, _ in wide_of.values()}
     return [(b, *wide_of.get(b["id"], (None, None))) for b in rows if b["id"] not in paired]
 
